@@ -1,0 +1,49 @@
+"""tiny-diffusion: denoising diffusion models (DDPM) you can read, run on a laptop and trust.
+
+    import tiny_diffusion as td
+    cfg = td.TrainConfig(dataset="moons", epochs=50)
+    result = td.train(cfg, out_dir="runs/moons")
+    x = td.sample(result.model, result.diffusion, n=1000, seed=0)
+    print(td.quality(x.numpy(), td.references("moons")))
+
+Names are imported on first use, so `import tiny_diffusion` (and `tiny-diffusion --help`) stays
+fast and does not load torch.
+"""
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "TrainConfig": "config",
+    "InputError": "errors",
+    "load_dataset": "data",
+    "dataset_names": "data",
+    "read_points": "data",
+    "make_betas": "schedules",
+    "alpha_bar": "schedules",
+    "Diffusion": "diffusion",
+    "MLP": "models",
+    "build_model": "models",
+    "train": "train",
+    "TrainResult": "train",
+    "sample": "samplers",
+    "SAMPLERS": "samplers",
+    "load_run": "runs",
+    "quality": "metrics",
+    "references": "metrics",
+    "data_floor": "metrics",
+    "Quality": "metrics",
+    "plots": None,
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tiny_diffusion' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    if module is None:
+        return importlib.import_module(f".{name}", __name__)
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,69 @@
+"""Reading a user's point file (.csv with header x,y, or .npy of shape (n, 2)) with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+MAX_ABS = 1e6  # coordinates this large are almost surely a unit or parsing mistake
+
+
+def read_points(path: str | Path) -> np.ndarray:
+    """The (n, 2) float32 points in `path`; InputError naming the file and the problem otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; pass a .csv (header x,y) or .npy file of shape (n, 2)")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        pts = _read_npy(path)
+    elif suffix == ".csv":
+        pts = _read_csv(path)
+    else:
+        raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv (header x,y) or .npy")
+    if pts.shape[0] == 0:
+        raise InputError(f"{path}: no points; the file needs at least one row")
+    if not np.isfinite(pts).all():
+        row = int(np.argwhere(~np.isfinite(pts))[0, 0])
+        raise InputError(f"{path}: point {row} is NaN or infinite; remove or fix that row")
+    if np.abs(pts).max() > MAX_ABS:
+        raise InputError(f"{path}: coordinates up to {np.abs(pts).max():.3g}; rescale the data to about [-10, 10]")
+    return pts.astype(np.float32)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError, OSError, EOFError, UnicodeDecodeError...
+        raise InputError(f"{path}: not a readable .npy array ({type(e).__name__}); save one with numpy.save") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputError(f"{path}: array of shape {getattr(arr, 'shape', '?')}; expected (n, 2)")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"{path}: array of dtype {arr.dtype}; expected real numbers")
+    return arr.astype(np.float64)
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: not a readable text file ({type(e).__name__}); expected CSV with header x,y") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise InputError(f"{path}: empty file; expected a header line 'x,y' and one point per line")
+    header = [h.strip().lower() for h in lines[0].split(",")]
+    if "x" not in header or "y" not in header:
+        raise InputError(f"{path}: header {lines[0][:60]!r} has no 'x' and 'y' columns; the first line must be 'x,y'")
+    ix, iy = header.index("x"), header.index("y")
+    pts = np.empty((len(lines) - 1, 2))
+    for row, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        if len(cells) != len(header):
+            raise InputError(f"{path}: line {row + 2} has {len(cells)} fields, the header has {len(header)}")
+        try:
+            pts[row] = float(cells[ix]), float(cells[iy])
+        except ValueError:
+            raise InputError(f"{path}: line {row + 2}: {line[:60]!r} is not numeric in column x or y") from None
+    return pts

@@ -1,0 +1,143 @@
+"""Synthetic 2D data sets: each a function (n, rng) -> (n, 2) float32 array of fresh samples.
+
+The classic four follow the original tiny-diffusion study exactly, so that numbers compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@functools.cache
+def _datasaurus() -> dict[str, np.ndarray]:
+    """The Datasaurus Dozen (Matejka & Fitzmaurice 2017), shape -> (142, 2) points in original units."""
+    text = resources.files(__package__).joinpath("datasaurus.csv").read_text()
+    rows = csv.reader(line for line in text.splitlines() if not line.startswith("#"))
+    next(rows)  # header: dataset,x,y
+    shapes: dict[str, list] = {}
+    for name, x, y in rows:
+        shapes.setdefault(name, []).append((float(x), float(y)))
+    return {name: np.array(pts) for name, pts in shapes.items()}
+
+
+DATASAURUS_SHAPES = (
+    "away", "bullseye", "circle", "dino", "dots", "h_lines", "high_lines",
+    "slant_down", "slant_up", "star", "v_lines", "wide_lines", "x_shape",
+)
+
+
+def datasaurus(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Resample the shape's 142 points with N(0, 0.15^2) jitter, then x -> (x/54 - 1)*4, y -> (y/48 - 1)*4."""
+    pts = _datasaurus()[shape]
+    ix = rng.integers(0, len(pts), n)
+    x = pts[ix, 0] + rng.normal(size=n) * 0.15
+    y = pts[ix, 1] + rng.normal(size=n) * 0.15
+    return np.stack([(x / 54 - 1) * 4, (y / 48 - 1) * 4], axis=1)
+
+
+def moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    """scikit-learn's make_moons(noise=0.03), then x -> (x+0.3)*2-1, y -> (y+0.3)*3-1."""
+    n_out = n // 2
+    n_in = n - n_out
+    a_out, a_in = np.linspace(0, math.pi, n_out), np.linspace(0, math.pi, n_in)
+    x = np.concatenate([np.cos(a_out), 1 - np.cos(a_in)])
+    y = np.concatenate([np.sin(a_out), 1 - np.sin(a_in) - 0.5])
+    pts = np.stack([x, y], axis=1)[rng.permutation(n)] + rng.normal(scale=0.03, size=(n, 2))
+    return np.stack([(pts[:, 0] + 0.3) * 2 - 1, (pts[:, 1] + 0.3) * 3 - 1], axis=1)
+
+
+def line(n: int, rng: np.random.Generator) -> np.ndarray:
+    """x uniform in [-2, 2], y uniform in [-4, 4]: a filled rectangle with sharp corners."""
+    return np.stack([rng.uniform(-0.5, 0.5, n), rng.uniform(-1, 1, n)], axis=1) * 4
+
+
+def circle(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Radius 3; directions from a coarse 5x5 grid (so angles are rounded), tiny radial jitter.
+    As in the classic study, grid point (0, 0) has no direction and lands at the centre (4% of points)."""
+    x = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
+    y = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
+    norm = np.sqrt(x**2 + y**2) + 1e-10
+    x, y = x / norm, y / norm
+    theta = 2 * math.pi * rng.uniform(0, 1, n)
+    r = rng.uniform(0, 0.03, n)
+    return np.stack([x + r * np.cos(theta), y + r * np.sin(theta)], axis=1) * 3
+
+
+def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
+    """The 2D Swiss roll (x, z of scikit-learn's make_swiss_roll), noise 0.5, scaled by 1/3."""
+    t = 1.5 * math.pi * (1 + 2 * rng.uniform(size=n))
+    pts = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) + rng.normal(scale=0.5, size=(n, 2))
+    return pts / 3
+
+
+def eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Eight Gaussians (std 0.2) on a circle of radius 3 (as in FFJORD's toy data, scaled)."""
+    angles = rng.integers(0, 8, n) * (math.pi / 4)
+    centres = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 3
+    return centres + rng.normal(scale=0.2, size=(n, 2))
+
+
+def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform on the 8 black squares of a 4x4 checkerboard on [-4, 4]^2 (FFJORD's toy data)."""
+    x1 = rng.uniform(size=n) * 4 - 2
+    x2 = rng.uniform(size=n) - rng.integers(0, 2, n) * 2 + np.floor(x1) % 2
+    return np.stack([x1, x2], axis=1) * 2
+
+
+def spirals(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Two interleaved spirals (FFJORD's '2spirals' toy data), noise 0.1."""
+    r = np.sqrt(rng.uniform(size=n)) * 540 * (2 * math.pi) / 360
+    sign = np.where(rng.uniform(size=n) < 0.5, 1.0, -1.0)
+    pts = np.stack([-np.cos(r) * r, np.sin(r) * r], axis=1) * sign[:, None]
+    return (pts + rng.uniform(size=(n, 2)) * 0.5) / 3 * 1.2
+
+
+DATASETS = {
+    "dino": functools.partial(datasaurus, "dino"),
+    "moons": moons,
+    "line": line,
+    "circle": circle,
+    "swissroll": swissroll,
+    "8gaussians": eight_gaussians,
+    "checkerboard": checkerboard,
+    "spirals": spirals,
+    **{f"datasaurus:{s}": functools.partial(datasaurus, s) for s in DATASAURUS_SHAPES},
+}
+
+
+def dataset_names() -> list[str]:
+    return list(DATASETS)
+
+
+def is_file_dataset(name: str) -> bool:
+    return Path(name).suffix.lower() in (".csv", ".npy")
+
+
+def load_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
+    """n points of data set `name` (a registered name or a .csv/.npy file) as an (n, 2) float32 array.
+
+    A registered set draws n fresh samples with `seed`; a file is resampled to n points with
+    replacement (or returned whole when n is None)."""
+    if n is not None and (not isinstance(n, int) or n <= 0):
+        raise InputError(f"number of points must be a positive integer, got {n!r}")
+    rng = np.random.default_rng(seed)
+    if is_file_dataset(name):
+        from .files import read_points
+
+        pts = read_points(name)
+        if n is not None:
+            pts = pts[rng.integers(0, len(pts), n)]
+        return pts
+    if name not in DATASETS:
+        raise InputError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or pass a .csv (header x,y) or .npy file"
+        )
+    return DATASETS[name](n, rng).astype(np.float32)

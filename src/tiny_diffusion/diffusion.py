@@ -1,0 +1,113 @@
+"""The math page: forward process, posterior, reverse step and training loss of DDPM.
+
+Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models"):
+  x0     clean data                      xt     noisy data at step t (t = 0..T-1)
+  eps    the Gaussian noise              beta_t, alpha_t = 1 - beta_t, alpha_bar_t = prod alpha_s
+  q(xt | x0)       = N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I)               (eq. 4)
+  q(x_{t-1}|xt,x0) = N(c0 x0 + ct xt, beta_tilde_t I)                           (eq. 6, 7)
+The network predicts one of three targets ("eps", "x0" or "v", Salimans & Ho 2022); `to_x0_eps`
+is the one place that converts between them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .schedules import alpha_bar as _alpha_bar
+
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def _at(a: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """a[t] shaped to broadcast against x: t is a scalar or (B,), result (B, 1, ...) or scalar."""
+    out = a[t]
+    return out.reshape(out.shape + (1,) * (x.dim() - out.dim())) if out.dim() else out
+
+
+class Diffusion:
+    """The schedule's coefficients as tensors on one device, and the formulas that use them."""
+
+    def __init__(self, betas, prediction: str = "eps", device="cpu", dtype=torch.float32):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction target {prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+        self.prediction = prediction
+        self.T = len(betas)
+        # Computed in float64 (products of up to 1000 factors), stored in the model's dtype.
+        b = torch.as_tensor(betas, dtype=torch.float64)
+        ab = torch.as_tensor(_alpha_bar(b.numpy()), dtype=torch.float64)
+        ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+        coefs = {
+            "betas": b,
+            "alphas": 1 - b,
+            "alpha_bar": ab,
+            "alpha_bar_prev": ab_prev,
+            "sqrt_alpha_bar": ab.sqrt(),
+            "sqrt_one_minus_alpha_bar": (1 - ab).sqrt(),
+            # posterior q(x_{t-1} | xt, x0), Ho et al. eq. 7
+            "posterior_c0": b * ab_prev.sqrt() / (1 - ab),
+            "posterior_ct": (1 - ab_prev) * (1 - b).sqrt() / (1 - ab),
+            "posterior_var": b * (1 - ab_prev) / (1 - ab),
+        }
+        for name, value in coefs.items():
+            setattr(self, name, value.to(device=device, dtype=dtype))
+
+    @classmethod
+    def from_config(cls, cfg, device="cpu", warn: bool = False) -> "Diffusion":
+        """The diffusion a TrainConfig describes (its schedule and prediction target)."""
+        from .schedules import make_betas
+
+        betas = make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end, cfg.terminal_alpha_bar, warn)
+        return cls(betas, cfg.prediction, device)
+
+    # -- forward process -------------------------------------------------------------------
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """xt = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps."""
+        return _at(self.sqrt_alpha_bar, t, x0) * x0 + _at(self.sqrt_one_minus_alpha_bar, t, x0) * eps
+
+    # -- posterior and reverse step -----------------------------------------------------------
+    def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+        """Mean and variance of q(x_{t-1} | xt, x0)."""
+        mean = _at(self.posterior_c0, t, xt) * x0 + _at(self.posterior_ct, t, xt) * xt
+        return mean, _at(self.posterior_var, t, xt)
+
+    def to_x0_eps(self, model_out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+        """(x0, eps) implied by the network's output for its prediction target."""
+        a, s = _at(self.sqrt_alpha_bar, t, xt), _at(self.sqrt_one_minus_alpha_bar, t, xt)
+        if self.prediction == "eps":
+            eps = model_out
+            x0 = (xt - s * eps) / a
+        elif self.prediction == "x0":
+            x0 = model_out
+            eps = (xt - a * x0) / s
+        else:  # v = a eps - s x0  =>  x0 = a xt - s v,  eps = s xt + a v
+            x0 = a * xt - s * model_out
+            eps = s * xt + a * model_out
+        return x0, eps
+
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to output at (x0, eps, t)."""
+        if self.prediction == "eps":
+            return eps
+        if self.prediction == "x0":
+            return x0
+        return _at(self.sqrt_alpha_bar, t, x0) * eps - _at(self.sqrt_one_minus_alpha_bar, t, x0) * x0
+
+    def p_step(self, model_out, xt, t: int, noise: torch.Tensor | None, clip: float | None = None):
+        """One ancestral step x_t -> x_{t-1}: the posterior mean at the predicted x0, plus
+        sqrt(beta_tilde_t) noise (none at t = 0). `clip` bounds the predicted x0 to [-clip, clip]."""
+        x0, _ = self.to_x0_eps(model_out, xt, t)
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+        mean, var = self.posterior(x0, xt, t)
+        if t == 0 or noise is None:
+            return mean
+        return mean + var.sqrt() * noise
+
+    # -- training ---------------------------------------------------------------------------
+    def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Simple DDPM loss (Ho et al. eq. 14): MSE between the network output and its target at a
+        uniformly drawn t."""
+        t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device, generator=generator)
+        eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        xt = self.q_sample(x0, t, eps)
+        return torch.mean((model(xt, t) - self.target(x0, eps, t)) ** 2)

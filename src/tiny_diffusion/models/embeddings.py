@@ -1,0 +1,64 @@
+"""Embeddings of a scalar (a coordinate or the timestep) into a feature vector, the classic study's options."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer-style features [sin(scale*x*f_k), cos(scale*x*f_k)], f_k from 1 down to 1/10000."""
+
+    def __init__(self, size: int, scale: float = 1.0):
+        super().__init__()
+        half = size // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1))
+        self.register_buffer("freqs", freqs * scale, persistent=False)
+        self.size = 2 * half
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (...,) -> (..., size)
+        z = x.to(self.freqs.dtype).unsqueeze(-1) * self.freqs
+        return torch.cat((z.sin(), z.cos()), dim=-1)
+
+
+class LearnableEmbedding(nn.Module):
+    """A learned linear map of x/size to `size` features."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.linear = nn.Linear(1, size)
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.to(self.linear.weight.dtype).unsqueeze(-1) / self.size)
+
+
+class ScalarEmbedding(nn.Module):
+    """One feature: x * factor (identity: 1, linear: scale/size, zero: 0 — the network never sees x)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+        self.size = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() * self.factor).unsqueeze(-1)
+
+
+def make_embedding(kind: str, size: int, scale: float = 1.0) -> nn.Module:
+    """The embedding `kind` with `size` features (or 1 for the scalar kinds); `.size` is its width."""
+    if kind == "sinusoidal":
+        return SinusoidalEmbedding(size, scale)
+    if kind == "learnable":
+        return LearnableEmbedding(size)
+    if kind == "linear":
+        return ScalarEmbedding(scale / size)
+    if kind == "identity":
+        return ScalarEmbedding(1.0)
+    if kind == "zero":
+        return ScalarEmbedding(0.0)
+    raise ValueError(f"unknown embedding {kind!r}; choose one of {', '.join(EMBEDDINGS)}")

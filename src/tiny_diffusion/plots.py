@@ -1,0 +1,111 @@
+"""Figures: scatter of samples, loss curve, forward/reverse process grids and the animation.
+matplotlib with the Agg backend (files only, no screen)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+LIMIT = 6.0  # the classic study's axes: [-6, 6]^2 holds every data set and most of N(0, I)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _scatter_ax(ax, pts: np.ndarray, limit: float = LIMIT, title: str | None = None, size: float = 2.0):
+    ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=0.6, linewidths=0)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def scatter(pts: np.ndarray, path: Path, title: str | None = None, limit: float = LIMIT) -> None:
+    """One scatter plot of (n, 2) points."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    _scatter_ax(ax, pts, limit, title, size=4.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def loss_curve(steps, losses, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (epoch mean)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def grid(panels: list[tuple[str, np.ndarray]], path: Path, cols: int, limit: float = LIMIT,
+         row_labels: list[str] | None = None) -> None:
+    """Panels of (title, points) laid out row by row, axes shared: the classic figure layout."""
+    plt = _plt()
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, pts) in zip(axes.flat, panels):
+        ax.axis("on")
+        _scatter_ax(ax, pts, limit, title, size=1.0)
+    if row_labels:
+        for r, label in enumerate(row_labels):
+            axes[r, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def process_grid(trajectory: np.ndarray, path: Path, n_panels: int = 10, label: str = "t",
+                 steps: list[int] | None = None) -> None:
+    """A row of snapshots of a trajectory (steps, n, 2); `steps` names each index's t."""
+    idx = np.unique(np.linspace(0, len(trajectory) - 1, n_panels).round().astype(int))
+    steps = steps if steps is not None else list(range(len(trajectory)))
+    panels = [(f"{label} = {steps[i]}", trajectory[i]) for i in idx]
+    grid(panels, path, cols=min(len(panels), 5))
+
+
+def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps: int = 10,
+            limit: float = LIMIT) -> Path:
+    """An animation of (frames, n, 2): GIF with Pillow, or MP4 through ffmpeg when path ends in .mp4."""
+    from PIL import Image
+
+    plt = _plt()
+    images = []
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for i, pts in enumerate(frames):
+        ax.clear()
+        _scatter_ax(ax, pts, limit, titles[i] if titles else None, size=3.0)
+        fig.canvas.draw()
+        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+    plt.close(fig)
+    path = Path(path)
+    if path.suffix == ".mp4":
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, im in enumerate(images):
+                im.save(Path(tmp) / f"{i:05d}.png")
+            subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-framerate", str(fps),
+                            "-i", str(Path(tmp) / "%05d.png"), "-pix_fmt", "yuv420p",
+                            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(path)], check=True)
+    else:
+        images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path

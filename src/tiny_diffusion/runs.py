@@ -1,0 +1,124 @@
+"""Run folders and checkpoint I/O: where a run's files live, atomic writes, and safe loading.
+
+A run folder holds config.json, checkpoint.pt, metrics.csv, frames.npy, quality.json,
+samples.png and loss.png. Checkpoints hold tensors and plain Python only, so they load with
+torch.load(weights_only=True), which cannot run code hidden in a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .config import TrainConfig
+from .errors import InputError
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+FRAMES = "frames.npy"
+QUALITY = "quality.json"
+FORMAT_VERSION = 1  # bump when the checkpoint layout changes incompatibly
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`:
+    a reader (or a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    import torch
+
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint loaded with weights_only=True; InputError if it is missing, corrupt or unsafe."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no checkpoint there; pass a run folder made by `tiny-diffusion train`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else "unsafe content"
+        raise InputError(f"{path}: refused to load, it is not a plain-tensor checkpoint ({first})") from None
+    except Exception as e:  # truncated zip, wrong format...
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}); it may be truncated") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise InputError(f"{path}: not a tiny-diffusion checkpoint (no model or config inside)")
+    version = state.get("version")
+    if version != FORMAT_VERSION:
+        raise InputError(f"{path}: checkpoint format {version}, this tiny-diffusion reads {FORMAT_VERSION}")
+    return state
+
+
+def new_run_dir(out: str | Path) -> Path:
+    """Create `out` for a new run; refuse to reuse a folder that already holds one."""
+    out = Path(out)
+    if (out / CHECKPOINT).exists() or (out / CONFIG).exists():
+        raise InputError(f"{out}: already holds a run; choose another --out or delete it first")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{out}: cannot create the run folder ({e.strerror})") from None
+    return out
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config of a finished or running run."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a run folder (no {CONFIG}); pass a folder made by `tiny-diffusion train`")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a JSON object of config values")
+    return TrainConfig.from_dict(values, source=str(path))
+
+
+def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
+    """(config, model in eval mode, diffusion) of a run, the EMA weights by default."""
+    from .diffusion import Diffusion
+    from .models import build_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: no such run folder")
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    cfg = TrainConfig.from_dict(state["config"], source=str(run_dir / CHECKPOINT))
+    model = build_model(cfg)
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise InputError(f"{run_dir / CHECKPOINT}: weights do not fit the config's model ({str(e).splitlines()[0]})") from None
+    model.to(device).eval()
+    return cfg, model, Diffusion.from_config(cfg, device)

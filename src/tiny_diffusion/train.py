@@ -1,0 +1,175 @@
+"""Training: a TrainConfig in, a run folder out (config, checkpoint, metrics, frames, figures).
+
+Fast on a CPU because the data stays one tensor on the device (no DataLoader), batches are large,
+and the loop never waits for the device except once per epoch to log the loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import runs
+from .config import TrainConfig
+from .data import load_dataset
+from .diffusion import Diffusion
+from .metrics import Quality, data_floor, quality, references
+from .models import build_model
+from .samplers import sample
+
+FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU."""
+    from .errors import InputError
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device mps: Apple's MPS backend is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
+    """Linear warm-up over the first warmup*total steps, then constant or cosine decay to 0."""
+    n_warm = int(warmup * total)
+    if step < n_warm:
+        return (step + 1) / n_warm
+    if decay == "constant":
+        return 1.0
+    progress = (step - n_warm) / max(1, total - n_warm)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def frame_epochs(epochs: int, frames: int) -> list[int]:
+    """The epochs (0-based) after which a snapshot is sampled: evenly spaced, always the last."""
+    if frames <= 0:
+        return []
+    return sorted({int(round(e)) for e in np.linspace(epochs - 1, 0, min(frames, epochs))})
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    model: torch.nn.Module  # the sampling weights (EMA if enabled)
+    diffusion: Diffusion
+    samples: np.ndarray  # (frame_points, 2), the final snapshot
+    quality: Quality
+    floor: Quality
+    train_seconds: float
+    out_dir: Path | None
+
+
+def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None) -> TrainResult:
+    """Train the model `cfg` describes; write a run folder to `out_dir` when given."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = runs.new_run_dir(out_dir) if out_dir is not None else None
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # model initialisation
+
+    data = torch.from_numpy(load_dataset(cfg.dataset, cfg.n_points, cfg.seed)).to(device)  # (n, 2)
+    model = build_model(cfg).to(device)
+    ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
+    diffusion = Diffusion.from_config(cfg, device, warn=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params, ema_params = list(model.parameters()), list(ema_model.parameters())
+
+    n = len(data)
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch  # drop the ragged last batch, as the classic study did
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    snapshot_at = set(frame_epochs(cfg.epochs, cfg.frames))
+
+    if out is not None:
+        runs.write_json(out / runs.CONFIG, cfg.to_dict())
+    metrics_rows, frames = [], []
+    show = sys.stderr.isatty() if progress is None else progress
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not show, leave=False)
+    start = time.perf_counter()
+    step = 0
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(n, device=device, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            x0 = data[perm[i * batch:(i + 1) * batch]]  # (B, 2)
+            loss = diffusion.loss(model, x0, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if cfg.ema > 0:  # EMA with the usual warm-up: short runs are not dominated by the initial weights
+                decay = min(cfg.ema, (1 + step) / (10 + step))
+                torch._foreach_lerp_(ema_params, params, 1 - decay)
+            loss_sum += loss.detach()
+        epoch_loss = (loss_sum / steps_per_epoch).item()  # the one host sync per epoch
+        elapsed = time.perf_counter() - start
+        metrics_rows.append({"epoch": epoch + 1, "step": step, "loss": epoch_loss,
+                             "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
+        bar.set_postfix(loss=f"{epoch_loss:.4f}")
+        if epoch in snapshot_at:
+            ema_model.eval()
+            frames.append(sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy())
+    bar.close()
+    train_seconds = time.perf_counter() - start
+    ema_model.eval()
+
+    samples = frames[-1] if frames else sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy()
+    refs = references(cfg.dataset)
+    q, floor = quality(samples, refs), data_floor(cfg.dataset)
+    if out is not None:
+        _write_run(out, cfg, model, ema_model, optimizer, step, metrics_rows, frames, samples, q, floor, train_seconds)
+    return TrainResult(cfg, ema_model, diffusion, samples, q, floor, train_seconds, out)
+
+
+def _write_run(out, cfg, model, ema_model, optimizer, step, metrics_rows, frames, samples, q, floor, seconds):
+    runs.save_checkpoint(out / runs.CHECKPOINT, {
+        "version": runs.FORMAT_VERSION,
+        "config": cfg.to_dict(),
+        "model": model.state_dict(),
+        "ema": ema_model.state_dict() if ema_model is not model else None,
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "epoch": cfg.epochs,
+    })
+
+    def write_csv(f):
+        import io
+
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(metrics_rows[0]))
+        writer.writeheader()
+        writer.writerows(metrics_rows)
+        f.write(text.getvalue().encode())
+
+    runs.atomic_write(out / runs.METRICS, write_csv)
+    runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
+    runs.write_json(out / runs.QUALITY, {"quality": q.as_dict(), "data_floor": floor.as_dict(),
+                                         "train_seconds": round(seconds, 3), "n_eval": len(samples)})
+    from . import plots
+
+    plots.scatter(samples, out / "samples.png", title=f"{cfg.dataset}: {q}")
+    plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
