@@ -105,3 +105,21 @@ def test_loss_of_oracle_equals_posterior_variance_of_eps():
     assert d.loss(GaussianOracle(d, [0.0, 0.0], s), x0, g).item() == pytest.approx(expected, rel=0.01)
     zero = lambda xt, t: torch.zeros_like(xt)  # noqa: E731  predicts no noise at all: loss = E|eps|^2 = 1
     assert d.loss(zero, x0, g).item() == pytest.approx(1.0, rel=0.01)
+
+
+def test_logsnr_t_sampling_is_uniform_in_log_snr():
+    d = Diffusion(make_betas("linear", 1000), t_sampling="logsnr", dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    t = d.sample_t(200_000, "cpu", g)
+    log_snr = (d.alpha_bar.log() - (1 - d.alpha_bar).log())
+    lo, hi = log_snr[-1], log_snr[0]
+    drawn = log_snr[t]
+    # quantiles of a uniform law on [lo, hi], up to the discretisation: one step spans at most 5% of the range
+    assert (log_snr[:-1] - log_snr[1:]).max() / (hi - lo) < 0.05
+    for q in (0.25, 0.5, 0.75):
+        assert (drawn < lo + q * (hi - lo)).double().mean().item() == pytest.approx(q, abs=0.05)
+        # uniform t is far from it (0.67 below the median log-SNR), so the check has teeth
+    assert (log_snr[torch.randint(0, 1000, (10_000,), generator=g)] < lo + 0.5 * (hi - lo)).double().mean() > 0.6
+    uniform = Diffusion(make_betas("linear", 1000), dtype=torch.float64).sample_t(200_000, "cpu", g)
+    assert uniform.double().mean().item() == pytest.approx(499.5, abs=2)
+    assert uniform.min() == 0 and uniform.max() == 999
