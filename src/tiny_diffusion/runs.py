@@ -78,6 +78,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return state
 
 
+def is_finished(run_dir: str | Path) -> bool:
+    """A run is finished when its quality.json exists: training writes it last."""
+    return (Path(run_dir) / QUALITY).is_file()
+
+
 def new_run_dir(out: str | Path) -> Path:
     """Create `out` for a new run; refuse to reuse a folder that already holds one."""
     out = Path(out)
