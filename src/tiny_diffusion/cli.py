@@ -154,7 +154,10 @@ def save_points(path: Path, x) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .metrics import data_floor, quality, references
+    from .metrics import COVERAGE_K, data_floor, quality, references
+
+    if not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances must fit in memory
+        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
 
     target = Path(args.target)
     if target.is_dir():
