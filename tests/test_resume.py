@@ -139,22 +139,28 @@ KILL_CFG = {**TINY, "epochs": 150, "checkpoint_every": 7}
 
 
 def _kill_run(tmp_path, n_kills: int, seed: int):
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    """Train in subprocesses, kill -9 each at a random moment of its training, resume, compare bit for bit
+    with the same run trained uninterrupted (in this process: the same torch, threads and CPU)."""
+    env = {**os.environ, "PYTHONPATH": SRC}
     flags = [a for k, v in KILL_CFG.items() for a in (f"--{k.replace('_', '-')}", str(v))] + ["--quiet"]
-    ref = tmp_path / "ref"
+    ref, out, rng = tmp_path / "ref", tmp_path / "run", random.Random(seed)
     t0 = time.perf_counter()
-    subprocess.run(_cli("train", *flags, "--out", str(ref)), env=env, check=True, capture_output=True)
-    duration = time.perf_counter() - t0
-    out, rng = tmp_path / "run", random.Random(seed)
-    for moment in sorted(rng.uniform(0, duration) for _ in range(n_kills)):
-        if runs.is_finished(out):
-            break
+    train(TrainConfig.from_dict(KILL_CFG), ref, progress=False)
+    duration = time.perf_counter() - t0  # training and the final files
+    kills = 0
+    while kills < n_kills and not runs.is_finished(out):
         resume = (out / runs.CONFIG).exists()
         cmd = _cli("train", "--resume", str(out), "--quiet") if resume else _cli("train", *flags, "--out", str(out))
+        started = time.time_ns()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(moment)
+        deadline = time.perf_counter() + 60
+        while proc.poll() is None and time.perf_counter() < deadline and not (
+                (out / runs.CONFIG).exists() and (out / runs.CONFIG).stat().st_mtime_ns >= started):
+            time.sleep(0.01)  # wait until the process is past start-up and training (imports take seconds)
+        time.sleep(rng.uniform(0, duration))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        kills += 1
         _check_files_whole(out)
     cmd = _cli("train", "--resume", str(out), "--quiet") if (out / runs.CONFIG).exists() else \
         _cli("train", *flags, "--out", str(out))
