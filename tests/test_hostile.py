@@ -1,6 +1,6 @@
 """Hostile input, generated: malformed point files, configs and command lines must give a clean result
 or InputError (exit code 2 and one line), never a traceback, and never damage files already on disk.
-Five generated tests of 250 examples each: 1250 malformed inputs per run."""
+Six generated tests of 250 examples each: 1500 malformed inputs per run."""
 
 from __future__ import annotations
 
@@ -104,43 +104,53 @@ class _Accepted(Exception):
 
 
 flag_values = st.one_of(numbers.map(str), st.text(max_size=8), st.sampled_from(["-1", "0", "1e9", "nan", "", "--"]))
-commands = st.sampled_from([["train"], ["sample", "/nonexistent/run"], ["evaluate"], ["export", "/nonexistent"],
+commands = st.sampled_from([["train"], ["sample", "/nonexistent/run"], ["export", "/nonexistent"],
                             ["animate", "/nonexistent"], ["plot", "reverse"], ["train", "--resume", "/nonexistent"],
                             ["frobnicate"], []])
 
 
+def _main(argv) -> int:
+    try:
+        return cli.main(argv)
+    except _Accepted:
+        return 0
+    except SystemExit as e:  # --help/--version print and exit 0
+        return e.code
+
+
+def _one_error_line(rc, capsys, argv):
+    assert rc in (0, 2)
+    err = capsys.readouterr().err
+    if rc == 2 and argv:  # no command at all prints the help instead
+        assert len([ln for ln in err.splitlines() if "error" in ln]) == 1, err
+
+
 @FAST
 @given(command=commands, flags=st.lists(st.tuples(st.sampled_from(FIELDS + ["n", "seed", "out", "config", "x"]),
-                                                  flag_values), max_size=3),
-       points=st.one_of(st.text(max_size=30), st.lists(st.lists(cells, max_size=3), max_size=8).map(
-           lambda rows: "x,y\n" + "\n".join(",".join(r) for r in rows))),
-       n=st.sampled_from(["-2", "0", "1", "5", "6", "40", "1e3", "x", "20001", "9" * 30]))
-def test_command_lines(tmp_path_factory, monkeypatch, capsys, command, flags, points, n):
+                                                  flag_values), max_size=3))
+def test_command_lines(tmp_path_factory, monkeypatch, capsys, command, flags):
     import tiny_diffusion.train as train_module
 
     def accepted(cfg, *args, **kwargs):
         raise _Accepted
 
     monkeypatch.setattr(train_module, "train", accepted)  # validation is the subject here, not training
-    tmp = tmp_path_factory.mktemp("cli")
-    monkeypatch.chdir(tmp)  # whatever --out paths it invents land here
-    argv = list(command)
-    if command == ["evaluate"]:  # a generated point file, and --n from a small set (a huge valid one is slow)
-        (tmp / "p.csv").write_text(points, encoding="utf-8", errors="surrogatepass")
-        argv.append(str(tmp / "p.csv"))
-        flags = [(k, v) for k, v in flags if k != "n"] + [("n", n)]
-    for k, v in flags:
-        argv += [f"--{k.replace('_', '-')}", v]
-    try:
-        rc = cli.main(argv)
-    except _Accepted:
-        rc = 0
-    except SystemExit as e:  # --help/--version print and exit 0
-        rc = e.code
-    assert rc in (0, 2)
-    err = capsys.readouterr().err
-    if rc == 2 and argv:
-        assert len([ln for ln in err.splitlines() if "error" in ln]) == 1, err
+    monkeypatch.chdir(tmp_path_factory.mktemp("cli"))  # whatever --out paths it invents land here
+    argv = list(command) + [a for k, v in flags for a in (f"--{k.replace('_', '-')}", v)]
+    _one_error_line(_main(argv), capsys, argv)
+
+
+@FAST
+@given(points=st.one_of(st.just("x,y\n1,2\n3,4\n"), st.text(max_size=30), st.lists(
+           st.lists(cells, max_size=3), max_size=8).map(lambda rows: "x,y\n" + "\n".join(",".join(r) for r in rows))),
+       n=st.sampled_from(["-2", "0", "1", "5", "6", "40", "1e3", "x", "20001", "9" * 30]),
+       dataset=st.sampled_from([[], ["--dataset", "moons"], ["--dataset", "nope"], ["--dataset", "p.csv"]]))
+def test_evaluate_command(tmp_path_factory, monkeypatch, capsys, points, n, dataset):
+    """A generated point file through the CLI; --n from a small set (a huge valid one is only slow)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("eval"))
+    Path("p.csv").write_text(points, encoding="utf-8", errors="surrogatepass")
+    argv = ["evaluate", "p.csv", "--n", n, *dataset]
+    _one_error_line(_main(argv), capsys, argv)
 
 
 def test_an_existing_run_is_never_damaged(tmp_path):
