@@ -76,6 +76,7 @@ def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, sch
         "perm": perm.cpu() if batch > 0 else None,
         "loss_sum": loss_sum.cpu() if batch > 0 else None,
         "rng": capture_rng(generator),
+        "device": generator.device.type,  # the resolved device: its RNG streams differ from other devices
         "metrics": [dict(r) for r in metrics_rows],
         "frames": torch.from_numpy(np.stack(frames)) if frames else None,
         "seconds": float(seconds),
@@ -83,7 +84,7 @@ def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, sch
     })
 
 
-def load_state(run_dir: Path, cfg: TrainConfig) -> dict | None:
+def load_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
     """The training state in `run_dir` to resume `cfg` from, or None when no checkpoint was written yet.
     InputError if the checkpoint is unsafe, corrupt, from another version, or from a different config."""
     path = Path(run_dir) / runs.CHECKPOINT
@@ -97,6 +98,9 @@ def load_state(run_dir: Path, cfg: TrainConfig) -> dict | None:
         if name not in RESUMABLE_CHANGES and saved[name] != value:
             raise InputError(f"{path}: was trained with {name} = {saved[name]!r}, not {value!r}; resume with the "
                              f"run's own config or start a new run")
+    if state.get("device", device.type) != device.type:
+        raise InputError(f"{path}: was trained on {state['device']}, this resumption would run on {device.type}; "
+                         f"resume with --device {state['device']} (random streams differ between devices)")
     return state
 
 

@@ -2,7 +2,9 @@
 
 A run folder holds config.json, checkpoint.pt, metrics.csv, frames.npy, quality.json,
 samples.png and loss.png. Checkpoints hold tensors and plain Python only, so they load with
-torch.load(weights_only=True), which cannot run code hidden in a pickle.
+torch.load(weights_only=True), which cannot run code hidden in a pickle. checkpoint.pt is rewritten
+atomically during training (see resume.py for what it holds); quality.json is written last, so a
+run is finished exactly when it exists (is_finished).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     metrics_rows, frames = [], []
     step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
     perm = loss_sum = None
-    state = ckpt.load_state(out, cfg) if resume else None
+    state = ckpt.load_state(out, cfg, device) if resume else None
     if resume:
         ckpt.clean_stale_temp_files(out)
     if state is not None:
