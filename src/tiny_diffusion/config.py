@@ -15,6 +15,8 @@ SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # mirrors schedules.SC
 EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")  # mirrors models.EMBEDDINGS
 PREDICTIONS = ("eps", "x0", "v")  # mirrors diffusion.PREDICTIONS
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
+MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
 def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
@@ -131,6 +133,15 @@ class TrainConfig:
             raise InputError(f"{source}: ema = {self.ema} must be < 1 (0 turns EMA off)")
         if self.beta_start > self.beta_end:
             raise InputError(f"{source}: beta_start = {self.beta_start} is above beta_end = {self.beta_end}")
+        # sizes that pass each bound alone can still be absurd together: refuse what cannot fit in memory
+        n_params = self.hidden_layers * self.hidden_size ** 2 + 3 * self.emb_size * self.hidden_size
+        if n_params > MAX_PARAMS:
+            raise InputError(f"{source}: hidden_size = {self.hidden_size}, hidden_layers = {self.hidden_layers} and "
+                             f"emb_size = {self.emb_size} make ~{n_params:.2g} weights (limit {MAX_PARAMS:.0g}); "
+                             f"use a smaller model")
+        if self.frames * self.frame_points > MAX_FRAME_VALUES:
+            raise InputError(f"{source}: frames = {self.frames} snapshots of frame_points = {self.frame_points} "
+                             f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
 
 
 def _type_of(f) -> type:
