@@ -291,3 +291,19 @@ def test_safetensors_export_matches_the_reference_reader(reference_run, tmp_path
         import json
 
         assert TrainConfig.from_dict(json.loads(f.metadata()["config"])) == tiny()
+
+
+def test_safetensors_writer_handles_every_dtype(tmp_path):
+    pytest.importorskip("safetensors")
+    from safetensors.torch import load_file
+
+    from tiny_diffusion.export import DTYPES, write_safetensors
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {f"t{i}": (torch.randn(3, 2, generator=g) * 100).to(dtype) for i, dtype in enumerate(DTYPES)}
+    tensors["scalar"], tensors["empty"] = torch.tensor(1.5), torch.zeros(0, 4)
+    write_safetensors(tmp_path / "a.safetensors", tensors, {"k": "v"})
+    loaded = load_file(tmp_path / "a.safetensors")
+    assert loaded.keys() == tensors.keys()
+    for k, t in tensors.items():
+        assert loaded[k].dtype == t.dtype and torch.equal(loaded[k], t), k

@@ -30,7 +30,7 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     for name, t in tensors.items():
         if t.dtype not in DTYPES:
             raise ValueError(f"{name}: dtype {t.dtype} has no safetensors code")
-        data = t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()  # the CPU is little-endian
+        data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # the CPU is little-endian
         header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         chunks.append(data)
         offset += len(data)
@@ -45,26 +45,6 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
             f.write(c)
 
     runs.atomic_write(path, write)
-
-
-def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a .safetensors file; InputError if it is not one."""
-    path = Path(path)
-    raw = path.read_bytes()
-    try:
-        (n,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8:8 + n])
-        metadata = header.pop("__metadata__", {})
-        codes = {v: k for k, v in DTYPES.items()}
-        tensors = {}
-        for name, h in header.items():
-            begin, end = h["data_offsets"]
-            buf = bytearray(raw[8 + n + begin:8 + n + end])
-            tensors[name] = torch.frombuffer(buf, dtype=codes[h["dtype"]]).reshape(h["shape"]) if buf else \
-                torch.empty(h["shape"], dtype=codes[h["dtype"]])
-    except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise InputError(f"{path}: not a valid safetensors file ({type(e).__name__})") from None
-    return tensors, metadata
 
 
 def export_run(run_dir: str | Path, out: Path, use_ema: bool = True) -> None:
