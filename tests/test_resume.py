@@ -100,6 +100,11 @@ def test_crash_resumes_from_the_last_interval_checkpoint(reference_run, tmp_path
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0  # finished: nothing to do
 
 
+def test_resume_of_a_run_never_started_starts_it(reference_run, tmp_path):
+    train(tiny(), tmp_path / "new" / "run", progress=False, resume=True)  # what a resumed sweep does per run
+    assert_same_run(reference_run, tmp_path / "new" / "run")
+
+
 def test_resume_refuses_a_changed_config(reference_run, tmp_path, capsys):
     with pytest.raises(InputError, match="lr"):
         train(tiny(lr=0.5), reference_run, progress=False, resume=True)

@@ -16,6 +16,7 @@ from .config import TrainConfig, parse_value
 from .errors import InputError, TrainingStopped
 
 PROG = "tiny-diffusion"
+MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +54,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most {MAX_COUNT})")
     return value
 
 

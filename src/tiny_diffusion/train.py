@@ -81,7 +81,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
-    last checkpoint exactly as if it had never stopped (on the CPU: bit-identical weights and metrics)."""
+    last checkpoint exactly as if it had never stopped (on the CPU: bit-identical weights and metrics).
+    A folder without a checkpoint starts from scratch; a finished one (runs.is_finished) is not rewritten."""
     from . import resume as ckpt
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -111,7 +112,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
     perm = loss_sum = None
     state = ckpt.load_state(out, cfg, device) if resume else None
-    if resume:
+    if resume:  # a folder with no checkpoint yet (or none at all) simply starts there: resume is "start or continue"
+        out.mkdir(parents=True, exist_ok=True)
         ckpt.clean_stale_temp_files(out)
     if state is not None:
         try:
