@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import random
@@ -101,8 +102,13 @@ def test_crash_resumes_from_the_last_interval_checkpoint(reference_run, tmp_path
 
 
 def test_resume_of_a_run_never_started_starts_it(reference_run, tmp_path):
-    train(tiny(), tmp_path / "new" / "run", progress=False, resume=True)  # what a resumed sweep does per run
-    assert_same_run(reference_run, tmp_path / "new" / "run")
+    out = tmp_path / "new" / "run"
+    train(tiny(), out, progress=False, resume=True)  # what a resumed sweep does per run
+    assert_same_run(reference_run, out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = train(tiny(), out, progress=False, resume=True)  # finished: nothing is rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert again.quality.as_dict() == json.loads((out / runs.QUALITY).read_text())["quality"]
 
 
 def test_resume_refuses_a_changed_config(reference_run, tmp_path, capsys):
