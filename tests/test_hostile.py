@@ -163,8 +163,9 @@ def test_an_existing_run_is_never_damaged(tmp_path):
 @pytest.mark.parametrize("values, field", [
     ({"hidden_size": 65536, "hidden_layers": 1000}, "hidden_layers"),  # each in bounds, together 4e12 weights
     ({"frames": 100_000, "frame_points": 10_000_000}, "frame_points"),
-    ({"lr": 10**400}, "lr"), ({"n_points": 0}, "n_points"), ({"epochs": -3}, "epochs"), ({"timesteps": "1000"}, "timesteps"),
-    ({"checkpoint_every": -1}, "checkpoint_every"), ({"skip_nonfinite": 1.5}, "skip_nonfinite"), ({"wings": 2}, "wings"),
+    ({"lr": 10**400}, "lr"), ({"n_points": 0}, "n_points"), ({"epochs": -3}, "epochs"),
+    ({"timesteps": "1000"}, "timesteps"), ({"checkpoint_every": -1}, "checkpoint_every"),
+    ({"skip_nonfinite": 1.5}, "skip_nonfinite"), ({"wings": 2}, "wings"),
 ])
 def test_absurd_configs_name_the_field(values, field):
     with pytest.raises(InputError, match=field):
