@@ -13,9 +13,10 @@ import warnings
 from pathlib import Path
 
 from .config import TrainConfig, parse_value
-from .errors import InputError
+from .errors import InputError, TrainingStopped
 
 PROG = "tiny-diffusion"
+MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +54,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most {MAX_COUNT})")
     return value
 
 
@@ -79,6 +82,8 @@ def _output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> P
 
 def cmd_train(args) -> int:
     overrides = config_overrides(args)
+    if args.resume:
+        return _resume_train(args, overrides)
     cfg = TrainConfig.from_toml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "command line")
     out = args.out or Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     from .train import train
@@ -90,6 +95,32 @@ def cmd_train(args) -> int:
           f"sampling and figures)")
     print(f"quality of {cfg.frame_points} samples vs {cfg.dataset}: {result.quality}")
     print(f"data floor (true vs true):  {' ' * len(str(cfg.frame_points))}{result.floor}")
+    return 0
+
+
+def _resume_train(args, changes: dict) -> int:
+    from .resume import config_for_resume
+    from .runs import is_finished
+    from .train import train
+
+    if args.config or args.out:
+        raise InputError("--resume RUN_DIR continues that run with its own config; drop --config and --out")
+    if is_finished(args.resume):
+        print(f"{args.resume}: already finished (quality.json exists); nothing to do")
+        return 0
+    cfg = config_for_resume(args.resume, changes)
+    result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True)
+    print(f"run folder: {result.out_dir}")
+    print(f"quality of {cfg.frame_points} samples vs {cfg.dataset}: {result.quality}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    out = _output_path(args.out, (".safetensors",)) if args.out else Path(args.run_dir) / "model.safetensors"
+    export_run(args.run_dir, out, use_ema=not args.no_ema)
+    print(f"wrote {out}")
     return 0
 
 
@@ -126,7 +157,10 @@ def save_points(path: Path, x) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .metrics import data_floor, quality, references
+    from .metrics import COVERAGE_K, data_floor, quality, references
+
+    if not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances must fit in memory
+        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
 
     target = Path(args.target)
     if target.is_dir():
@@ -248,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder to create (default runs/DATASET-TIMESTAMP)")
     t.add_argument("--config", help="TOML file of config values (flat keys or a [train] table); flags override it")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where its last "
+                                                       "checkpoint left it (with the run's own config)")
     add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -289,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     a.set_defaults(func=cmd_animate)
 
+    x = sub.add_parser("export", help="write a run's weights as safetensors (config in the metadata)")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--format", choices=("safetensors",), default="safetensors")
+    x.add_argument("--out", help="FILE.safetensors (default RUN_DIR/model.safetensors)")
+    x.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA ones")
+    x.set_defaults(func=cmd_export)
+
     d = sub.add_parser("datasets", help="list the built-in data sets")
     d.set_defaults(func=cmd_datasets)
     return p
@@ -310,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingStopped as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

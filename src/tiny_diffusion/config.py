@@ -16,6 +16,8 @@ EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")  # mirror
 PREDICTIONS = ("eps", "x0", "v")  # mirrors diffusion.PREDICTIONS
 T_SAMPLINGS = ("uniform", "logsnr")  # mirrors diffusion.T_SAMPLINGS
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
+MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
 def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
@@ -28,7 +30,8 @@ def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
 class TrainConfig:
     # data
     dataset: str = _f("dino", "data set name (see `tiny-diffusion datasets`) or a .csv/.npy point file")
-    n_points: int = _f(8000, "training points drawn once from the data set (the classic study used 8000)", low=1)
+    n_points: int = _f(8000, "training points drawn once from the data set (the classic study used 8000)", low=1,
+                       high=100_000_000)
     # schedule: T=1000 linear is Ho et al.'s; it ends at alpha_bar_T = 4e-5, so x_T really is N(0, I)
     timesteps: int = _f(1000, "number of diffusion steps T", low=1, high=100_000)
     schedule: str = _f("linear", "beta schedule", choices=SCHEDULES)
@@ -47,7 +50,8 @@ class TrainConfig:
     emb_size: int = _f(64, "features per embedded scalar (x, y and t)", low=1, high=65_536)
     time_emb: str = _f("sinusoidal", "time embedding", choices=EMBEDDINGS)
     input_emb: str = _f("sinusoidal", "input (coordinate) embedding", choices=EMBEDDINGS)
-    input_scale: float = _f(25.0, "frequency scale of the sinusoidal input embedding (classic: 25)", low=0.0)
+    input_scale: float = _f(25.0, "frequency scale of the sinusoidal input embedding (classic: 25)", low=0.0,
+                            high=1e6)
     # optimisation: big batches keep 2 CPU cores busy; lr scaled up from the classic 1e-3 at batch 32
     epochs: int = _f(350, "passes over the training points (350 x 7 steps: under 30 s on 2 cores)", low=1,
                      high=10_000_000)
@@ -57,13 +61,21 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0, high=10.0)
     warmup: float = _f(0.02, "fraction of steps with a linear LR warm-up", low=0.0, high=1.0)
     lr_decay: str = _f("cosine", "LR after warm-up: constant or cosine decay to 0", choices=("constant", "cosine"))
-    grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = off; the classic study used 1)", low=0.0)
+    grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = off; the classic study used 1)", low=0.0,
+                          high=1e9)
     ema: float = _f(0.995, "EMA decay of the weights used for sampling (0 = off)", low=0.0, high=1.0)
     # bookkeeping
-    seed: int = _f(0, "seed for data, initialisation, batches and noise", low=0)
+    seed: int = _f(0, "seed for data, initialisation, batches and noise", low=0, high=2**63 - 1)
     device: str = _f("auto", "where to train", choices=DEVICES)
     frames: int = _f(20, "number of sample snapshots saved in frames.npy during training", low=0, high=100_000)
     frame_points: int = _f(1000, "points per snapshot and in the final samples", low=1, high=10_000_000)
+    # safety: a checkpoint (model, EMA, optimizer, RNG states) of the default model is ~1.2 MB and took a
+    # median 16 ms to write vs ~110 ms per epoch (bench/resume_overhead.py, 1 thread): every 10 epochs costs
+    # ~1.5% and bounds the work a crash loses to 10 epochs
+    checkpoint_every: int = _f(10, "write a resumable checkpoint every N epochs (0 = only at the end)",
+                               low=0, high=10_000_000)
+    skip_nonfinite: int = _f(0, "skip up to N steps with a NaN/Inf loss or gradient instead of stopping (0 = stop)",
+                             low=0, high=10_000_000)
 
     # -- building --------------------------------------------------------------------------
     @classmethod
@@ -124,6 +136,15 @@ class TrainConfig:
             raise InputError(f"{source}: ema = {self.ema} must be < 1 (0 turns EMA off)")
         if self.beta_start > self.beta_end:
             raise InputError(f"{source}: beta_start = {self.beta_start} is above beta_end = {self.beta_end}")
+        # sizes that pass each bound alone can still be absurd together: refuse what cannot fit in memory
+        n_params = self.hidden_layers * self.hidden_size ** 2 + 3 * self.emb_size * self.hidden_size
+        if n_params > MAX_PARAMS:
+            raise InputError(f"{source}: hidden_size = {self.hidden_size}, hidden_layers = {self.hidden_layers} and "
+                             f"emb_size = {self.emb_size} make ~{n_params:.2g} weights (limit {MAX_PARAMS:.0g}); "
+                             f"use a smaller model")
+        if self.frames * self.frame_points > MAX_FRAME_VALUES:
+            raise InputError(f"{source}: frames = {self.frames} snapshots of frame_points = {self.frame_points} "
+                             f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
 
 
 def _type_of(f) -> type:
@@ -138,6 +159,8 @@ def _coerce(f, value, source: str):
     if value is None and f.metadata["nullable"]:
         return None
     if t is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 1e300:
+            raise InputError(f"{source}: {f.name} = {value} is far too large for a number")
         return float(value)
     if not isinstance(value, t) or isinstance(value, bool):
         raise InputError(f"{source}: {f.name} = {value!r} should be {'a number' if t is not str else 'a string'}"

@@ -2,7 +2,9 @@
 
 A run folder holds config.json, checkpoint.pt, metrics.csv, frames.npy, quality.json,
 samples.png and loss.png. Checkpoints hold tensors and plain Python only, so they load with
-torch.load(weights_only=True), which cannot run code hidden in a pickle.
+torch.load(weights_only=True), which cannot run code hidden in a pickle. checkpoint.pt is rewritten
+atomically during training (see resume.py for what it holds); quality.json is written last, so a
+run is finished exactly when it exists (is_finished).
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if version != FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format {version}, this tiny-diffusion reads {FORMAT_VERSION}")
     return state
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """A run is finished when its quality.json exists: training writes it last."""
+    return (Path(run_dir) / QUALITY).is_file()
 
 
 def new_run_dir(out: str | Path) -> Path:

@@ -21,6 +21,7 @@ from . import runs
 from .config import TrainConfig
 from .data import load_dataset
 from .diffusion import Diffusion
+from .errors import InputError
 from .metrics import Quality, data_floor, quality, references
 from .models import build_model
 from .samplers import sample
@@ -75,12 +76,21 @@ class TrainResult:
     out_dir: Path | None
 
 
-def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None) -> TrainResult:
-    """Train the model `cfg` describes; write a run folder to `out_dir` when given."""
+def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
+          resume: bool = False) -> TrainResult:
+    """Train the model `cfg` describes; write a run folder to `out_dir` when given.
+
+    With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
+    last checkpoint exactly as if it had never stopped (on the CPU: bit-identical weights and metrics).
+    A folder without a checkpoint starts from scratch; a finished one (runs.is_finished) is not rewritten."""
+    from . import resume as ckpt
+
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    if resume and out_dir is None:
+        raise InputError("resume=True needs the run folder to continue as out_dir")
     device = resolve_device(cfg.device)
     points = load_dataset(cfg.dataset, cfg.n_points, cfg.seed)  # bad data fails here, before any folder exists
-    out = runs.new_run_dir(out_dir) if out_dir is not None else None
+    out = Path(out_dir) if resume else runs.new_run_dir(out_dir) if out_dir is not None else None
     torch.manual_seed(cfg.seed)  # model initialisation
 
     data = torch.from_numpy(points).to(device)  # (n, 2)
@@ -99,64 +109,113 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     snapshot_at = set(frame_epochs(cfg.epochs, cfg.frames))
 
-    if out is not None:
-        runs.write_json(out / runs.CONFIG, cfg.to_dict())
     metrics_rows, frames = [], []
+    step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
+    perm = loss_sum = None
+    state = ckpt.load_state(out, cfg, device) if resume else None
+    if resume:  # a folder with no checkpoint yet (or none at all) simply starts there: resume is "start or continue"
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_stale_temp_files(out)
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            if state["ema"] is not None:
+                ema_model.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            ckpt.restore_rng(state["rng"], generator)
+            step, start_epoch, start_batch = int(state["step"]), int(state["epoch"]), int(state["batch"])
+            skipped, seconds_before, metrics_rows = state["skipped"], state["seconds"], list(state["metrics"])
+            frames = list(state["frames"].numpy()) if state["frames"] is not None else []
+            if start_batch > 0:
+                perm, loss_sum = state["perm"].to(device), state["loss_sum"].to(device)
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise InputError(f"{out / runs.CHECKPOINT}: training state does not fit the config "
+                             f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        log(f"resuming {out} at epoch {start_epoch} step {step}")
+    finished = resume and runs.is_finished(out)
+    if out is not None and not finished:
+        runs.write_json(out / runs.CONFIG, cfg.to_dict())
+
+    def save(epoch_done: int, batch_done: int) -> None:
+        ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
+                        scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
+                        perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
+                        seconds=seconds_before + time.perf_counter() - start, skipped=skipped)
+
+    # non-finite guard without a host sync per step: remember the first bad step in a tensor, look once
+    # per epoch (before anything is written); --skip-nonfinite N must look every step, and does
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not show, leave=False)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not show, leave=False,
+               initial=start_epoch, total=cfg.epochs)
     start = time.perf_counter()
-    step = 0
-    for epoch in bar:
-        model.train()
-        perm = torch.randperm(n, device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            x0 = data[perm[i * batch:(i + 1) * batch]]  # (B, 2)
-            loss = diffusion.loss(model, x0, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            if cfg.ema > 0:  # EMA with the usual warm-up: short runs are not dominated by the initial weights
-                decay = min(cfg.ema, (1 + step) / (10 + step))
-                torch._foreach_lerp_(ema_params, params, 1 - decay)
-            loss_sum += loss.detach()
-        epoch_loss = (loss_sum / steps_per_epoch).item()  # the one host sync per epoch
-        elapsed = time.perf_counter() - start
-        metrics_rows.append({"epoch": epoch + 1, "step": step, "loss": epoch_loss,
-                             "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
-        bar.set_postfix(loss=f"{epoch_loss:.4f}")
-        if epoch in snapshot_at:
-            ema_model.eval()
-            frames.append(sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy())
+    with ckpt.StopSignals() as stop:
+        for epoch in bar:
+            model.train()
+            if start_batch == 0:
+                perm = torch.randperm(n, device=device, generator=generator)
+                loss_sum = torch.zeros((), device=device)
+            for i in range(start_batch, steps_per_epoch):
+                x0 = data[perm[i * batch:(i + 1) * batch]]  # (B, 2)
+                loss = diffusion.loss(model, x0, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # the total gradient norm, clipped to grad_clip (inf: measured only)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+                if cfg.skip_nonfinite > 0 and not finite:  # a host sync per step, only in this mode
+                    skipped += 1
+                    if skipped > cfg.skip_nonfinite:
+                        raise ckpt.nonfinite_error(step + 1, cfg, out)
+                    log(f"skipping step {step + 1}: non-finite loss or gradient ({skipped}/{cfg.skip_nonfinite})")
+                else:
+                    optimizer.step()
+                    loss_sum += loss.detach()
+                first_bad = torch.where((first_bad < 0) & ~finite, step + 1, first_bad)
+                scheduler.step()
+                step += 1
+                if cfg.ema > 0:  # EMA with the usual warm-up: short runs are not dominated by the initial weights
+                    decay = min(cfg.ema, (1 + step) / (10 + step))
+                    torch._foreach_lerp_(ema_params, params, 1 - decay)
+                if stop.signum is not None:
+                    if cfg.skip_nonfinite == 0 and first_bad.item() >= 0:
+                        raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
+                    if out is not None:
+                        save(epoch, i + 1)
+                    raise stop.stopped(f"after step {step} (epoch {epoch + 1})", out)
+            start_batch = 0
+            epoch_loss = (loss_sum / steps_per_epoch).item()  # the one host sync per epoch
+            if cfg.skip_nonfinite == 0 and first_bad.item() >= 0:
+                raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
+            elapsed = seconds_before + time.perf_counter() - start
+            metrics_rows.append({"epoch": epoch + 1, "step": step, "loss": epoch_loss,
+                                 "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
+            bar.set_postfix(loss=f"{epoch_loss:.4f}")
+            if epoch in snapshot_at:
+                ema_model.eval()
+                frames.append(sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy())
+            if out is not None and (epoch + 1 == cfg.epochs or (cfg.checkpoint_every > 0 and
+                                                                 (epoch + 1) % cfg.checkpoint_every == 0)):
+                save(epoch + 1, 0)
+        if stop.signum is not None and not finished:
+            raise stop.stopped("after the last epoch, before the final files", out)
     bar.close()
-    train_seconds = time.perf_counter() - start
+    train_seconds = seconds_before + time.perf_counter() - start
     ema_model.eval()
 
     samples = frames[-1] if frames else sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy()
     refs = references(cfg.dataset)
     q, floor = quality(samples, refs), data_floor(cfg.dataset)
-    if out is not None:
-        _write_run(out, cfg, model, ema_model, optimizer, step, metrics_rows, frames, samples, q, floor, train_seconds)
+    if out is not None and not finished:
+        _write_run(out, cfg, metrics_rows, frames, samples, q, floor, train_seconds)
     return TrainResult(cfg, ema_model, diffusion, samples, q, floor, train_seconds, out)
 
 
-def _write_run(out, cfg, model, ema_model, optimizer, step, metrics_rows, frames, samples, q, floor, seconds):
-    runs.save_checkpoint(out / runs.CHECKPOINT, {
-        "version": runs.FORMAT_VERSION,
-        "config": cfg.to_dict(),
-        "model": model.state_dict(),
-        "ema": ema_model.state_dict() if ema_model is not model else None,
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "epoch": cfg.epochs,
-    })
-
+def _write_run(out, cfg, metrics_rows, frames, samples, q, floor, seconds):
+    """The run's files after its final checkpoint; quality.json last, as it marks the run finished."""
     def write_csv(f):
         import io
 
@@ -168,9 +227,9 @@ def _write_run(out, cfg, model, ema_model, optimizer, step, metrics_rows, frames
 
     runs.atomic_write(out / runs.METRICS, write_csv)
     runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
-    runs.write_json(out / runs.QUALITY, {"quality": q.as_dict(), "data_floor": floor.as_dict(),
-                                         "train_seconds": round(seconds, 3), "n_eval": len(samples)})
     from . import plots
 
     plots.scatter(samples, out / "samples.png", title=f"{cfg.dataset}: {q}")
     plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
+    runs.write_json(out / runs.QUALITY, {"quality": q.as_dict(), "data_floor": floor.as_dict(),
+                                         "train_seconds": round(seconds, 3), "n_eval": len(samples)})

@@ -1,0 +1,162 @@
+"""Never lose a run: the full training state in a checkpoint, exact resumption, and clean stops.
+
+A training checkpoint holds everything the loop needs to continue as if it had never stopped:
+model, EMA, optimizer, LR scheduler, where in which epoch it was (with that epoch's batch order),
+every RNG state (the training torch.Generator, torch CPU/CUDA, numpy, Python `random`), the metrics
+rows and frames so far, and the resolved config. Tensors and plain Python only, so it loads with
+torch.load(weights_only=True). Files are written atomically (runs.atomic_write), so a crash at any
+moment leaves the previous good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import runs
+from .config import TrainConfig
+from .errors import InputError, TrainingStopped
+
+# config fields that may differ between a run and its resumption: they change how the run is kept
+# safe, not what it computes
+RESUMABLE_CHANGES = ("checkpoint_every", "skip_nonfinite", "device")
+
+
+# -- RNG states ------------------------------------------------------------------------------
+
+def capture_rng(generator: torch.Generator) -> dict:
+    """Every RNG state the training loop can touch, as tensors and plain Python."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "generator": generator.get_state(),
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(rng: dict, generator: torch.Generator) -> None:
+    generator.set_state(rng["generator"])
+    torch.set_rng_state(rng["torch_cpu"])
+    if rng["torch_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["torch_cuda"])
+    n = rng["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate(_as_tuples(rng["python"]))
+
+
+def _as_tuples(x):
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# -- the training state ----------------------------------------------------------------------
+
+def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, scheduler, generator,
+               epoch: int, batch: int, step: int, perm, loss_sum, metrics_rows, frames, seconds: float,
+               skipped: int) -> None:
+    """Write the training state atomically to `path`. `epoch` epochs are complete and `batch` steps of
+    the next one are done (with `perm` its batch order and `loss_sum` its running loss)."""
+    runs.save_checkpoint(path, {
+        "version": runs.FORMAT_VERSION,
+        "config": cfg.to_dict(),
+        "model": model.state_dict(),
+        "ema": ema_model.state_dict() if ema_model is not model else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "batch": batch,
+        "perm": perm.cpu() if batch > 0 else None,
+        "loss_sum": loss_sum.cpu() if batch > 0 else None,
+        "rng": capture_rng(generator),
+        "device": generator.device.type,  # the resolved device: its RNG streams differ from other devices
+        "metrics": [dict(r) for r in metrics_rows],
+        "frames": torch.from_numpy(np.stack(frames)) if frames else None,
+        "seconds": float(seconds),
+        "skipped": int(skipped),
+    })
+
+
+def load_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
+    """The training state in `run_dir` to resume `cfg` from, or None when no checkpoint was written yet.
+    InputError if the checkpoint is unsafe, corrupt, from another version, or from a different config."""
+    path = Path(run_dir) / runs.CHECKPOINT
+    if not path.exists():
+        return None
+    state = runs.load_checkpoint(path)
+    if "rng" not in state or "scheduler" not in state:
+        raise InputError(f"{path}: holds weights but no training state (an older format); it cannot be resumed")
+    saved = TrainConfig.from_dict(state["config"], source=str(path)).to_dict()
+    for name, value in cfg.to_dict().items():
+        if name not in RESUMABLE_CHANGES and saved[name] != value:
+            raise InputError(f"{path}: was trained with {name} = {saved[name]!r}, not {value!r}; resume with the "
+                             f"run's own config or start a new run")
+    if state.get("device", device.type) != device.type:
+        raise InputError(f"{path}: was trained on {state['device']}, this resumption would run on {device.type}; "
+                         f"resume with --device {state['device']} (random streams differ between devices)")
+    return state
+
+
+def clean_stale_temp_files(run_dir: Path) -> None:
+    """Remove temporary files a killed atomic_write left behind (never the real files)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def config_for_resume(run_dir: str | Path, changes: dict | None = None) -> TrainConfig:
+    """The run's own config (from its config.json), with only the RESUMABLE_CHANGES allowed on top."""
+    changes = changes or {}
+    bad = sorted(set(changes) - set(RESUMABLE_CHANGES))
+    if bad:
+        raise InputError(f"--resume continues the run's own config; drop --{bad[0].replace('_', '-')} "
+                         f"(only {', '.join('--' + c.replace('_', '-') for c in RESUMABLE_CHANGES)} may change)")
+    cfg = runs.run_config(run_dir)
+    return cfg.replace(**changes) if changes else cfg
+
+
+# -- stopping cleanly ------------------------------------------------------------------------
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM only set `signum`; the loop checks it after each step, saves a
+    checkpoint and stops. A second signal stops at once (KeyboardInterrupt). Outside the main thread
+    signals cannot be caught, so this does nothing there."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+        return False
+
+    def stopped(self, where: str, out: Path | None) -> TrainingStopped:
+        name = signal.Signals(self.signum).name
+        how = f"; continue with `tiny-diffusion train --resume {out}`" if out is not None else ""
+        return TrainingStopped(f"stopped by {name} {where}{how}", exit_code=128 + self.signum)
+
+
+def nonfinite_error(step: int, cfg: TrainConfig, out: Path | None) -> TrainingStopped:
+    kept = f"; the last good checkpoint in {out} is kept" if out is not None else ""
+    return TrainingStopped(
+        f"non-finite loss or gradient at step {step}: the learning rate (lr = {cfg.lr}) is the usual cause; "
+        f"lower --lr, keep --grad-clip on, or pass --skip-nonfinite N to skip such steps{kept}", exit_code=1)
