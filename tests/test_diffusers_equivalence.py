@@ -10,7 +10,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from tiny_diffusion.diffusion import Diffusion  # noqa: E402
-from tiny_diffusion.samplers import SPACINGS, ddim, ddpm, dpm_solver_pp, timesteps  # noqa: E402
+from tiny_diffusion.samplers import ddim, ddpm, dpm_solver_pp, timesteps  # noqa: E402
 from tiny_diffusion.schedules import make_betas, rescale_terminal, linear_betas  # noqa: E402
 
 T = 1000
@@ -44,7 +44,7 @@ def test_zero_terminal_snr_rescale_matches():
     assert torch.allclose(ours[:-1], theirs[:-1], atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 @pytest.mark.parametrize("steps", [1, 7, 10, 50, 999, 1000])
 def test_timestep_spacing_matches_ddim(spacing, steps):
     s = diffusers.DDIMScheduler(**common(), timestep_spacing=spacing)

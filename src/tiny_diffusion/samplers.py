@@ -21,16 +21,20 @@ import torch
 from .diffusion import Diffusion
 from .noise import SampleNoise, randn_like
 
-SPACINGS = ("leading", "trailing", "linspace")
+SPACINGS = ("leading", "trailing", "linspace", "logsnr")
 # trailing starts every subsequence at t = T - 1, where x_T really is N(0, I); 'leading' (diffusers'
 # DDIM default) starts at T - T/K and wastes part of the few-step budget (Lin et al. 2024, Table 2).
 DEFAULT_SPACING = "trailing"
 
 
-def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING) -> np.ndarray:
-    """The decreasing subsequence of `steps` timesteps out of 0..T-1, as diffusers' DDIMScheduler and
-    DDPMScheduler define each spacing (Lin et al. 2024, 'Common Diffusion Noise Schedules and Sample
-    Steps are Flawed', Table 2)."""
+def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, alpha_bar=None) -> np.ndarray:
+    """The decreasing subsequence of `steps` timesteps out of 0..T-1.
+
+    leading, trailing, linspace: exactly as diffusers' DDIMScheduler and DDPMScheduler define them
+    (Lin et al. 2024, 'Common Diffusion Noise Schedules and Sample Steps are Flawed', Table 2).
+    logsnr: evenly spaced in lambda = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) from t = T - 1 to t = 0,
+    rounded to distinct timesteps (needs `alpha_bar`); the grid DPM-Solver (Lu et al. 2022) recommends,
+    which puts the few steps where the signal-to-noise ratio changes, near t = 0, not evenly in t."""
     steps = T if steps is None else steps
     if not 1 <= steps <= T:
         raise ValueError(f"steps = {steps} must be between 1 and the {T} training timesteps")
@@ -40,6 +44,16 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING) 
         ts = (np.arange(steps) * (T // steps)).round()[::-1]
     elif spacing == "trailing":
         ts = np.round(np.arange(T, 0, -T / steps)) - 1
+    elif spacing == "logsnr":
+        if alpha_bar is None:
+            raise ValueError("logsnr spacing needs the schedule's alpha_bar")
+        ab = np.asarray(alpha_bar, dtype=np.float64)
+        lam = 0.5 * np.log(ab / (1 - ab))  # decreasing in t
+        target = np.linspace(lam[T - 1], lam[0], steps) if steps > 1 else lam[T - 1:]
+        ts = np.round(np.interp(target, lam[::-1], np.arange(T)[::-1]))
+        ts = np.clip(ts, np.arange(steps)[::-1], T - 1 - np.arange(steps))  # room for distinct steps
+        for i in range(1, steps):  # make them distinct where rounding merged neighbours
+            ts[i] = min(ts[i], ts[i - 1] - 1)
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return ts.astype(np.int64).copy()
@@ -47,8 +61,8 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING) 
 
 def _pairs(diffusion: Diffusion, steps, spacing):
     """(i, t, t_prev, alpha_bar_t, alpha_bar_prev) for each step; t_prev = -1 means alpha_bar = 1."""
-    ts = timesteps(diffusion.T, steps, spacing).tolist()
     ab = diffusion.alpha_bar.double().cpu()
+    ts = timesteps(diffusion.T, steps, spacing, ab.numpy()).tolist()
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         yield i, t, t_prev, float(ab[t]), (float(ab[t_prev]) if t_prev >= 0 else 1.0)
