@@ -78,11 +78,12 @@ class TrainResult:
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None) -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    out = runs.new_run_dir(out_dir) if out_dir is not None else None
     device = resolve_device(cfg.device)
+    points = load_dataset(cfg.dataset, cfg.n_points, cfg.seed)  # bad data fails here, before any folder exists
+    out = runs.new_run_dir(out_dir) if out_dir is not None else None
     torch.manual_seed(cfg.seed)  # model initialisation
 
-    data = torch.from_numpy(load_dataset(cfg.dataset, cfg.n_points, cfg.seed)).to(device)  # (n, 2)
+    data = torch.from_numpy(points).to(device)  # (n, 2)
     model = build_model(cfg).to(device)
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
     diffusion = Diffusion.from_config(cfg, device, warn=True)

@@ -1,0 +1,123 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tiny_diffusion.cli import main
+
+TINY = ["--n-points", "512", "--epochs", "2", "--batch-size", "128", "--timesteps", "20", "--hidden-size", "32",
+        "--hidden-layers", "1", "--emb-size", "16", "--frames", "2", "--frame-points", "100", "--device", "cpu"]
+
+
+def _run(*args):
+    """The CLI as a user runs it: a fresh interpreter, captured output."""
+    return subprocess.run([sys.executable, "-m", "tiny_diffusion", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+
+
+def test_help_does_not_import_torch_or_matplotlib():
+    code = ("import sys\nfrom tiny_diffusion.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['sample', '--help']):\n"
+            "    try: main(argv)\n    except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("[]")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = _run("train", *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "quality of 100 samples vs dino: energy" in proc.stdout
+    assert "data floor" in proc.stdout
+    return out
+
+
+def test_train_writes_run(run_dir):
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "samples.png").is_file()
+
+
+def test_sample_csv_and_npy_and_seed(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--n", "50", "--seed", "3", "--out", str(tmp_path / "a.csv")]) == 0
+    assert main(["sample", str(run_dir), "--n", "50", "--seed", "3", "--out", str(tmp_path / "a.npy")]) == 0
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == "x,y" and len(lines) == 51
+    from_csv = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    from_npy = np.load(tmp_path / "a.npy")
+    assert from_npy.shape == (50, 2) and np.allclose(from_csv, from_npy)
+
+
+def test_evaluate_file_and_run(run_dir, tmp_path, capsys):
+    main(["sample", str(run_dir), "--n", "100", "--out", str(tmp_path / "s.npy")])
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "s.npy"), "--dataset", "dino", "--n", "100"]) == 0
+    assert main(["evaluate", str(run_dir), "--n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("energy") == 4 and "data floor" in out
+
+
+def test_plots_and_animation(run_dir, tmp_path, capsys):
+    assert main(["plot", "forward", "--dataset", "moons", "--timesteps", "50", "--n", "200",
+                 "--out", str(tmp_path / "f.png")]) == 0
+    assert main(["plot", "reverse", str(run_dir), "--n", "200", "--out", str(tmp_path / "r.png")]) == 0
+    assert main(["animate", str(run_dir), "--out", str(tmp_path / "a.gif")]) == 0
+    assert main(["animate", str(run_dir), "--reverse", "--n", "100", "--out", str(tmp_path / "b.gif")]) == 0
+    from PIL import Image
+
+    for name in ("f.png", "r.png"):
+        assert Image.open(tmp_path / name).size[0] > 200
+    gif = Image.open(tmp_path / "a.gif")
+    assert gif.n_frames == 2
+    assert Image.open(tmp_path / "b.gif").n_frames == 21  # x_T ... x_0 for T = 20
+
+
+def test_config_file_and_flag_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\ndataset = "moons"\nepochs = 1\nhidden_size = 16\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), *TINY[:-6], "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    import json
+
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["dataset"] == "moons" and saved["hidden_size"] == 32 and saved["epochs"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "dinosaur"], "unknown dataset 'dinosaur'"),
+    (["train", "--epochs", "0"], "epochs = 0 must be >= 1"),
+    (["train", "--epochs", "ten"], "'ten' is not a valid int"),
+    (["train", "--time-emb", "fourier"], "time_emb = 'fourier' is not one of"),
+    (["train", "--hidden-size", "-4"], "hidden_size = -4 must be >= 1"),
+    (["train", "--lr", "nan"], "lr = nan must be a finite number"),
+    (["train", "--dataset", "missing.csv"], "missing.csv: no such file"),
+    (["train", "--config", "missing.toml"], "missing.toml: no such config file"),
+    (["sample", "no-such-run", "--out", "x.csv"], "no such run folder"),
+    (["sample", "no-such-run", "--out", "x.txt"], "unsupported file type"),
+    (["sample", "no-such-run", "--n", "0", "--out", "x.csv"], "must be positive"),
+    (["evaluate", "missing.npy"], "no such file"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_input_in_a_fresh_process_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\nthree,4\n")
+    proc = _run("train", "--dataset", str(bad), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "line 3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_refuses_to_overwrite_a_run(run_dir, capsys):
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run_dir / "checkpoint.pt").read_bytes() == before

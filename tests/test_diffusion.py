@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+
+from tiny_diffusion.diffusion import PREDICTIONS, Diffusion, _at
+from tiny_diffusion.samplers import ddpm
+from tiny_diffusion.schedules import make_betas
+
+
+def _diffusion(T=100, schedule="linear", prediction="eps", dtype=torch.float64):
+    return Diffusion(make_betas(schedule, T, warn=False), prediction, dtype=dtype)
+
+
+def test_forward_process_moments_match_closed_form():
+    """Noising step by step, x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, gives q(x_t | x0) of eq. 4."""
+    d = _diffusion(T=50)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.tensor([[1.5, -2.0]], dtype=torch.float64).expand(200_000, 2)
+    x = x0
+    for t in range(d.T):
+        x = d.alphas[t].sqrt() * x + d.betas[t].sqrt() * torch.randn(x.shape, generator=g, dtype=torch.float64)
+        if t in (0, 9, 49):
+            mean, var = d.sqrt_alpha_bar[t] * x0[0], 1 - d.alpha_bar[t]
+            se = (var / len(x)).sqrt()
+            assert torch.allclose(x.mean(0), mean, atol=5 * se)
+            assert torch.allclose(x.var(0), var.expand(2), rtol=0.02)
+    # q_sample draws from the same law in one shot
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    xt = d.q_sample(x0, torch.full((len(x0),), 49), eps)
+    assert torch.allclose(xt.mean(0), d.sqrt_alpha_bar[49] * x0[0], atol=0.01)
+    assert torch.allclose(xt.var(0), (1 - d.alpha_bar[49]).expand(2), rtol=0.02)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_posterior_matches_bayes_rule(schedule):
+    """q(x_{t-1} | x_t, x0) from Gaussian conditioning of q(x_{t-1} | x0) and q(x_t | x_{t-1})."""
+    d = _diffusion(T=100, schedule=schedule)
+    g = torch.Generator().manual_seed(1)
+    x0, xt = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
+    for t in (1, 10, 50, 99):
+        ab_prev, alpha, beta = d.alpha_bar[t - 1], d.alphas[t], d.betas[t]
+        precision = 1 / (1 - ab_prev) + alpha / beta  # prior precision + likelihood precision
+        var = 1 / precision
+        mean = var * (ab_prev.sqrt() * x0 / (1 - ab_prev) + alpha.sqrt() * xt / beta)
+        got_mean, got_var = d.posterior(x0, xt, torch.tensor(t))
+        assert torch.allclose(got_mean, mean, rtol=1e-10)
+        assert torch.allclose(got_var, var, rtol=1e-10)
+    # at t = 0 the posterior is exact: x_{-1} = x0, variance 0
+    mean, var = d.posterior(x0, xt, torch.tensor(0))
+    assert torch.allclose(mean, x0) and var == 0
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_prediction_targets_round_trip(prediction):
+    d = _diffusion(T=100, prediction=prediction)
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(64, 2, generator=g, dtype=torch.float64), torch.randn(64, 2, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 100, (64,), generator=g)
+    xt = d.q_sample(x0, t, eps)
+    x0_hat, eps_hat = d.to_x0_eps(d.target(x0, eps, t), xt, t)
+    assert torch.allclose(x0_hat, x0, atol=1e-8) and torch.allclose(eps_hat, eps, atol=1e-8)
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact E[eps | xt] (or x0, v) for data x0 ~ N(mu, s^2 I): the best possible denoiser."""
+
+    def __init__(self, d: Diffusion, mu, s):
+        super().__init__()
+        self.d, self.mu, self.s = d, torch.as_tensor(mu, dtype=torch.float64), s
+
+    def forward(self, xt, t):
+        a, var_n = _at(self.d.sqrt_alpha_bar, t, xt), 1 - _at(self.d.alpha_bar, t, xt)
+        # xt ~ N(a mu, a^2 s^2 + var_n): E[x0 | xt] = mu + a s^2 (xt - a mu) / (a^2 s^2 + var_n)
+        x0 = self.mu + a * self.s**2 * (xt - a * self.mu) / (a**2 * self.s**2 + var_n)
+        eps = (xt - a * x0) / var_n.sqrt()
+        return {"eps": eps, "x0": x0, "v": a * eps - var_n.sqrt() * x0}[self.d.prediction]
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_ancestral_sampling_with_oracle_recovers_gaussian(prediction):
+    d = _diffusion(T=1000, prediction=prediction)  # alpha_bar_T = 4e-5: x_T is N(0, I) for real
+    mu, s = [1.0, -0.5], 0.3
+    g = torch.Generator().manual_seed(3)
+    x_T = torch.randn(20_000, 2, generator=g, dtype=torch.float64)
+    *_, x0 = ddpm(GaussianOracle(d, mu, s), d, x_T, g)
+    assert torch.allclose(x0.mean(0), torch.tensor(mu, dtype=torch.float64), atol=0.015)
+    assert torch.allclose(x0.std(0), torch.tensor([s, s], dtype=torch.float64), rtol=0.03)
+
+
+def test_sampler_yields_whole_trajectory():
+    d = _diffusion(T=30)
+    x_T = torch.randn(10, 2, dtype=torch.float64)
+    traj = list(ddpm(GaussianOracle(d, [0, 0], 1.0), d, x_T, torch.Generator().manual_seed(0)))
+    assert len(traj) == 31 and traj[0] is x_T
+
+
+def test_loss_of_oracle_equals_posterior_variance_of_eps():
+    """For x0 ~ N(0, s^2 I), Var[eps | xt] = ab s^2 / (ab s^2 + 1 - ab): the oracle's loss is its mean over t."""
+    d = _diffusion(T=100)
+    g = torch.Generator().manual_seed(4)
+    s = 0.5
+    x0 = s * torch.randn(200_000, 2, generator=g, dtype=torch.float64)
+    ab = d.alpha_bar
+    expected = (ab * s**2 / (ab * s**2 + 1 - ab)).mean().item()
+    assert d.loss(GaussianOracle(d, [0.0, 0.0], s), x0, g).item() == pytest.approx(expected, rel=0.01)
+    zero = lambda xt, t: torch.zeros_like(xt)  # noqa: E731  predicts no noise at all: loss = E|eps|^2 = 1
+    assert d.loss(zero, x0, g).item() == pytest.approx(1.0, rel=0.01)
