@@ -24,6 +24,7 @@ import torch
 
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.metrics import data_floor, quality, references
+from tiny_diffusion.noise import SampleNoise
 from tiny_diffusion.runs import load_run
 from tiny_diffusion.samplers import sample
 
@@ -94,6 +95,13 @@ def main(argv=None) -> int:
         print(f"{sampler:5s} {steps:4d} NFE {spacing:8s}: " + "  ".join(
             f"{k} {q[k]:.4f} ({q[k] - ref_q[k]:+.4f})" for k in TOLERANCE)
               + f"  | {args.n} pts: median {med * 1e3:.1f} ms (min {best * 1e3:.1f})  quality {'OK' if ok else 'MISS'}")
+    noise_times = []
+    for r in range(3):  # the per-sample seeding's own cost: n points x T steps of noise, no network
+        noise, start = SampleNoise(r, args.n, (2,)), time.perf_counter()
+        for _ in range(cfg.timesteps + 1):
+            noise.randn()
+        noise_times.append(time.perf_counter() - start)
+    print(f"per-sample noise for {args.n} points x {cfg.timesteps} steps: median {statistics.median(noise_times) * 1e3:.0f} ms")
     med, best = time_sampling(model, diffusion, args.n, max(3, args.repeats // 7), sampler="ddpm")
     print(f"ddpm  {cfg.timesteps:4d} NFE: {args.n} pts median {med * 1e3:.0f} ms (min {best * 1e3:.0f})")
     if args.json:
