@@ -75,3 +75,14 @@ def test_evaluate_single_sampler_and_file_target_errors(run_dir, tmp_path, capsy
     pts.write_text("x,y\n0,0\n1,1\n")
     assert main(["evaluate", str(pts), "--steps", "5"]) == 2
     assert "need a run folder" in capsys.readouterr().err
+
+
+def test_reverse_trajectory_ends_at_the_sampled_points(run_dir):
+    from tiny_diffusion.cli import sampling_trajectory
+    from tiny_diffusion.runs import load_run
+    from tiny_diffusion.samplers import sample
+
+    _, model, diffusion = load_run(run_dir)
+    traj = sampling_trajectory(model, diffusion, 20, 4, "cpu")
+    assert traj.shape == (51, 20, 2)
+    assert np.array_equal(traj[-1], sample(model, diffusion, 20, 4).numpy())

@@ -262,13 +262,12 @@ def cmd_plot(args) -> int:
 def sampling_trajectory(model, diffusion, n: int, seed: int, device):
     """(T + 1, n, 2) array: x_T ... x_0 of one seeded ancestral sampling run."""
     import numpy as np
-    import torch
 
+    from .noise import SampleNoise
     from .samplers import ddpm
 
-    g = torch.Generator(device=device).manual_seed(seed)
-    x_T = torch.randn((n, 2), device=device, generator=g)
-    return np.stack([x.cpu().numpy() for x in ddpm(model, diffusion, x_T, g)])
+    noise = SampleNoise(seed, n, (2,), device=device)  # the same noise as `sample --seed`: same final frame
+    return np.stack([x.cpu().numpy() for x in ddpm(model, diffusion, noise.randn(), noise)])
 
 
 def cmd_animate(args) -> int:
