@@ -86,3 +86,10 @@ def test_reverse_trajectory_ends_at_the_sampled_points(run_dir):
     traj = sampling_trajectory(model, diffusion, 20, 4, "cpu")
     assert traj.shape == (51, 20, 2)
     assert np.array_equal(traj[-1], sample(model, diffusion, 20, 4).numpy())
+
+
+def test_cli_name_lists_mirror_the_library():
+    from tiny_diffusion.cli import SAMPLER_NAMES, SPACING_NAMES
+    from tiny_diffusion.samplers import SAMPLERS, SPACINGS
+
+    assert SAMPLER_NAMES == tuple(SAMPLERS) and SPACING_NAMES == SPACINGS
