@@ -78,6 +78,65 @@ def _output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> P
     return p
 
 
+def _list_of(kind, choices=None):
+    """argparse type: a comma-separated list of positive ints (kind=int) or of names from `choices`."""
+    def parse(text: str):
+        items = [i.strip() for i in text.split(",") if i.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r} is empty")
+        if kind is int:
+            return [_positive_int(i) for i in items]
+        bad = [i for i in items if i not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {', '.join(choices)}")
+        return items
+    return parse
+
+
+SAMPLER_NAMES = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS (cli imports no torch at start-up)
+SPACING_NAMES = ("leading", "trailing", "linspace", "logsnr")  # mirrors samplers.SPACINGS
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> None:
+    """--sampler, --steps, --eta, --spacing (and --clip for single runs); lists=True takes comma lists."""
+    many = " (comma-separated list)" if lists else ""
+    parser.add_argument("--sampler", type=_list_of(str, SAMPLER_NAMES), default=None, metavar="|".join(SAMPLER_NAMES),
+                        help=f"sampler{many} (default ddpm" + ("; all three for a sweep)" if lists else ")"))
+    parser.add_argument("--steps", type=_list_of(int), default=None, metavar="K" + (",K..." if lists else ""),
+                        help=f"network evaluations{many}, at most the run's timesteps (default: all of them)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
+    parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,
+                        help="which timesteps a K-step run visits (default trailing)")
+    if not lists:
+        parser.add_argument("--clip", type=float, default=None, metavar="R",
+                            help="clip each predicted x0 to [-R, R] (default: off)")
+
+
+def _check_steps(steps: list[int], T: int) -> None:
+    for k in steps:
+        if k > T:
+            raise InputError(f"--steps {k}: the run has only {T} timesteps; use --steps {T} or fewer")
+
+
+def sampling_options(args, T: int) -> dict:
+    """sample()'s keyword arguments from the sampling flags, checked against the run."""
+    sampler = (args.sampler or ["ddpm"])[0]
+    if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
+        raise InputError("give one --sampler and one --steps value here")
+    steps = args.steps[0] if args.steps else None
+    _check_steps([steps or T], T)
+    if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
+        raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
+    clip = getattr(args, "clip", None)
+    if clip is not None and not 0 < clip < float("inf"):
+        raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
+    options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip}
+    if args.spacing:
+        options["spacing"] = args.spacing
+    return options
+
+
 # -- commands --------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
@@ -137,7 +196,7 @@ def cmd_sample(args) -> int:
     cfg, model, diffusion, device = _load_run(args.run_dir, args.device)
     from .samplers import sample
 
-    x = sample(model, diffusion, args.n, args.seed, device=device).cpu().numpy()
+    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion.T)).cpu().numpy()
     save_points(out, x)
     print(f"wrote {len(x)} samples to {out}")
     return 0
@@ -168,11 +227,16 @@ def cmd_evaluate(args) -> int:
         from .samplers import sample
 
         dataset = args.dataset or cfg.dataset
-        x = sample(model, diffusion, args.n, args.seed, device=device).cpu().numpy()
-        what = f"{args.n} samples of {target}"
+        if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
+            return _steps_curve(args, target, model, diffusion, dataset, device)
+        options = sampling_options(args, diffusion.T)
+        x = sample(model, diffusion, args.n, args.seed, device=device, **options).cpu().numpy()
+        what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
     else:
         from .data import read_points
 
+        if args.steps or args.sampler:
+            raise InputError(f"{target}: --steps and --sampler need a run folder to sample from, not a point file")
         x = read_points(target)
         dataset = args.dataset or "dino"
         what = f"{len(x)} points of {target}"
@@ -180,6 +244,20 @@ def cmd_evaluate(args) -> int:
     q, floor = quality(x, refs), data_floor(dataset, n=args.n)
     print(f"{what} vs {dataset}: {q}")
     print(f"data floor (true vs true): {floor}")
+    return 0
+
+
+def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) -> int:
+    from . import steps_curve
+    from .samplers import SAMPLERS
+
+    steps = args.steps or [diffusion.T]
+    _check_steps(steps, diffusion.T)
+    csv_path = _output_path(args.csv or str(run_dir / "steps_curve.csv"), (".csv",), "--csv")
+    figure = _output_path(args.figure or str(run_dir / "steps_curve.png"), (".png", ".pdf", ".svg"), "--figure")
+    steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, args.n,
+                    args.seed, device, args.spacing, args.eta, title=f"{run_dir.name}: {args.n} samples vs {dataset}")
+    print(f"wrote {csv_path} and {figure}")
     return 0
 
 
@@ -218,13 +296,12 @@ def cmd_plot(args) -> int:
 def sampling_trajectory(model, diffusion, n: int, seed: int, device):
     """(T + 1, n, 2) array: x_T ... x_0 of one seeded ancestral sampling run."""
     import numpy as np
-    import torch
 
+    from .noise import SampleNoise
     from .samplers import ddpm
 
-    g = torch.Generator(device=device).manual_seed(seed)
-    x_T = torch.randn((n, 2), device=device, generator=g)
-    return np.stack([x.cpu().numpy() for x in ddpm(model, diffusion, x_T, g)])
+    noise = SampleNoise(seed, n, (2,), device=device)  # the same noise as `sample --seed`: same final frame
+    return np.stack([x.cpu().numpy() for x in ddpm(model, diffusion, noise.randn(), noise)])
 
 
 def cmd_animate(args) -> int:
@@ -293,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0, help="seed of the sampling noise (default 0)")
     s.add_argument("--out", required=True, help="FILE.csv (header x,y) or FILE.npy")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    add_sampling_flags(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="energy distance, precision and coverage of samples or of a run")
@@ -301,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=_positive_int, default=1000, help="points per set (default 1000)")
     e.add_argument("--seed", type=_seed, default=0, help="sampling seed for a run folder (default 0)")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    add_sampling_flags(e, lists=True)
+    e.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers")
+    e.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png)")
     e.set_defaults(func=cmd_evaluate)
 
     pl = sub.add_parser("plot", help="the classic figures: forward or reverse process as a grid")

@@ -117,6 +117,16 @@ class Diffusion:
             return mean
         return mean + var.sqrt() * noise
 
+    def predict(self, model_out, xt, t, clip: float | None = None, threshold: float | None = None):
+        """(x0, eps) from the network's output, with x0 optionally bounded to the data range [-clip, clip]
+        (`threshold`: dynamic thresholding, see `bound_x0`); eps is then re-derived from the bounded x0,
+        so x0, eps and xt stay consistent (GLIDE; diffusers' use_clipped_model_output=True)."""
+        x0, eps = self.to_x0_eps(model_out, xt, t)
+        if clip is None:
+            return x0, eps
+        x0 = bound_x0(x0, clip, threshold)
+        return x0, (xt - _at(self.sqrt_alpha_bar, t, xt) * x0) / _at(self.sqrt_one_minus_alpha_bar, t, xt)
+
     # -- training ---------------------------------------------------------------------------
     def sample_t(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """n training steps t: uniform (Ho et al.) or log-SNR-uniform, see `t_sampling`."""
@@ -132,3 +142,18 @@ class Diffusion:
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         xt = self.q_sample(x0, t, eps)
         return torch.mean((model(xt, t) - self.target(x0, eps, t)) ** 2)
+
+
+def bound_x0(x0: torch.Tensor, data_range: float, threshold: float | None = None) -> torch.Tensor:
+    """Keep a predicted x0 inside [-data_range, data_range].
+
+    threshold None: static clipping. threshold p in (0, 1): dynamic thresholding (Saharia et al. 2022,
+    Imagen): s = the p-quantile of |x0| over each sample, at least data_range; x0 is clipped to [-s, s]
+    and scaled by data_range / s. With data_range 1 this is diffusers' `_threshold_sample` with
+    sample_max_value = inf."""
+    if threshold is None:
+        return x0.clamp(-data_range, data_range)
+    flat = x0.reshape(x0.shape[0], -1)
+    s = torch.quantile(flat.abs().float(), threshold, dim=1).clamp(min=data_range).to(x0.dtype)
+    s = s.reshape((-1,) + (1,) * (x0.dim() - 1))
+    return torch.maximum(torch.minimum(x0, s), -s) * (data_range / s)

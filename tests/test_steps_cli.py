@@ -1,0 +1,95 @@
+"""The sampling flags of `tiny-diffusion sample` and the quality-vs-NFE sweep of `evaluate`."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from tiny_diffusion.cli import main
+from tiny_diffusion.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tiny_diffusion.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = TrainConfig.from_dict({"timesteps": 50, "hidden_size": 16, "hidden_layers": 1, "emb_size": 8, "epochs": 2,
+                                 "n_points": 512, "batch_size": 256, "frames": 0, "frame_points": 200,
+                                 "device": "cpu", "terminal_alpha_bar": 1e-3})
+    train(cfg, out, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("flags", [["--sampler", "ddpm", "--steps", "10"], ["--sampler", "ddim", "--eta", "0.3"],
+                                   ["--sampler", "dpm++", "--steps", "5", "--spacing", "logsnr"],
+                                   ["--sampler", "ddim", "--steps", "7", "--clip", "4"]])
+def test_sample_with_each_sampler(run_dir, tmp_path, flags):
+    out = tmp_path / "x.npy"
+    assert main(["sample", str(run_dir), "--n", "30", "--out", str(out), "--device", "cpu", *flags]) == 0
+    x = np.load(out)
+    assert x.shape == (30, 2) and np.isfinite(x).all()
+    if "--clip" in flags:
+        assert np.abs(x).max() <= 4
+
+
+def test_sample_is_batch_size_independent_through_the_cli(run_dir, tmp_path):
+    for n in (5, 40):
+        assert main(["sample", str(run_dir), "--n", str(n), "--out", str(tmp_path / f"{n}.npy"), "--device", "cpu",
+                     "--sampler", "ddim", "--eta", "1", "--steps", "20", "--seed", "3"]) == 0
+    assert np.array_equal(np.load(tmp_path / "5.npy"), np.load(tmp_path / "40.npy")[:5])
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--steps", "51"], "only 50 timesteps"),
+    (["--sampler", "dpm++", "--eta", "0.5"], "only the ddim sampler takes eta"),
+    (["--sampler", "euler"], "not one of ddpm, ddim, dpm++"),
+    (["--steps", "0"], "must be positive"),
+    (["--steps", "5,10"], "one --sampler and one --steps"),
+    (["--sampler", "ddim", "--eta", "-1"], "a number >= 0"),
+    (["--clip", "0"], "--clip 0.0: must be a positive number"),
+])
+def test_bad_sampling_flags_exit_2_with_one_line(run_dir, tmp_path, capsys, flags, message):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.csv"), "--device", "cpu", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, capsys):
+    csv_path, fig = tmp_path / "curve.csv", tmp_path / "curve.png"
+    assert main(["evaluate", str(run_dir), "--steps", "2,5,50", "--n", "100", "--device", "cpu",
+                 "--csv", str(csv_path), "--figure", str(fig)]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["sampler"], int(r["nfe"])) for r in rows] == [(s, k) for s in ("ddpm", "ddim", "dpm++")
+                                                             for k in (2, 5, 50)]
+    assert all(float(r["energy"]) >= 0 and 0 <= float(r["coverage"]) <= 1 for r in rows)
+    assert fig.stat().st_size > 1000 and fig.read_bytes()[:4] == b"\x89PNG"
+    assert "data floor" in capsys.readouterr().out
+
+
+def test_evaluate_single_sampler_and_file_target_errors(run_dir, tmp_path, capsys):
+    assert main(["evaluate", str(run_dir), "--sampler", "dpm++", "--steps", "5", "--n", "100",
+                 "--device", "cpu"]) == 0
+    assert "dpm++, 5 steps" in capsys.readouterr().out
+    pts = tmp_path / "p.csv"
+    pts.write_text("x,y\n0,0\n1,1\n")
+    assert main(["evaluate", str(pts), "--steps", "5"]) == 2
+    assert "need a run folder" in capsys.readouterr().err
+
+
+def test_reverse_trajectory_ends_at_the_sampled_points(run_dir):
+    from tiny_diffusion.cli import sampling_trajectory
+    from tiny_diffusion.runs import load_run
+    from tiny_diffusion.samplers import sample
+
+    _, model, diffusion = load_run(run_dir)
+    traj = sampling_trajectory(model, diffusion, 20, 4, "cpu")
+    assert traj.shape == (51, 20, 2)
+    assert np.array_equal(traj[-1], sample(model, diffusion, 20, 4).numpy())
+
+
+def test_cli_name_lists_mirror_the_library():
+    from tiny_diffusion.cli import SAMPLER_NAMES, SPACING_NAMES
+    from tiny_diffusion.samplers import SAMPLERS, SPACINGS
+
+    assert SAMPLER_NAMES == tuple(SAMPLERS) and SPACING_NAMES == SPACINGS
