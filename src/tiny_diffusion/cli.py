@@ -146,6 +146,14 @@ def cmd_evaluate(args) -> int:
     q, floor = quality(x, refs), data_floor(dataset, n=args.n)
     print(f"{what} vs {dataset}: {q}")
     print(f"data floor (true vs true): {floor}")
+    if args.nll:
+        if not target.is_dir():
+            raise InputError("--nll needs a run folder (a model), not a point file")
+        from .likelihood import held_out_likelihood
+
+        lik = held_out_likelihood(model, diffusion, dataset, args.n)
+        print(f"NLL of {args.n} held-out {dataset} points: {lik['nll']:.4f} nats/point (probability-flow ODE), "
+              f"ELBO bound {lik['elbo']:.4f} nats/point")
     return 0
 
 
@@ -224,6 +232,29 @@ def cmd_animate(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    spec = sweep.load_spec(args.config) if args.config else sweep.Spec()
+    spec.base = {**spec.base, **config_overrides(args)}
+    for axis in args.vary:
+        key, _, values = axis.partition("=")
+        spec.grid[key.strip()] = sweep.parse_values(values, key.strip())
+    if not args.collect:
+        sweep.run_sweep(spec, args.out, jobs=args.jobs, shard_of=sweep.parse_shard(args.shard))
+    rows = sweep.collect(spec, args.out)
+    print(f"{len(rows)} rows in {Path(args.out) / 'sweep.csv'}; figure {Path(args.out) / 'grid.png'}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    report = reproduce(args.out, args.preset, jobs=args.jobs)
+    print(f"report: {report}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from .data import dataset_names
 
@@ -265,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=_positive_int, default=1000, help="points per set (default 1000)")
     e.add_argument("--seed", type=_seed, default=0, help="sampling seed for a run folder (default 0)")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    e.add_argument("--nll", action="store_true", help="also the exact NLL (probability-flow ODE) and the DDPM "
+                   "ELBO of held-out points, nats per point (run folders only)")
     e.set_defaults(func=cmd_evaluate)
 
     pl = sub.add_parser("plot", help="the classic figures: forward or reverse process as a grid")
@@ -288,6 +321,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--fps", type=_positive_int, default=10)
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     a.set_defaults(func=cmd_animate)
+
+    sw = sub.add_parser("sweep", help="train a grid of configurations in parallel; CSV and grid figure")
+    sw.add_argument("--out", required=True, help="sweep folder (runs/, sweep.csv, grid.png)")
+    sw.add_argument("--config", help="TOML sweep file: [base] values, [grid] lists, [[runs]] tables")
+    sw.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                    help="a grid axis, e.g. --vary lr=1e-2,1e-3 (repeat for more axes)")
+    sw.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes (default 1)")
+    sw.add_argument("--shard", default="1/1", help="I/N: run only share I of N (for job arrays; default 1/1)")
+    sw.add_argument("--collect", action="store_true", help="train nothing; assemble CSV and figure from "
+                    "finished runs (e.g. after all shards)")
+    add_config_flags(sw)
+    sw.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("reproduce", help="rerun the classic ablation study and write a Markdown report")
+    r.add_argument("--out", required=True, help="study folder (runs, figures, README.md report)")
+    r.add_argument("--preset", default="quick", choices=("quick", "full", "test"),
+                   help="budget: quick (<= 10 min on 2 cores), full (the classic 200 epochs), test (seconds)")
+    r.add_argument("--jobs", type=_positive_int, default=2, help="parallel worker processes (default 2)")
+    r.set_defaults(func=cmd_reproduce)
 
     d = sub.add_parser("datasets", help="list the built-in data sets")
     d.set_defaults(func=cmd_datasets)
