@@ -112,10 +112,10 @@ def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps
 
 
 def sweep_grid(rows: list[tuple[str, list[tuple[int, dict, np.ndarray]]]], path: Path, limit: float = LIMIT,
-               title: str | None = None) -> None:
+               title: str | None = None) -> tuple[int, int]:
     """The classic ablation figure: one row per run (hyperparameter value), one column per snapshot
     epoch, axes shared; each cell titled with its epoch and quality numbers. rows: (label, cells),
-    a cell (epoch, {'energy', 'precision', 'coverage'}, points)."""
+    a cell (epoch, {'energy', 'precision', 'coverage'}, points). Returns (rows, columns)."""
     plt = _plt()
     cols = max(len(cells) for _, cells in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.0 * len(rows)), squeeze=False)
@@ -134,3 +134,4 @@ def sweep_grid(rows: list[tuple[str, list[tuple[int, dict, np.ndarray]]]], path:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return len(rows), cols

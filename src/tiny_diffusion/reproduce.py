@@ -32,7 +32,7 @@ PRESETS = {
     "full": dict(frames=10),
     # <= 10 min on 2 cores: 1/8 of the samples seen (25 epochs) at batch 256 (775 steps per run);
     # runs of our fast default config keep its own budget (100 epochs at batch 1024: 781 steps)
-    "quick": dict(epochs=25, batch_size=256, frames=5),
+    "quick": dict(epochs=25, batch_size=256, frames=4),
     # the test suite's: seconds, not a meaningful result
     "test": dict(n_points=256, epochs=2, batch_size=128, frames=2, hidden_size=16, emb_size=8, frame_points=200),
 }

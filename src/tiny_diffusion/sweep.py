@@ -288,8 +288,8 @@ def collect(spec: Spec, out: str | Path, figure: bool = True) -> list[dict]:
 
 
 def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = None,
-                labels: list[str] | None = None) -> Path | None:
-    """The classic figure of finished runs: a row per run, a column per snapshot epoch."""
+                labels: list[str] | None = None) -> tuple[int, int] | None:
+    """The classic figure of finished runs: a row per run, a column per snapshot epoch; its shape."""
     import numpy as np
 
     from . import plots
@@ -307,5 +307,4 @@ def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = 
         rows.append((label, [(e + 1, q, x) for e, q, x in zip(epochs, ev["epochs"], frames)]))
     if not rows:
         return None
-    plots.sweep_grid(rows, path, title=title)
-    return path
+    return plots.sweep_grid(rows, path, title=title)
