@@ -239,6 +239,7 @@ def cmd_sweep(args) -> int:
     spec.base = {**spec.base, **config_overrides(args)}
     for axis in args.vary:
         key, _, values = axis.partition("=")
+        key = key.replace("-", "_")
         spec.grid[key.strip()] = sweep.parse_values(values, key.strip())
     if not args.collect:
         sweep.run_sweep(spec, args.out, jobs=args.jobs, shard_of=sweep.parse_shard(args.shard))
