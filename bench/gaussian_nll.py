@@ -1,6 +1,6 @@
 """Target: the NLL of a model trained on a 2D Gaussian is within 0.05 nats of the true entropy.
 
-    PYTHONPATH=src python bench/gaussian_nll.py [--seeds 0 1 2] [--n 4000]
+    PYTHONPATH=src python bench/gaussian_nll.py [--seeds 0 1 2] [--n 4000] [--set input_emb=identity ...]
 
 Trains our default config on the `gaussian` data set (closed-form density), then reports, on n
 held-out points: the model's probability-flow NLL, the ELBO, the true entropy 0.5 log det(2 pi e S),
@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+import tomllib
 
 import numpy as np
 import torch
@@ -27,6 +28,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--n", type=int, default=4000)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config changes, e.g. input_emb=identity epochs=200 (values parsed as TOML)")
     args = p.parse_args()
     x = load_dataset("gaussian", args.n, HELD_OUT_SEED)
     true_nll = -gaussian_log_density(x)
@@ -34,7 +37,9 @@ def main():
     print(f"true entropy {H:.4f} nats; mean true NLL of the {args.n} held-out points {true_nll.mean():.4f}")
     gaps = []
     for seed in args.seeds:
-        cfg = TrainConfig(dataset="gaussian", device="cpu", frames=0, seed=seed)
+        changes = {k: tomllib.loads(f"v = {v}")["v"] if not v.isidentifier() else v
+                   for k, v in (kv.split("=", 1) for kv in args.set)}
+        cfg = TrainConfig.from_dict({"dataset": "gaussian", "device": "cpu", "frames": 0, "seed": seed, **changes})
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             result = train(cfg, f"{tmp}/run", progress=False)
