@@ -65,7 +65,7 @@ def ablations(preset: str) -> list[Ablation]:
         Ablation("timesteps", "3. number of timesteps", one("timesteps", [5, 10, 25, 50, 100, 250])),
         Ablation("schedule", "4. beta schedule (cosine, sigmoid and near-0 alpha_bar_T new)",
                  one("schedule", ["linear", "quadratic", "cosine", "sigmoid"])
-                 + one("schedule", ["linear", "quadratic"], terminal_alpha_bar=NEAR_ZERO)),
+                 + one("schedule", ["linear", "quadratic", "cosine", "sigmoid"], terminal_alpha_bar=NEAR_ZERO)),
         Ablation("hidden_size", "5. hidden size", one("hidden_size", [16, 32, 64, 128, 256, 512])),
         Ablation("hidden_layers", "6. number of hidden layers", one("hidden_layers", [1, 2, 3, 4, 5])),
         Ablation("time_emb", "7. time embedding", one("time_emb", ["sinusoidal", "learnable", "linear", "zero"])),
@@ -119,7 +119,7 @@ def reproduce(out: str | Path, preset: str = "quick", jobs: int = 2, log=print) 
     out = Path(out)
     spec, study = spec_of(preset)
     start = time.perf_counter()
-    sweep.run_sweep(spec, out, jobs=jobs, log=log)
+    statuses = sweep.run_sweep(spec, out, jobs=jobs, log=log)
     sweep.collect(spec, out, figure=False)
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
@@ -133,7 +133,7 @@ def reproduce(out: str | Path, preset: str = "quick", jobs: int = 2, log=print) 
     _process_figures(base_dir, figs, preset)
     seconds = time.perf_counter() - start
     report = out / "README.md"
-    runs.atomic_write(report, lambda f: f.write(render(preset, study, tables, seconds, jobs).encode()))
+    runs.atomic_write(report, lambda f: f.write(render(preset, study, tables, seconds, jobs, statuses).encode()))
     runs.write_json(out / "numbers.json", tables)
     log(f"wrote {report} ({seconds:.0f} s)")
     return report
@@ -209,32 +209,42 @@ def conclusions(tables: dict) -> list[str]:
         classic, best = rows[0], min(rows, key=lambda r: r["outside"])
         out.append(f"- **Line corners.** With the classic schedule (alpha_bar_T = {classic['alpha_bar_T']:.2f}) "
                    f"{100 * classic['outside']:.1f}% of samples land outside the rectangle "
-                   f"(precision {classic['precision']:.3f}); the sharpest is {best['label']} with "
-                   f"{100 * best['outside']:.1f}% outside (precision {best['precision']:.3f}). "
-                   + ("Removing the leftover signal in x_T is what sharpens them."
-                      if best is not classic and rows[1]['outside'] < classic['outside']
-                      else "alpha_bar_T alone does not explain the blur at this budget."))
+                   f"(precision {classic['precision']:.3f}, energy {classic['energy']:.3g}); the fewest outside: "
+                   f"{best['label']} with {100 * best['outside']:.1f}% (precision {best['precision']:.3f}, energy "
+                   f"{best['energy']:.3g}). With alpha_bar_T = {NEAR_ZERO:g} alone: {100 * rows[1]['outside']:.1f}% "
+                   f"outside, energy {rows[1]['energy']:.3g}; "
+                   + ("so the leftover signal in x_T is what blurs them."
+                      if rows[1]["outside"] < classic["outside"] else
+                      "so alpha_bar_T alone does not explain the blur at this budget."))
     if "timesteps" in tables and "terminal" in tables:
         pairs = list(zip(tables["timesteps"], tables["terminal"]))
-        few = pairs[0]
-        out.append(f"- **Few timesteps.** At {few[0]['label']} the classic linear schedule ends at alpha_bar_T = "
-                   f"{few[0]['alpha_bar_T']:.2f}: samples keep only {100 * few[0]['y_spread']:.0f}% of the data's "
-                   f"vertical spread (energy {few[0]['energy']:.3g}) — the dino's top and bottom are pulled in, "
-                   f"because sampling starts from N(0, I) while training saw x_T still holding the data. Rescaling "
-                   f"to alpha_bar_T = {NEAR_ZERO:g} gives {100 * few[1]['y_spread']:.0f}% (energy "
-                   f"{few[1]['energy']:.3g}). Across T: "
+        classic, rescaled = pairs[0]
+        best = _best([r for pair in pairs for r in pair])
+        lost = classic["y_spread"] < 0.9
+        out.append(f"- **Few timesteps.** At {classic['label']} the classic linear schedule ends at alpha_bar_T = "
+                   f"{classic['alpha_bar_T']:.2f}, and samples keep {100 * classic['y_spread']:.0f}% of the data's "
+                   f"vertical spread (energy {classic['energy']:.3g})"
+                   + (": the top and bottom are pulled in, as sampling starts from N(0, I) while training's x_T "
+                      "still held the data. " if lost else ". ")
+                   + f"Rescaling to alpha_bar_T = {NEAR_ZERO:g} gives {100 * rescaled['y_spread']:.0f}% (energy "
+                   f"{rescaled['energy']:.3g}), "
+                   + ("which fixes it. " if rescaled["energy"] < classic["energy"] else
+                      "which does not fix it at this T (too few steps to denoise from pure noise). ")
+                   + f"Best over both rows: {best['label']} (energy {best['energy']:.3g}). Energy per T, classic -> "
+                   "near-0 alpha_bar_T: "
                    + "; ".join(f"{a['label'].split(',')[0]}: {a['energy']:.3g} -> {c['energy']:.3g}" for a, c in pairs)
-                   + " (energy, classic -> near-0 alpha_bar_T).")
+                   + ".")
     if "schedule" in tables:
         rows = tables["schedule"]
         lin = rows[0]
+        lin0 = next((r for r in rows if r["label"].startswith("schedule=linear,")), lin)
         new = [r for r in rows if "cosine" in r["label"] or "sigmoid" in r["label"]]
-        lin0 = next((r for r in rows if r["label"].startswith("schedule=linear") and "terminal" in r["label"]), lin)
-        verdict = [f"{r['label']} energy {r['energy']:.3g} / NLL {r['nll']:.3g} "
-                   f"({'beats' if r['energy'] < lin['energy'] else 'does not beat'} classic linear "
-                   f"{lin['energy']:.3g}; {'beats' if r['energy'] < lin0['energy'] else 'does not beat'} linear with "
-                   f"near-0 alpha_bar_T {lin0['energy']:.3g})" for r in new]
-        out.append("- **Cosine and sigmoid.** " + "; ".join(verdict) + ".")
+        verdict = [f"{r['label']} (alpha_bar_T {r['alpha_bar_T']:.2g}): energy {r['energy']:.3g}, NLL {r['nll']:.3g}, "
+                   f"{'beats' if r['energy'] < lin['energy'] else 'does not beat'} classic linear "
+                   f"({lin['energy']:.3g}) and {'beats' if r['energy'] < lin0['energy'] else 'does not beat'} linear "
+                   f"rescaled to alpha_bar_T = {NEAR_ZERO:g} ({lin0['energy']:.3g})" for r in new]
+        best = _best(rows)
+        out.append("- **Cosine and sigmoid.** " + "; ".join(verdict) + f". Best schedule: {best['label']}.")
     if "lr_default_batch" in tables:
         rows = tables["lr_default_batch"]
         b = _best(rows)
@@ -252,14 +262,15 @@ def conclusions(tables: dict) -> list[str]:
     return out
 
 
-def render(preset: str, study: list[Ablation], tables: dict, seconds: float, jobs: int) -> str:
+def render(preset: str, study: list[Ablation], tables: dict, seconds: float, jobs: int, statuses: dict) -> str:
     base = _base(preset)
     n_runs = len({r["run"] for rows in tables.values() for r in rows})
     lines = [
         f"# The tiny-diffusion ablation study, reproduced (`--preset {preset}`)",
         "",
-        f"Generated by `tiny-diffusion reproduce --preset {preset} --jobs {jobs}`: {n_runs} distinct runs, "
-        f"{seconds:.0f} s wall time on this machine. Every number below is measured by that command; the "
+        f"Generated by `tiny-diffusion reproduce --preset {preset} --jobs {jobs}`: {n_runs} distinct runs; this "
+        f"invocation trained {statuses.get('trained', 0)} and found {statuses.get('skipped', 0)} already finished, "
+        f"in {seconds:.0f} s wall time. Every number below is measured by that command; the "
         "conclusions are computed from the tables.",
         "",
         f"Base (the classic configuration{'' if preset == 'full' else ', with this preset budget'}): "

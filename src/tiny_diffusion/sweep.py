@@ -233,8 +233,9 @@ def _work(job) -> str:
 
 
 def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, int] = (1, 1),
-              log=print, threads: int | None = None) -> list[Run]:
-    """Train this shard's unfinished runs with `jobs` worker processes; return the sweep's runs."""
+              log=print, threads: int | None = None) -> dict:
+    """Train this shard's unfinished runs with `jobs` worker processes; {status: count} of its runs
+    (trained, skipped = already finished, busy = another worker holds it)."""
     out = Path(out)
     all_runs = expand(spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,14 +251,16 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
 
         pool = mp.get_context("spawn").Pool(jobs)  # spawn: no forked torch thread pools
         results = pool.imap_unordered(_work, todo)
+    counts: dict = {}
     try:
         for k, status in enumerate(results, 1):
+            counts[status] = counts.get(status, 0) + 1
             log(f"[{k}/{len(todo)}] {status} ({time.perf_counter() - start:.0f} s)")
     finally:
         if jobs > 1:
             pool.close()
             pool.join()
-    return all_runs
+    return counts
 
 
 # -- collecting -----------------------------------------------------------------------------
