@@ -122,3 +122,15 @@ def test_two_worker_processes(tmp_path):
     assert sorted(m.split()[1] for m in log) == ["trained"] * 2
     assert all(sweep.is_finished(tmp_path / "runs" / r.name) for r in sweep.expand(spec))
     assert not list((tmp_path / "runs").glob("*.lock"))
+
+
+def test_toml_spec(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('[base]\ndataset = "moons"\nepochs = 2\n[grid]\nlr = [1e-2, 1e-3]\n'
+                    '[[runs]]\nhidden_size = 16\n[[runs]]\nhidden_size = 32\n')
+    runs = sweep.expand(sweep.load_spec(path))
+    assert {(r.config.lr, r.config.hidden_size, r.config.epochs) for r in runs} == \
+        {(a, b, 2) for a in (1e-2, 1e-3) for b in (16, 32)}
+    path.write_text("[grids]\nlr = [1]\n")
+    with pytest.raises(InputError, match="unknown table"):
+        sweep.load_spec(path)

@@ -8,7 +8,6 @@ run appears in nearly all) is trained once. Presets scale the training budget on
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
