@@ -1,3 +1,4 @@
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guard: sweep's spawned workers import this module
+    raise SystemExit(main())

@@ -222,6 +222,8 @@ def cmd_evaluate(args) -> int:
         raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
 
     target = Path(args.target)
+    if args.nll and not target.is_dir():
+        raise InputError(f"{target}: --nll needs a run folder (a model), not a point file")
     if target.is_dir():
         cfg, model, diffusion, device = _load_run(str(target), args.device)
         from .samplers import sample
@@ -244,6 +246,12 @@ def cmd_evaluate(args) -> int:
     q, floor = quality(x, refs), data_floor(dataset, n=args.n)
     print(f"{what} vs {dataset}: {q}")
     print(f"data floor (true vs true): {floor}")
+    if args.nll:
+        from .likelihood import held_out_likelihood
+
+        lik = held_out_likelihood(model, diffusion, dataset, args.n)
+        print(f"NLL of {args.n} held-out {dataset} points: {lik['nll']:.4f} nats/point (probability-flow ODE), "
+              f"ELBO bound {lik['elbo']:.4f} nats/point")
     return 0
 
 
@@ -335,6 +343,30 @@ def cmd_animate(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    spec = sweep.load_spec(args.config) if args.config else sweep.Spec()
+    spec.base = {**spec.base, **config_overrides(args)}
+    for axis in args.vary:
+        key, _, values = axis.partition("=")
+        key = key.replace("-", "_")
+        spec.grid[key.strip()] = sweep.parse_values(values, key.strip())
+    if not args.collect:
+        sweep.run_sweep(spec, args.out, jobs=args.jobs, shard_of=sweep.parse_shard(args.shard))
+    rows = sweep.collect(spec, args.out)
+    print(f"{len(rows)} rows in {Path(args.out) / 'sweep.csv'}; figure {Path(args.out) / 'grid.png'}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    report = reproduce(args.out, args.preset, jobs=args.jobs)
+    print(f"report: {report}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from .data import dataset_names
 
@@ -382,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_flags(e, lists=True)
     e.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers")
     e.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png)")
+    e.add_argument("--nll", action="store_true", help="also the exact NLL (probability-flow ODE) and the DDPM "
+                   "ELBO of held-out points, nats per point (run folders only)")
     e.set_defaults(func=cmd_evaluate)
 
     pl = sub.add_parser("plot", help="the classic figures: forward or reverse process as a grid")
@@ -412,6 +446,25 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="FILE.safetensors (default RUN_DIR/model.safetensors)")
     x.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA ones")
     x.set_defaults(func=cmd_export)
+
+    sw = sub.add_parser("sweep", help="train a grid of configurations in parallel; CSV and grid figure")
+    sw.add_argument("--out", required=True, help="sweep folder (runs/, sweep.csv, grid.png)")
+    sw.add_argument("--config", help="TOML sweep file: [base] values, [grid] lists, [[runs]] tables")
+    sw.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                    help="a grid axis, e.g. --vary lr=1e-2,1e-3 (repeat for more axes)")
+    sw.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes (default 1)")
+    sw.add_argument("--shard", default="1/1", help="I/N: run only share I of N (for job arrays; default 1/1)")
+    sw.add_argument("--collect", action="store_true", help="train nothing; assemble CSV and figure from "
+                    "finished runs (e.g. after all shards)")
+    add_config_flags(sw)
+    sw.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("reproduce", help="rerun the classic ablation study and write a Markdown report")
+    r.add_argument("--out", required=True, help="study folder (runs, figures, README.md report)")
+    r.add_argument("--preset", default="quick", choices=("quick", "full", "test"),
+                   help="budget: quick (<= 10 min on 2 cores), full (the classic 200 epochs), test (seconds)")
+    r.add_argument("--jobs", type=_positive_int, default=2, help="parallel worker processes (default 2)")
+    r.set_defaults(func=cmd_reproduce)
 
     d = sub.add_parser("datasets", help="list the built-in data sets")
     d.set_defaults(func=cmd_datasets)

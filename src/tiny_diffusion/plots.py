@@ -109,3 +109,29 @@ def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps
     else:
         images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path
+
+
+def sweep_grid(rows: list[tuple[str, list[tuple[int, dict, np.ndarray]]]], path: Path, limit: float = LIMIT,
+               title: str | None = None) -> tuple[int, int]:
+    """The classic ablation figure: one row per run (hyperparameter value), one column per snapshot
+    epoch, axes shared; each cell titled with its epoch and quality numbers. rows: (label, cells),
+    a cell (epoch, {'energy', 'precision', 'coverage'}, points). Returns (rows, columns)."""
+    plt = _plt()
+    cols = max(len(cells) for _, cells in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.0 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, (label, cells) in enumerate(rows):
+        for c, (epoch, q, pts) in enumerate(cells):
+            ax = axes[r, c]
+            ax.axis("on")
+            _scatter_ax(ax, pts, limit, f"ep {epoch}: E {q['energy']:.3f}\nP {q['precision']:.2f} "
+                                         f"C {q['coverage']:.2f}", size=0.8)
+            ax.title.set_fontsize(6.5)
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return len(rows), cols

@@ -171,8 +171,9 @@ def sample(model, diffusion: Diffusion, n: int, seed: int = 0, dim: int = 2, dev
            sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
            **kwargs) -> torch.Tensor:
     """n samples (n, dim) from `model`. Sample i (counted from `start`) depends only on (seed, i): its
-    x_T and every step's noise come from its own stream (`noise.SampleNoise`), so a larger batch
-    reproduces a smaller one's samples. eta is DDIM's (ddim only)."""
+    x_T and every step's noise come from its own stream (`noise.SampleNoise`), and the network sees it at
+    the same place in a same-sized block (`AlignedBatches`), so a larger batch reproduces a smaller one's
+    samples bit for bit. eta is DDIM's (ddim only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if eta is not None:
@@ -180,7 +181,30 @@ def sample(model, diffusion: Diffusion, n: int, seed: int = 0, dim: int = 2, dev
             raise ValueError(f"eta applies to the ddim sampler only, not {sampler}")
         kwargs["eta"] = eta
     noise = SampleNoise(seed, n, (dim,), device=device, start=start)
+    aligned = AlignedBatches(model, start)
     x = None
-    for x in SAMPLERS[sampler](model, diffusion, noise.randn(), noise, steps, **kwargs):
+    for x in SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs):
         pass
     return x
+
+
+class AlignedBatches(torch.nn.Module):
+    """`model` evaluated in fixed blocks of `block` rows aligned to global sample indices (zero-padded).
+
+    A matrix product's rounding can depend on the batch size and on a row's position in it (kernels
+    and thread splits change with the shape), so the same noise alone does not make sample i the same
+    in a batch of 7 and of 300. Here sample i is always computed as row i % block of a block-sized
+    product, whatever the batch: bit-identical results on a given device and thread count."""
+
+    def __init__(self, model, start: int = 0, block: int = 1024):
+        super().__init__()
+        self.model, self.start, self.block = model, start, block
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # x: (n, ...), t: a scalar step
+        n, b = len(x), self.block
+        lo = self.start // b * b  # the block boundary at or before sample `start`
+        hi = -(-(self.start + n) // b) * b  # ... and at or after the last sample
+        padded = x.new_zeros((hi - lo, *x.shape[1:]))
+        padded[self.start - lo:self.start - lo + n] = x
+        out = torch.cat([self.model(block, t) for block in padded.split(b)])
+        return out[self.start - lo:self.start - lo + n]

@@ -100,6 +100,27 @@ def spirals(n: int, rng: np.random.Generator) -> np.ndarray:
     return (pts + rng.uniform(size=(n, 2)) * 0.5) / 3 * 1.2
 
 
+GAUSSIAN_MEAN = np.array([0.5, -1.0])  # a correlated 2D Gaussian: the one data set whose log-density is closed form
+GAUSSIAN_COV = np.array([[1.0, 0.6], [0.6, 0.8]])
+
+
+def gaussian(n: int, rng: np.random.Generator) -> np.ndarray:
+    """N(GAUSSIAN_MEAN, GAUSSIAN_COV): checks likelihoods against `gaussian_log_density`."""
+    return rng.multivariate_normal(GAUSSIAN_MEAN, GAUSSIAN_COV, size=n)
+
+
+def gaussian_log_density(x: np.ndarray) -> np.ndarray:
+    """log N(x; GAUSSIAN_MEAN, GAUSSIAN_COV) per point; its mean over samples estimates -entropy."""
+    d = x - GAUSSIAN_MEAN
+    inv = np.linalg.inv(GAUSSIAN_COV)
+    return -0.5 * (np.einsum("ni,ij,nj->n", d, inv, d) + np.log(np.linalg.det(2 * math.pi * GAUSSIAN_COV)))
+
+
+def gaussian_entropy() -> float:
+    """0.5 log det(2 pi e Sigma), nats."""
+    return 0.5 * float(np.log(np.linalg.det(2 * math.pi * math.e * GAUSSIAN_COV)))
+
+
 DATASETS = {
     "dino": functools.partial(datasaurus, "dino"),
     "moons": moons,
@@ -109,6 +130,7 @@ DATASETS = {
     "8gaussians": eight_gaussians,
     "checkerboard": checkerboard,
     "spirals": spirals,
+    "gaussian": gaussian,
     **{f"datasaurus:{s}": functools.partial(datasaurus, s) for s in DATASAURUS_SHAPES},
 }
 

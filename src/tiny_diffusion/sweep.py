@@ -1,0 +1,304 @@
+"""Sweeps: many training runs from one spec, in parallel worker processes, resumable and shardable.
+
+A spec is a base config plus axes. `grid` axes multiply (every combination); `runs` is an explicit
+list of config changes. Each run is an ordinary run folder under OUT/runs/NAME, NAME spelled from
+its changes (so the same run keeps its folder across restarts). A run is finished when its
+quality.json exists; a worker claims a run with a lock file (O_CREAT|O_EXCL, holding host and pid),
+so two workers never write the same run, and a lock whose process died is taken over.
+After training, each run gets evaluation.json: quality at every snapshot epoch, NLL and ELBO.
+`collect` turns the finished runs into OUT/sweep.csv (one row per run and epoch) and OUT/grid.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import socket
+import time
+import warnings
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runs
+from .config import TrainConfig
+from .errors import InputError
+
+EVALUATION = "evaluation.json"
+N_HELD_OUT = 1000  # held-out points for the NLL/ELBO: standard error about 0.03 nats at this n
+
+
+@dataclass
+class Run:
+    name: str
+    changes: dict  # the values that differ from the sweep's base
+    config: TrainConfig
+
+
+@dataclass
+class Spec:
+    base: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)  # name -> list of values, all combinations
+    runs: list = field(default_factory=list)  # explicit list of change dicts (each times the grid)
+
+    def to_dict(self) -> dict:
+        return {"base": self.base, "grid": self.grid, "runs": self.runs}
+
+
+def run_name(changes: dict) -> str:
+    """A folder name for a run's changes, e.g. lr-0.001_hidden_size-64 ('base' when none)."""
+    if not changes:
+        return "base"
+    parts = [f"{k}-{v}" for k, v in sorted(changes.items())]  # sorted: one name per configuration
+    return "_".join(parts).replace("/", "-").replace(":", "-").replace(" ", "")
+
+
+def make_run(base: dict, changes: dict) -> Run:
+    """The run of `changes` on `base`; named by what differs from the base config, so a change that
+    repeats a base value (e.g. lr = the base lr) names the same run as the base itself."""
+    cfg = TrainConfig.from_dict({**base, **changes}, source=f"sweep run {run_name(changes)}")
+    base_cfg = TrainConfig.from_dict(base, source="sweep base")
+    diff = {k: v for k, v in changes.items() if getattr(base_cfg, k) != getattr(cfg, k)}
+    return Run(run_name(diff), changes, cfg)
+
+
+def expand(spec: Spec) -> list[Run]:
+    """Every distinct run of a spec, in a fixed order; InputError for a bad key or value."""
+    for name, values in spec.grid.items():
+        if not isinstance(values, list) or not values:
+            raise InputError(f"sweep grid: {name} should be a non-empty list of values, e.g. {name} = [1, 2]")
+    combos = [dict(zip(spec.grid, vals)) for vals in itertools.product(*spec.grid.values())]
+    out, seen = [], set()
+    for extra in spec.runs or [{}]:
+        if not isinstance(extra, dict):
+            raise InputError(f"sweep runs: each entry should be a table of config values, got {extra!r}")
+        for combo in combos:
+            run = make_run(spec.base, {**extra, **combo})
+            if run.name not in seen:
+                seen.add(run.name)
+                out.append(run)
+    return out
+
+
+def parse_values(text: str, name: str) -> list:
+    """'1e-3,1e-4' for field `name` -> [0.001, 0.0001] (the field's type)."""
+    from .config import parse_value
+
+    f = next((f for f in TrainConfig.fields() if f.name == name), None)
+    if f is None:
+        raise InputError(f"--vary {name}: unknown config key; see `tiny-diffusion train --help`")
+    return [parse_value(f, v.strip()) for v in text.split(",") if v.strip()]
+
+
+def load_spec(path: str | Path) -> Spec:
+    """A spec from TOML: [base] (or [train]) config values, [grid] lists, and [[runs]] tables."""
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such sweep file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: not valid TOML ({str(e).splitlines()[0]})") from None
+    unknown = set(values) - {"base", "train", "grid", "runs"}
+    if unknown:
+        raise InputError(f"{path}: unknown table {sorted(unknown)[0]!r}; use [base], [grid] and [[runs]]")
+    return Spec(values.get("base", values.get("train", {})), values.get("grid", {}), values.get("runs", []))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/4' -> (2, 4): the second of four shares (1-based)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text}: expected I/N, e.g. --shard 1/4") from None
+    if not 1 <= i <= n:
+        raise InputError(f"--shard {text}: I must be between 1 and N, e.g. --shard 1/{max(n, 1)}")
+    return i, n
+
+
+def shard(items: list, i: int, n: int) -> list:
+    """Share i of n (1-based) of `items`: every n-th from the (i-1)-th, so the shares partition them."""
+    return items[i - 1::n]
+
+
+# -- claiming and finishing runs -----------------------------------------------------------------
+
+def _lock_path(run_dir: Path) -> Path:
+    return run_dir.parent / f"{run_dir.name}.lock"
+
+
+def _alive(host: str, pid: int) -> bool:
+    if host != socket.gethostname():
+        return True  # cannot tell for another machine: assume it is still working
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(run_dir: Path) -> bool:
+    """Take the run's lock file atomically; False if a live process holds it. A stale lock is removed."""
+    lock = _lock_path(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+                alive = _alive(host, int(pid))
+            except (OSError, ValueError):  # vanished, or being written right now
+                alive = True
+            if alive:
+                return False
+            lock.unlink(missing_ok=True)  # stale: its process died
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return True
+    return False
+
+
+def release(run_dir: Path) -> None:
+    _lock_path(run_dir).unlink(missing_ok=True)
+
+
+# -- running --------------------------------------------------------------------------------
+
+def evaluate_run(run_dir: Path) -> dict:
+    """Quality at each snapshot epoch, plus NLL and ELBO of held-out points; cached in evaluation.json."""
+    import numpy as np
+
+    from .likelihood import held_out_likelihood
+    from .metrics import quality, references
+    from .train import frame_epochs
+
+    path = Path(run_dir) / EVALUATION
+    if path.is_file():
+        return json.loads(path.read_text())
+    cfg = runs.run_config(run_dir)
+    frames = np.load(Path(run_dir) / runs.FRAMES, allow_pickle=False)
+    epochs = frame_epochs(cfg.epochs, cfg.frames) or [cfg.epochs - 1]
+    refs = references(cfg.dataset)
+    per_epoch = [{"epoch": e + 1, **quality(x, refs).as_dict()} for e, x in zip(epochs, frames)]
+    _, model, diffusion = runs.load_run(run_dir)
+    lik = held_out_likelihood(model, diffusion, cfg.dataset, N_HELD_OUT)
+    train_seconds = json.loads((Path(run_dir) / runs.QUALITY).read_text())["train_seconds"]
+    result = {"epochs": per_epoch, **lik, "train_seconds": train_seconds}
+    runs.write_json(path, result)
+    return result
+
+
+def _work(job) -> str:
+    """One run in a worker process: claim, train unless finished, evaluate, release."""
+    run_dir, cfg_dict, threads = job
+    import torch
+
+    from .train import train
+
+    threads_before = torch.get_num_threads()  # --jobs 1 runs in the caller's process: leave it as found
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore", message="alpha_bar_T")  # a sweep of short schedules would repeat it
+    run_dir = Path(run_dir)
+    if not claim(run_dir):
+        torch.set_num_threads(threads_before)
+        return "busy"
+    try:
+        status = "skipped"
+        if not runs.is_finished(run_dir):
+            # start, or continue an interrupted run from its last checkpoint (train's resume is exact)
+            resumed = (run_dir / runs.CHECKPOINT).exists()
+            train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False, log=lambda msg: None, resume=True)
+            status = "resumed" if resumed else "trained"
+        evaluate_run(run_dir)
+        return status
+    finally:
+        release(run_dir)
+        torch.set_num_threads(threads_before)
+
+
+def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, int] = (1, 1),
+              log=print, threads: int | None = None) -> dict:
+    """Train this shard's unfinished runs with `jobs` worker processes; {status: count} of its runs
+    (trained, skipped = already finished, busy = another worker holds it)."""
+    out = Path(out)
+    all_runs = expand(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    runs.write_json(out / "sweep.json", spec.to_dict())
+    mine = shard(all_runs, *shard_of)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    todo = [(str(out / "runs" / r.name), r.config.to_dict(), threads) for r in mine]
+    start = time.perf_counter()
+    if jobs == 1:
+        results = map(_work, todo)
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(jobs)  # spawn: no forked torch thread pools
+        results = pool.imap_unordered(_work, todo)
+    counts: dict = {}
+    try:
+        for k, status in enumerate(results, 1):
+            counts[status] = counts.get(status, 0) + 1
+            log(f"[{k}/{len(todo)}] {status} ({time.perf_counter() - start:.0f} s)")
+    finally:
+        if jobs > 1:
+            pool.close()
+            pool.join()
+    return counts
+
+
+# -- collecting -----------------------------------------------------------------------------
+
+def collect(spec: Spec, out: str | Path, figure: bool = True) -> list[dict]:
+    """sweep.csv (one row per finished run and snapshot epoch) and grid.png from the run folders."""
+    out = Path(out)
+    all_runs = expand(spec)
+    rows = []
+    for r in all_runs:
+        run_dir = out / "runs" / r.name
+        if not runs.is_finished(run_dir):
+            continue
+        ev = evaluate_run(run_dir)
+        for q in ev["epochs"]:
+            rows.append({"run": r.name, **{k: r.changes[k] for k in r.changes}, **q,
+                         "nll": ev["nll"], "elbo": ev["elbo"], "train_seconds": ev["train_seconds"]})
+    if rows:
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        runs.atomic_write(out / "sweep.csv", lambda f: f.write(text.getvalue().encode()))
+        if figure:
+            grid_figure(all_runs, out, out / "grid.png")
+    return rows
+
+
+def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = None,
+                labels: list[str] | None = None) -> tuple[int, int] | None:
+    """The classic figure of finished runs: a row per run, a column per snapshot epoch; its shape."""
+    import numpy as np
+
+    from . import plots
+    from .train import frame_epochs
+
+    rows = []
+    for i, r in enumerate(all_runs):
+        run_dir = out / "runs" / r.name
+        if not runs.is_finished(run_dir):
+            continue
+        frames = np.load(run_dir / runs.FRAMES, allow_pickle=False)
+        ev = evaluate_run(run_dir)
+        epochs = frame_epochs(r.config.epochs, r.config.frames) or [r.config.epochs - 1]
+        label = labels[i] if labels else ", ".join(f"{k}={v}" for k, v in r.changes.items()) or "base"
+        rows.append((label, [(e + 1, q, x) for e, q, x in zip(epochs, ev["epochs"], frames)]))
+    if not rows:
+        return None
+    return plots.sweep_grid(rows, path, title=title)
