@@ -1,6 +1,6 @@
 """Run folders and checkpoint I/O: where a run's files live, atomic writes, and safe loading.
 
-A run folder holds config.json, checkpoint.pt, metrics.csv, frames.npy, quality.json,
+A run folder holds config.json, checkpoint.pt, metrics.csv, frames.npy (snapshots), samples.npy (final samples), quality.json,
 samples.png and loss.png. Checkpoints hold tensors and plain Python only, so they load with
 torch.load(weights_only=True), which cannot run code hidden in a pickle. checkpoint.pt is rewritten
 atomically during training (see resume.py for what it holds); quality.json is written last, so a
@@ -21,6 +21,7 @@ CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 FRAMES = "frames.npy"
+SAMPLES = "samples.npy"
 QUALITY = "quality.json"
 FORMAT_VERSION = 1  # bump when the checkpoint layout changes incompatibly
 

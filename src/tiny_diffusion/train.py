@@ -196,7 +196,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             bar.set_postfix(loss=f"{epoch_loss:.4f}")
             if epoch in snapshot_at:
                 ema_model.eval()
-                frames.append(sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy())
+                frames.append(sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device,
+                                     sampler=cfg.frame_sampler, steps=min(cfg.frame_steps, cfg.timesteps)).cpu().numpy())
             if out is not None and (epoch + 1 == cfg.epochs or (cfg.checkpoint_every > 0 and
                                                                  (epoch + 1) % cfg.checkpoint_every == 0)):
                 save(epoch + 1, 0)
@@ -206,7 +207,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     train_seconds = seconds_before + time.perf_counter() - start
     ema_model.eval()
 
-    samples = frames[-1] if frames else sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy()
+    # the final samples: full ancestral sampling (Ho et al. Alg. 2), whatever sampled the snapshots
+    samples = sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy()
     refs = references(cfg.dataset)
     q, floor = quality(samples, refs), data_floor(cfg.dataset)
     if out is not None and not finished:
@@ -227,6 +229,7 @@ def _write_run(out, cfg, metrics_rows, frames, samples, q, floor, seconds):
 
     runs.atomic_write(out / runs.METRICS, write_csv)
     runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
+    runs.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
     from . import plots
 
     plots.scatter(samples, out / "samples.png", title=f"{cfg.dataset}: {q}")
