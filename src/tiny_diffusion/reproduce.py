@@ -22,7 +22,9 @@ from .errors import InputError
 CLASSIC = dict(dataset="dino", n_points=8000, epochs=200, batch_size=32, lr=1e-3, timesteps=50, schedule="linear",
                beta_start=1e-4, beta_end=0.02, terminal_alpha_bar=None, prediction="eps", hidden_size=128,
                hidden_layers=3, emb_size=128, time_emb="sinusoidal", input_emb="sinusoidal", input_scale=25.0,
-               weight_decay=0.0, warmup=0.0, lr_decay="constant", grad_clip=1.0, ema=0.0, seed=0, device="cpu")
+               weight_decay=0.0, warmup=0.0, lr_decay="constant", grad_clip=1.0, ema=0.0, seed=0, device="cpu",
+               t_sampling="uniform",  # t drawn uniformly, as in Ho et al. and the classic code
+               frame_sampler="ddpm", frame_steps=100_000)  # snapshots by full ancestral sampling (all T steps)
 NEAR_ZERO = 1e-4  # alpha_bar_T "near 0": x_T is N(0, I) up to 1e-4 of signal variance
 
 # Budgets: what each preset changes in the classic base (and in our default config).
@@ -30,7 +32,7 @@ PRESETS = {
     # the classic budget: 200 epochs of 8000 points at batch 32 (50k steps per run)
     "full": dict(frames=10),
     # <= 10 min on 2 cores: 1/8 of the samples seen (25 epochs) at batch 256 (775 steps per run);
-    # runs of our fast default config keep its own budget (100 epochs at batch 1024: 781 steps)
+    # runs of our fast default config keep its own budget (TrainConfig's epochs and batch size)
     "quick": dict(epochs=25, batch_size=256, frames=4),
     # the test suite's: seconds, not a meaningful result
     "test": dict(n_points=256, epochs=2, batch_size=128, frames=2, hidden_size=16, emb_size=8, frame_points=200),
@@ -96,7 +98,7 @@ def ablations(preset: str) -> list[Ablation]:
 def _fast_default() -> dict:
     """Our default training config's changes to the classic one (what `tiny-diffusion train` uses)."""
     default = TrainConfig().to_dict()
-    skip = {"dataset", "seed", "device", "frames", "frame_points", "n_points"}
+    skip = {"dataset", "seed", "device", "frames", "frame_points", "n_points", "frame_sampler", "frame_steps"}
     return {k: v for k, v in default.items() if k not in skip and CLASSIC.get(k) != v}
 
 
