@@ -184,3 +184,15 @@ def test_sample_rejects_eta_for_other_samplers():
     d = _diffusion(timesteps_=10)
     with pytest.raises(ValueError, match="eta"):
         sample(MLP(8, 1, 4), d, 3, sampler="dpm++", eta=0.5)
+
+
+def test_karras_spacing_follows_sigma_ramp():
+    """Karras et al. 2022 eq. 5: sigma_i^(1/rho) evenly spaced from sigma_max to sigma_min, rho = 7."""
+    from tiny_diffusion.schedules import alpha_bar, make_betas
+
+    ab = alpha_bar(make_betas("linear", 1000))
+    ts = timesteps(1000, 10, "karras", ab)
+    assert ts[0] == 999 and ts[-1] == 0 and np.all(np.diff(ts) < 0)
+    root = (np.sqrt((1 - ab[ts]) / ab[ts])) ** (1 / 7)
+    gaps = -np.diff(root)
+    assert gaps.max() / gaps.min() < 1.05  # evenly spaced up to rounding t to integers

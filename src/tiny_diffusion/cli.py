@@ -94,7 +94,7 @@ def _list_of(kind, choices=None):
 
 
 SAMPLER_NAMES = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS (cli imports no torch at start-up)
-SPACING_NAMES = ("leading", "trailing", "linspace", "logsnr")  # mirrors samplers.SPACINGS
+SPACING_NAMES = ("leading", "trailing", "linspace", "logsnr", "karras")  # mirrors samplers.SPACINGS
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> None:

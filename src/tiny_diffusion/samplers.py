@@ -21,7 +21,7 @@ import torch
 from .diffusion import Diffusion
 from .noise import SampleNoise, randn_like
 
-SPACINGS = ("leading", "trailing", "linspace", "logsnr")
+SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 # trailing starts every subsequence at t = T - 1, where x_T really is N(0, I); 'leading' (diffusers'
 # DDIM default) starts at T - T/K and wastes part of the few-step budget (Lin et al. 2024, Table 2).
 DEFAULT_SPACING = "trailing"
@@ -34,7 +34,9 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     (Lin et al. 2024, 'Common Diffusion Noise Schedules and Sample Steps are Flawed', Table 2).
     logsnr: evenly spaced in lambda = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) from t = T - 1 to t = 0,
     rounded to distinct timesteps (needs `alpha_bar`); the grid DPM-Solver (Lu et al. 2022) recommends,
-    which puts the few steps where the signal-to-noise ratio changes, near t = 0, not evenly in t."""
+    which puts the few steps where the signal-to-noise ratio changes, near t = 0, not evenly in t.
+    karras: Karras et al. 2022 (EDM) eq. 5 with rho = 7, sigma = sqrt((1 - alpha_bar) / alpha_bar) from
+    t = T - 1 to t = 0 with sigma^(1/7) evenly spaced: even more of the steps at low noise."""
     steps = T if steps is None else steps
     if not 1 <= steps <= T:
         raise ValueError(f"steps = {steps} must be between 1 and the {T} training timesteps")
@@ -44,12 +46,17 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
         ts = (np.arange(steps) * (T // steps)).round()[::-1]
     elif spacing == "trailing":
         ts = np.round(np.arange(T, 0, -T / steps)) - 1
-    elif spacing == "logsnr":
+    elif spacing in ("logsnr", "karras"):
         if alpha_bar is None:
-            raise ValueError("logsnr spacing needs the schedule's alpha_bar")
+            raise ValueError(f"{spacing} spacing needs the schedule's alpha_bar")
         ab = np.asarray(alpha_bar, dtype=np.float64)
-        lam = 0.5 * np.log(ab / (1 - ab))  # decreasing in t
-        target = np.linspace(lam[T - 1], lam[0], steps) if steps > 1 else lam[T - 1:]
+        lam = 0.5 * np.log(ab / (1 - ab))  # decreasing in t; sigma = exp(-lam) in the variance-exploding view
+        if spacing == "logsnr":
+            target = np.linspace(lam[T - 1], lam[0], steps) if steps > 1 else lam[T - 1:]
+        else:  # Karras et al. 2022 eq. 5, rho = 7: sigma^(1/rho) evenly spaced, most steps at low noise
+            rho, s_max, s_min = 7.0, np.exp(-lam[T - 1]), np.exp(-lam[0])
+            ramp = np.linspace(0, 1, steps) if steps > 1 else np.zeros(1)
+            target = -np.log((s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho)
         ts = np.round(np.interp(target, lam[::-1], np.arange(T)[::-1]))
         ts = np.clip(ts, np.arange(steps)[::-1], T - 1 - np.arange(steps))  # room for distinct steps
         for i in range(1, steps):  # make them distinct where rounding merged neighbours
