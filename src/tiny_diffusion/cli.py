@@ -271,7 +271,6 @@ def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) ->
 
 def cmd_plot(args) -> int:
     out = _output_path(args.out, (".png", ".pdf", ".svg"))
-    import numpy as np
     import torch
 
     from . import plots

@@ -19,12 +19,11 @@ import os
 import socket
 import time
 import warnings
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runs
-from .config import TrainConfig
+from .config import TrainConfig, parse_value, read_toml
 from .errors import InputError
 
 EVALUATION = "evaluation.json"
@@ -85,23 +84,15 @@ def expand(spec: Spec) -> list[Run]:
 
 def parse_values(text: str, name: str) -> list:
     """'1e-3,1e-4' for field `name` -> [0.001, 0.0001] (the field's type)."""
-    from .config import parse_value
-
-    f = next((f for f in TrainConfig.fields() if f.name == name), None)
-    if f is None:
+    if name not in {f.name for f in TrainConfig.fields()}:
         raise InputError(f"--vary {name}: unknown config key; see `tiny-diffusion train --help`")
-    return [parse_value(f, v.strip()) for v in text.split(",") if v.strip()]
+    return [parse_value(TrainConfig._field(name), v.strip()) for v in text.split(",") if v.strip()]
 
 
 def load_spec(path: str | Path) -> Spec:
     """A spec from TOML: [base] (or [train]) config values, [grid] lists, and [[runs]] tables."""
     path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such sweep file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path}: not valid TOML ({str(e).splitlines()[0]})") from None
+    values = read_toml(path, "sweep")
     unknown = set(values) - {"base", "train", "grid", "runs"}
     if unknown:
         raise InputError(f"{path}: unknown table {sorted(unknown)[0]!r}; use [base], [grid] and [[runs]]")
