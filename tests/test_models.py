@@ -48,3 +48,13 @@ def test_unknown_embedding():
     assert "sinusoidal" in EMBEDDINGS
     with pytest.raises(ValueError, match="unknown embedding"):
         MLP(time_emb="fourier")
+
+
+@pytest.mark.parametrize("input_emb", ["sinusoidal", "learnable", "identity"])
+def test_point_features_are_the_per_coordinate_embeddings(input_emb):
+    """The fused sinusoidal path equals concatenating each coordinate's own embedding, bit for bit."""
+    torch.manual_seed(0)
+    model = MLP(hidden_size=16, hidden_layers=1, emb_size=8, input_emb=input_emb)
+    x = torch.randn(50, 2) * 3
+    per_coordinate = torch.cat([emb(x[:, i]) for i, emb in enumerate(model.input_embs)], dim=-1)
+    assert torch.equal(model.point_features(x), per_coordinate)

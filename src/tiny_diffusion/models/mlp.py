@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import make_embedding
+from .embeddings import SinusoidalEmbedding, make_embedding
 
 
 class Block(nn.Module):
@@ -17,7 +17,7 @@ class Block(nn.Module):
         self.ff = nn.Linear(size, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.gelu(self.ff(x))
+        return F.gelu(self.ff(x)).add_(x)  # in place on a fresh tensor: one allocation fewer per block
 
 
 class MLP(nn.Module):
@@ -47,9 +47,15 @@ class MLP(nn.Module):
         self.blocks = nn.Sequential(*(Block(hidden_size) for _ in range(hidden_layers)))
         self.out = nn.Linear(hidden_size, dim)
 
+    def point_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, dim) -> (B, in_size)
+        """[emb(x_1), ..., emb(x_dim)]; the sinusoidal case as one operation over all coordinates."""
+        if isinstance(self.input_embs[0], SinusoidalEmbedding):  # every coordinate shares the frequencies
+            z = x.unsqueeze(-1) * self.input_embs[0].freqs  # (B, dim, half)
+            return torch.cat((z.sin(), z.cos()), dim=-1).reshape(len(x), -1)
+        return torch.cat([emb(x[:, i]) for i, emb in enumerate(self.input_embs)], dim=-1)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # x: (B, dim); t: (B,) integer steps, or a scalar shared by the batch
-        feats = torch.cat([emb(x[:, i]) for i, emb in enumerate(self.input_embs)], dim=-1)  # (B, in_size)
         t_feat = self.time_proj(self.time_emb(t.reshape(-1)))  # (B or 1, hidden)
-        h = F.gelu(self.point_proj(feats) + t_feat)  # (B, hidden)
+        h = F.gelu(self.point_proj(self.point_features(x)).add_(t_feat))  # (B, hidden)
         return self.out(self.blocks(h))  # (B, dim)
