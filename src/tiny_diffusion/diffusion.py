@@ -1,4 +1,4 @@
-"""The math page: forward process, posterior, reverse step and training loss of DDPM.
+"""The math page: forward process, posterior, prediction targets and training loss of DDPM.
 
 Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models"):
   x0     clean data                      xt     noisy data at step t (t = 0..T-1)
@@ -6,7 +6,9 @@ Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models"):
   q(xt | x0)       = N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I)               (eq. 4)
   q(x_{t-1}|xt,x0) = N(c0 x0 + ct xt, beta_tilde_t I)                           (eq. 6, 7)
 The network predicts one of three targets ("eps", "x0" or "v", Salimans & Ho 2022); `to_x0_eps`
-is the one place that converts between them.
+is the one place that converts between them. The reverse (ancestral) step, x_{t-1} = posterior mean at
+the predicted x0 + sqrt(beta_tilde_t) z, is `samplers.ddpm` (Ho et al. Algorithm 2), which also takes
+the step between any two timesteps of a shorter subsequence.
 """
 
 from __future__ import annotations
@@ -105,17 +107,6 @@ class Diffusion:
         if self.prediction == "x0":
             return x0
         return _at(self.sqrt_alpha_bar, t, x0) * eps - _at(self.sqrt_one_minus_alpha_bar, t, x0) * x0
-
-    def p_step(self, model_out, xt, t: int, noise: torch.Tensor | None, clip: float | None = None):
-        """One ancestral step x_t -> x_{t-1}: the posterior mean at the predicted x0, plus
-        sqrt(beta_tilde_t) noise (none at t = 0). `clip` bounds the predicted x0 to [-clip, clip]."""
-        x0, _ = self.to_x0_eps(model_out, xt, t)
-        if clip is not None:
-            x0 = x0.clamp(-clip, clip)
-        mean, var = self.posterior(x0, xt, t)
-        if t == 0 or noise is None:
-            return mean
-        return mean + var.sqrt() * noise
 
     def predict(self, model_out, xt, t, clip: float | None = None, threshold: float | None = None):
         """(x0, eps) from the network's output, with x0 optionally bounded to the data range [-clip, clip]
