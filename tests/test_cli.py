@@ -121,3 +121,19 @@ def test_refuses_to_overwrite_a_run(run_dir, capsys):
     assert main(["train", *TINY, "--out", str(run_dir)]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (run_dir / "checkpoint.pt").read_bytes() == before
+
+
+def test_reverse_trajectory_ends_at_sample_output(run_dir):
+    """The reverse figure and animation show the very samples `sample --seed` writes, bit for bit."""
+    import torch
+
+    from tiny_diffusion.cli import sampling_trajectory
+    from tiny_diffusion.runs import load_run
+    from tiny_diffusion.samplers import sample
+
+    cfg, model, diffusion = load_run(run_dir)
+    traj = sampling_trajectory(model, diffusion, 50, 3, "cpu")
+    assert traj.shape == (diffusion.T + 1, 50, 2)
+    assert np.array_equal(traj[-1], sample(model, diffusion, 50, 3).numpy())
+    torch.manual_seed(0)  # nothing global is used: the result does not depend on torch's global RNG
+    assert np.array_equal(sampling_trajectory(model, diffusion, 50, 3, "cpu")[-1], traj[-1])

@@ -15,14 +15,14 @@ def test_forward_process_moments_match_closed_form():
     d = _diffusion(T=50)
     g = torch.Generator().manual_seed(0)
     x0 = torch.tensor([[1.5, -2.0]], dtype=torch.float64).expand(200_000, 2)
-    x = x0
-    for t in range(d.T):
-        x = d.alphas[t].sqrt() * x + d.betas[t].sqrt() * torch.randn(x.shape, generator=g, dtype=torch.float64)
-        if t in (0, 9, 49):
-            mean, var = d.sqrt_alpha_bar[t] * x0[0], 1 - d.alpha_bar[t]
-            se = (var / len(x)).sqrt()
-            assert torch.allclose(x.mean(0), mean, atol=5 * se)
-            assert torch.allclose(x.var(0), var.expand(2), rtol=0.02)
+    traj = d.forward_trajectory(x0, g)  # (T + 1, n, 2): x0, x_1, ..., x_T
+    assert traj.shape == (51, 200_000, 2) and torch.equal(traj[0], x0)
+    for t in (0, 9, 49):
+        x = traj[t + 1]
+        mean, var = d.sqrt_alpha_bar[t] * x0[0], 1 - d.alpha_bar[t]
+        se = (var / len(x)).sqrt()
+        assert torch.allclose(x.mean(0), mean, atol=5 * se)
+        assert torch.allclose(x.var(0), var.expand(2), rtol=0.02)
     # q_sample draws from the same law in one shot
     eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
     xt = d.q_sample(x0, torch.full((len(x0),), 49), eps)

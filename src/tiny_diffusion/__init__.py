@@ -26,6 +26,7 @@ _EXPORTS = {
     "train": "train",
     "TrainResult": "train",
     "sample": "samplers",
+    "trajectory": "samplers",
     "SAMPLERS": "samplers",
     "load_run": "runs",
     "quality": "metrics",

@@ -282,13 +282,7 @@ def cmd_plot(args) -> int:
         cfg = TrainConfig.from_dict({**config_overrides(args, SCHEDULE_FIELDS), "dataset": args.dataset})
         diffusion = Diffusion.from_config(cfg, warn=True)
         x0 = torch.from_numpy(load_dataset(cfg.dataset, args.n, args.seed))
-        g = torch.Generator().manual_seed(args.seed)
-        # the forward process step by step: x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps
-        traj = [x0]
-        for t in range(diffusion.T):
-            eps = torch.randn(x0.shape, generator=g)
-            traj.append(diffusion.alphas[t].sqrt() * traj[-1] + diffusion.betas[t].sqrt() * eps)
-        traj = torch.stack(traj).numpy()
+        traj = diffusion.forward_trajectory(x0, torch.Generator().manual_seed(args.seed)).numpy()
         plots.process_grid(traj, out, args.panels, steps=list(range(diffusion.T + 1)))
     else:
         if not args.run_dir:
@@ -301,14 +295,12 @@ def cmd_plot(args) -> int:
 
 
 def sampling_trajectory(model, diffusion, n: int, seed: int, device):
-    """(T + 1, n, 2) array: x_T ... x_0 of one seeded ancestral sampling run."""
+    """(T + 1, n, 2) array: x_T ... x_0 of ancestral sampling; x_0 is exactly `sample --seed`'s output."""
     import numpy as np
 
-    from .noise import SampleNoise
-    from .samplers import ddpm
+    from .samplers import trajectory
 
-    noise = SampleNoise(seed, n, (2,), device=device)  # the same noise as `sample --seed`: same final frame
-    return np.stack([x.cpu().numpy() for x in ddpm(model, diffusion, noise.randn(), noise)])
+    return np.stack([x.cpu().numpy() for x in trajectory(model, diffusion, n, seed, device=device)])
 
 
 def cmd_animate(args) -> int:

@@ -80,6 +80,15 @@ class Diffusion:
         """xt = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps."""
         return _at(self.sqrt_alpha_bar, t, x0) * x0 + _at(self.sqrt_one_minus_alpha_bar, t, x0) * eps
 
+    def forward_trajectory(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(T + 1, *x0.shape): x0, x_1, ..., x_T noised one step at a time,
+        x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps (Ho et al. eq. 2), the classic forward figure."""
+        traj = [x0]
+        for t in range(self.T):
+            eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+            traj.append(self.alphas[t].sqrt() * traj[-1] + self.betas[t].sqrt() * eps)
+        return torch.stack(traj)
+
     # -- posterior and reverse step -----------------------------------------------------------
     def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
         """Mean and variance of q(x_{t-1} | xt, x0)."""

@@ -174,13 +174,14 @@ def dpm_solver_pp(
 SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpm++": dpm_solver_pp}
 
 
-def sample(model, diffusion: Diffusion, n: int, seed: int = 0, dim: int = 2, device="cpu",
-           sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
-           **kwargs) -> torch.Tensor:
-    """n samples (n, dim) from `model`. Sample i (counted from `start`) depends only on (seed, i): its
-    x_T and every step's noise come from its own stream (`noise.SampleNoise`), and the network sees it at
-    the same place in a same-sized block (`AlignedBatches`), so a larger batch reproduces a smaller one's
-    samples bit for bit. eta is DDIM's (ddim only)."""
+def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, dim: int = 2, device="cpu",
+               sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
+               **kwargs) -> Iterator[torch.Tensor]:
+    """The seeded trajectory x_T, ..., x_0 of n samples (n, dim) from `model`. Sample i (counted from
+    `start`) depends only on (seed, i): its x_T and every step's noise come from its own stream
+    (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
+    (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit. eta is
+    DDIM's (ddim only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if eta is not None:
@@ -189,8 +190,13 @@ def sample(model, diffusion: Diffusion, n: int, seed: int = 0, dim: int = 2, dev
         kwargs["eta"] = eta
     noise = SampleNoise(seed, n, (dim,), device=device, start=start)
     aligned = AlignedBatches(model, start)
+    return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs)
+
+
+def sample(model, diffusion: Diffusion, n: int, seed: int = 0, **kwargs) -> torch.Tensor:
+    """The last state x_0 of `trajectory` (same arguments): n seeded samples."""
     x = None
-    for x in SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs):
+    for x in trajectory(model, diffusion, n, seed, **kwargs):
         pass
     return x
 
