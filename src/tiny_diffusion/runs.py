@@ -47,6 +47,19 @@ def atomic_write(path: Path, write) -> None:
         os.close(dir_fd)
 
 
+def write_csv(path: Path, rows: list[dict], fieldnames=None) -> None:
+    """Rows of dicts as a CSV with a header (columns: `fieldnames`, or every key in order of first use),
+    written atomically."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(fieldnames or dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 

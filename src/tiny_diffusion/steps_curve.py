@@ -8,13 +8,12 @@ same fresh references; the data floor (true samples scored the same way) is draw
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import runs
 from .metrics import Quality, data_floor, quality, references
 
 COLUMNS = ("sampler", "spacing", "steps", "nfe", "energy", "precision", "coverage", "seconds")
@@ -40,16 +39,6 @@ def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str],
             if log:
                 log(f"{name:6s} {k:5d} NFE  {q}  ({seconds:.2f} s)")
     return rows
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    from .runs import atomic_write
-
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def plot(rows: list[dict], floor: Quality, path: Path, title: str | None = None) -> None:
@@ -84,6 +73,6 @@ def run(model, diffusion, dataset: str, steps: list[int], samplers: list[str], c
     rows = sweep(model, diffusion, dataset, steps, samplers, n, seed, device, spacing, eta, log)
     floor = data_floor(dataset, n=n)
     log(f"data floor (true vs true): {floor}")
-    write_csv(rows, csv_path)
+    runs.write_csv(csv_path, rows, COLUMNS)
     plot(rows, floor, figure_path, title)
     return rows

@@ -11,8 +11,6 @@ After training, each run gets evaluation.json: quality at every snapshot epoch, 
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import os
@@ -261,12 +259,7 @@ def collect(spec: Spec, out: str | Path, figure: bool = True) -> list[dict]:
             rows.append({"run": r.name, **{k: r.changes[k] for k in r.changes}, **q,
                          "nll": ev["nll"], "elbo": ev["elbo"], "train_seconds": ev["train_seconds"]})
     if rows:
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        runs.atomic_write(out / "sweep.csv", lambda f: f.write(text.getvalue().encode()))
+        runs.write_csv(out / "sweep.csv", rows)
         if figure:
             grid_figure(all_runs, out, out / "grid.png")
     return rows

@@ -7,7 +7,6 @@ and the loop never waits for the device except once per epoch to log the loss.
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import sys
 import time
@@ -221,16 +220,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
 def _write_run(out, cfg, metrics_rows, frames, samples, q, floor, seconds):
     """The run's files after its final checkpoint; quality.json last, as it marks the run finished."""
-    def write_csv(f):
-        import io
-
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(metrics_rows[0]))
-        writer.writeheader()
-        writer.writerows(metrics_rows)
-        f.write(text.getvalue().encode())
-
-    runs.atomic_write(out / runs.METRICS, write_csv)
+    runs.write_csv(out / runs.METRICS, metrics_rows)
     runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
     runs.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
     from . import plots
