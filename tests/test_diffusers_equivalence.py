@@ -150,3 +150,15 @@ def test_dpm_solver_pp_trailing_grid_is_diffusers_own():
     s = diffusers.DPMSolverMultistepScheduler(**common(), timestep_spacing="trailing")
     s.set_timesteps(10)
     assert timesteps(T, 10, "trailing").tolist() == s.timesteps.tolist()
+
+
+def test_lambda_min_clips_like_diffusers_lambda_min_clipped():
+    # Where a clipped grid starts: diffusers' last_timestep - 1, the noisiest t with lambda_t >= the
+    # clip. Its grids then differ from ours on purpose: its trailing grid keeps the step T / K of the
+    # unclipped schedule (so it has fewer than K steps), its linspace one uses K + 1 points; ours are
+    # the grids of the schedule cut at that t, with K steps (test_samplers).
+    for clip in (-4.0, -2.5, 0.0):
+        s = diffusers.DPMSolverMultistepScheduler(**common(), lambda_min_clipped=clip, timestep_spacing="trailing")
+        s.set_timesteps(10)
+        ab = s.alphas_cumprod.double().numpy()
+        assert timesteps(T, 10, "trailing", ab, lambda_min=clip)[0] == s.timesteps[0]

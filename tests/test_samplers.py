@@ -128,6 +128,37 @@ def test_logsnr_spacing_is_even_in_log_snr_and_distinct():
     assert timesteps(T, T, "logsnr", ab).tolist() == list(range(T - 1, -1, -1))
 
 
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_lambda_min_starts_at_the_noisiest_step_above_it(spacing):
+    ab = _diffusion().alpha_bar.double().numpy()
+    lam = 0.5 * np.log(ab / (1 - ab))
+    t_max = int(np.nonzero(lam >= -2.5)[0].max())
+    assert lam[t_max] >= -2.5 > lam[t_max + 1]
+    ts = timesteps(T, 10, spacing, ab, lambda_min=-2.5)
+    # the same grid as a schedule that ends at t_max; trailing, logsnr and karras start right there
+    assert ts.tolist() == timesteps(t_max + 1, 10, spacing, ab[:t_max + 1]).tolist()
+    assert ts.max() <= t_max and (ts[0] == t_max or spacing in ("leading", "linspace"))
+    # a lambda_min below the noisiest step changes nothing
+    assert timesteps(T, 10, spacing, ab, lambda_min=lam[-1] - 1).tolist() == timesteps(T, 10, spacing, ab).tolist()
+
+
+def test_lambda_min_logsnr_grid_is_even_from_lambda_min():
+    ab = _diffusion().alpha_bar.double().numpy()
+    ts = timesteps(T, 10, "logsnr", ab, lambda_min=-2.5)
+    lam = 0.5 * np.log(ab[ts] / (1 - ab[ts]))
+    assert -2.6 < lam[0] and ts[-1] == 0 and np.diff(lam).max() / np.diff(lam).min() < 1.2
+
+
+def test_lambda_min_rejects_values_above_the_least_noisy_step():
+    ab = _diffusion().alpha_bar.double().numpy()
+    with pytest.raises(ValueError, match="largest log-SNR"):
+        timesteps(T, 10, "logsnr", ab, lambda_min=5.0)
+    with pytest.raises(ValueError, match="lambda >= 4.0"):  # only a few steps are that clean
+        timesteps(T, 10, "logsnr", ab, lambda_min=4.0)
+    with pytest.raises(ValueError, match="alpha_bar"):
+        timesteps(T, 10, "trailing", lambda_min=-2.5)
+
+
 def test_timesteps_reject_bad_values():
     with pytest.raises(ValueError, match="steps"):
         timesteps(T, 0)

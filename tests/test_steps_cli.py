@@ -23,7 +23,8 @@ def run_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("flags", [["--sampler", "ddpm", "--steps", "10"], ["--sampler", "ddim", "--eta", "0.3"],
                                    ["--sampler", "dpm++", "--steps", "5", "--spacing", "logsnr"],
-                                   ["--sampler", "ddim", "--steps", "7", "--clip", "4"]])
+                                   ["--sampler", "ddim", "--steps", "7", "--clip", "4"],
+                                   ["--sampler", "dpm++", "--steps", "5", "--spacing", "logsnr", "--lambda-min", "-2"]])
 def test_sample_with_each_sampler(run_dir, tmp_path, flags):
     out = tmp_path / "x.npy"
     assert main(["sample", str(run_dir), "--n", "30", "--out", str(out), "--device", "cpu", *flags]) == 0
@@ -48,6 +49,9 @@ def test_sample_is_batch_size_independent_through_the_cli(run_dir, tmp_path):
     (["--steps", "5,10"], "one --sampler and one --steps"),
     (["--sampler", "ddim", "--eta", "-1"], "a number >= 0"),
     (["--clip", "0"], "--clip 0.0: must be a positive number"),
+    (["--lambda-min", "9"], "above the schedule's largest log-SNR"),
+    (["--lambda-min", "nan"], "must be a finite number"),
+    (["--steps", "40", "--lambda-min", "0"], "timesteps with log-SNR lambda >= 0.0"),
 ])
 def test_bad_sampling_flags_exit_2_with_one_line(run_dir, tmp_path, capsys, flags, message):
     assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.csv"), "--device", "cpu", *flags]) == 2
@@ -65,6 +69,20 @@ def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, caps
     assert all(float(r["energy"]) >= 0 and 0 <= float(r["coverage"]) <= 1 for r in rows)
     assert fig.stat().st_size > 1000 and fig.read_bytes()[:4] == b"\x89PNG"
     assert "data floor" in capsys.readouterr().out
+
+
+def test_lambda_min_moves_the_start_and_is_recorded_in_the_curve(run_dir, tmp_path):
+    paths = [tmp_path / "all.npy", tmp_path / "clipped.npy"]
+    flags = ["--n", "30", "--device", "cpu", "--sampler", "dpm++", "--steps", "5", "--spacing", "logsnr"]
+    assert main(["sample", str(run_dir), "--out", str(paths[0]), *flags]) == 0
+    assert main(["sample", str(run_dir), "--out", str(paths[1]), *flags, "--lambda-min", "-1"]) == 0
+    assert not np.allclose(np.load(paths[0]), np.load(paths[1]))
+    csv_path = tmp_path / "c.csv"
+    assert main(["evaluate", str(run_dir), "--steps", "5,10", "--sampler", "dpm++", "--n", "100", "--device", "cpu",
+                 "--lambda-min", "-1", "--csv", str(csv_path), "--figure", str(tmp_path / "c.png")]) == 0
+    assert [r["lambda_min"] for r in csv.DictReader(csv_path.open())] == ["-1.0", "-1.0"]
+    assert main(["evaluate", str(run_dir), "--steps", "5,45", "--lambda-min", "0", "--n", "100",
+                 "--device", "cpu", "--csv", str(csv_path), "--figure", str(tmp_path / "c.png")]) == 2
 
 
 def test_evaluate_single_sampler_and_file_target_errors(run_dir, tmp_path, capsys):

@@ -7,6 +7,7 @@ each command imports torch and matplotlib when it runs. Bad input exits with cod
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -108,30 +109,46 @@ def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> 
                         help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
     parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,
                         help="which timesteps a K-step run visits (default trailing)")
+    parser.add_argument("--lambda-min", type=float, default=None, metavar="L",
+                        help="start at the noisiest step with log-SNR lambda = log(alpha/sigma) >= L instead of "
+                             "at t = T-1 (default: off; -2.5 with --spacing logsnr for few steps, docs/samplers.md)")
     if not lists:
         parser.add_argument("--clip", type=float, default=None, metavar="R",
                             help="clip each predicted x0 to [-R, R] (default: off)")
 
 
-def _check_steps(steps: list[int], T: int) -> None:
+def _check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
+    """Every --steps value fits the run's timesteps (those with log-SNR >= --lambda-min, if given)."""
+    T = diffusion.T
     for k in steps:
         if k > T:
             raise InputError(f"--steps {k}: the run has only {T} timesteps; use --steps {T} or fewer")
+    if lambda_min is None:
+        return
+    from .samplers import timesteps
+
+    if not math.isfinite(lambda_min):
+        raise InputError(f"--lambda-min {lambda_min}: must be a finite number, e.g. -2.5")
+    for k in steps:
+        try:
+            timesteps(T, k, "trailing", diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+        except ValueError as e:
+            raise InputError(f"--steps {k} --lambda-min {lambda_min}: {e}") from None
 
 
-def sampling_options(args, T: int) -> dict:
+def sampling_options(args, diffusion) -> dict:
     """sample()'s keyword arguments from the sampling flags, checked against the run."""
     sampler = (args.sampler or ["ddpm"])[0]
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
     steps = args.steps[0] if args.steps else None
-    _check_steps([steps or T], T)
+    _check_steps([steps or diffusion.T], diffusion, args.lambda_min)
     if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
         raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
     clip = getattr(args, "clip", None)
     if clip is not None and not 0 < clip < float("inf"):
         raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
-    options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip}
+    options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "lambda_min": args.lambda_min}
     if args.spacing:
         options["spacing"] = args.spacing
     return options
@@ -196,7 +213,7 @@ def cmd_sample(args) -> int:
     cfg, model, diffusion, device = _load_run(args.run_dir, args.device)
     from .samplers import sample
 
-    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion.T)).cpu().numpy()
+    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion)).cpu().numpy()
     save_points(out, x)
     print(f"wrote {len(x)} samples to {out}")
     return 0
@@ -231,7 +248,7 @@ def cmd_evaluate(args) -> int:
         dataset = args.dataset or cfg.dataset
         if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
             return _steps_curve(args, target, model, diffusion, dataset, device)
-        options = sampling_options(args, diffusion.T)
+        options = sampling_options(args, diffusion)
         x = sample(model, diffusion, args.n, args.seed, device=device, **options).cpu().numpy()
         what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
     else:
@@ -260,11 +277,11 @@ def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) ->
     from .samplers import SAMPLERS
 
     steps = args.steps or [diffusion.T]
-    _check_steps(steps, diffusion.T)
+    _check_steps(steps, diffusion, args.lambda_min)
     csv_path = _output_path(args.csv or str(run_dir / "steps_curve.csv"), (".csv",), "--csv")
     figure = _output_path(args.figure or str(run_dir / "steps_curve.png"), (".png", ".pdf", ".svg"), "--figure")
     steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, args.n,
-                    args.seed, device, args.spacing, args.eta, title=f"{run_dir.name}: {args.n} samples vs {dataset}")
+                    args.seed, device, args.spacing, args.eta, args.lambda_min, title=f"{run_dir.name}: {args.n} samples vs {dataset}")
     print(f"wrote {csv_path} and {figure}")
     return 0
 

@@ -2,11 +2,12 @@
 so figures and animations come free with any sampler. `sample` runs one to the end.
 
 Every sampler has one signature:
-    sampler(model, diffusion, x_T, generator=None, steps=None, callback=None, *, spacing, clip, threshold, ...)
+    sampler(model, diffusion, x_T, generator=None, steps=None, callback=None, *, spacing, clip, threshold,
+            lambda_min, ...)
 x_T is the initial noise (a tensor) or a shape to draw it in; `generator` is a torch.Generator or a
 `noise.SampleNoise` (per-sample seeding); `steps` network evaluations on the subsequence of timesteps
-`timesteps(T, steps, spacing)` (None: all T); `callback(i, t, x, x0)` sees every step's result and its
-predicted x0. Each yields steps + 1 tensors. The last step always lands on alpha_bar = 1, i.e. x_0 is
+`timesteps(T, steps, spacing, lambda_min=...)` (None: all T); `callback(i, t, x, x0)` sees every
+step's result and its predicted x0. Each yields steps + 1 tensors. The last step always lands on alpha_bar = 1, i.e. x_0 is
 the final prediction of x0 with no noise added.
 """
 
@@ -27,8 +28,14 @@ SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 DEFAULT_SPACING = "trailing"
 
 
-def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, alpha_bar=None) -> np.ndarray:
+def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, alpha_bar=None,
+              lambda_min: float | None = None) -> np.ndarray:
     """The decreasing subsequence of `steps` timesteps out of 0..T-1.
+
+    lambda_min: start at the largest t whose lambda_t >= lambda_min instead of at T - 1, i.e. choose
+    from 0..t_max as if T were t_max + 1 (diffusers' DPMSolverMultistepScheduler calls it
+    `lambda_min_clipped`). The sampler then uses x_T ~ N(0, I) as x at t_max: a small mismatch where
+    alpha_bar_t_max is small, and room for more of the few steps where the data takes shape.
 
     leading, trailing, linspace: exactly as diffusers' DDIMScheduler and DDPMScheduler define them
     (Lin et al. 2024, 'Common Diffusion Noise Schedules and Sample Steps are Flawed', Table 2).
@@ -37,9 +44,20 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     which puts the few steps where the signal-to-noise ratio changes, near t = 0, not evenly in t.
     karras: Karras et al. 2022 (EDM) eq. 5 with rho = 7, sigma = sqrt((1 - alpha_bar) / alpha_bar) from
     t = T - 1 to t = 0 with sigma^(1/7) evenly spaced: even more of the steps at low noise."""
+    if lambda_min is not None:
+        if alpha_bar is None:
+            raise ValueError("lambda_min needs the schedule's alpha_bar")
+        ab = np.asarray(alpha_bar, dtype=np.float64)
+        lam = 0.5 * np.log(ab / (1 - ab))
+        if not lam[0] >= lambda_min:  # lambda decreases in t; lam[0] is the least noisy step
+            raise ValueError(f"lambda_min = {lambda_min} is above the schedule's largest log-SNR "
+                             f"lambda_0 = {lam[0]:.2f}; choose a value between {lam[T - 1]:.2f} and {lam[0]:.2f}")
+        T = int(np.count_nonzero(lam >= lambda_min))  # the steps 0..t_max
+        alpha_bar = alpha_bar[:T]
     steps = T if steps is None else steps
     if not 1 <= steps <= T:
-        raise ValueError(f"steps = {steps} must be between 1 and the {T} training timesteps")
+        within = "" if lambda_min is None else f" with log-SNR lambda >= {lambda_min}"
+        raise ValueError(f"steps = {steps} must be between 1 and the {T} training timesteps{within}")
     if spacing == "linspace":
         ts = np.linspace(0, T - 1, steps).round()[::-1]
     elif spacing == "leading":
@@ -66,10 +84,10 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     return ts.astype(np.int64).copy()
 
 
-def _pairs(diffusion: Diffusion, steps, spacing):
+def _pairs(diffusion: Diffusion, steps, spacing, lambda_min=None):
     """(i, t, t_prev, alpha_bar_t, alpha_bar_prev) for each step; t_prev = -1 means alpha_bar = 1."""
     ab = diffusion.alpha_bar.double().cpu()
-    ts = timesteps(diffusion.T, steps, spacing, ab.numpy()).tolist()
+    ts = timesteps(diffusion.T, steps, spacing, ab.numpy(), lambda_min).tolist()
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         yield i, t, t_prev, float(ab[t]), (float(ab[t_prev]) if t_prev >= 0 else 1.0)
@@ -91,7 +109,7 @@ def _predict(model, diffusion, x, t, clip, threshold):
 def ddpm(
     model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
     callback: Callable | None = None, *, spacing: str = DEFAULT_SPACING, clip: float | None = None,
-    threshold: float | None = None, variance: str = "posterior",
+    threshold: float | None = None, lambda_min: float | None = None, variance: str = "posterior",
 ) -> Iterator[torch.Tensor]:
     """Ancestral sampling, Ho et al. 2020 Algorithm 2, on a subsequence t -> s of timesteps:
     x_s = posterior mean of q(x_s | x_t, x0) at the predicted x0 + sigma z, where (with
@@ -102,7 +120,7 @@ def ddpm(
         raise ValueError(f"unknown variance {variance!r}; choose posterior or beta")
     x = _start(x_T, generator)
     yield x
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min):
         x0, _ = _predict(model, diffusion, x, t, clip, threshold)
         beta = 1 - ab / ab_prev
         c0 = math.sqrt(ab_prev) * beta / (1 - ab)  # Ho et al. eq. 7 with alpha_t -> alpha_bar_t / alpha_bar_s
@@ -121,7 +139,7 @@ def ddpm(
 def ddim(
     model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
     callback: Callable | None = None, *, spacing: str = DEFAULT_SPACING, clip: float | None = None,
-    threshold: float | None = None, eta: float = 0.0,
+    threshold: float | None = None, lambda_min: float | None = None, eta: float = 0.0,
 ) -> Iterator[torch.Tensor]:
     """DDIM, Song et al. 2021 eq. 12: x_s = sqrt(alpha_bar_s) x0 + sqrt(1 - alpha_bar_s - sigma^2) eps
     + sigma z, with sigma = eta * sqrt(posterior variance) (eq. 16). eta = 0: deterministic;
@@ -130,7 +148,7 @@ def ddim(
         raise ValueError(f"eta = {eta} must be >= 0")
     x = _start(x_T, generator)
     yield x
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min):
         x0, eps = _predict(model, diffusion, x, t, clip, threshold)
         sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
         x_new = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
@@ -146,7 +164,7 @@ def ddim(
 def dpm_solver_pp(
     model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
     callback: Callable | None = None, *, spacing: str = DEFAULT_SPACING, clip: float | None = None,
-    threshold: float | None = None,
+    threshold: float | None = None, lambda_min: float | None = None,
 ) -> Iterator[torch.Tensor]:
     """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2: a multistep second-order solver of the
     probability-flow ODE in lambda = log(alpha / sigma) (alpha = sqrt(alpha_bar), sigma = sqrt(1 -
@@ -155,7 +173,7 @@ def dpm_solver_pp(
     x = _start(x_T, generator)
     yield x
     x0_prev, h_prev = None, None
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min):
         x0, _ = _predict(model, diffusion, x, t, clip, threshold)
         if t_prev < 0:
             x_new = x0

@@ -16,11 +16,12 @@ import numpy as np
 from . import runs
 from .metrics import Quality, data_floor, quality, references
 
-COLUMNS = ("sampler", "spacing", "steps", "nfe", "energy", "precision", "coverage", "seconds")
+COLUMNS = ("sampler", "spacing", "lambda_min", "steps", "nfe", "energy", "precision", "coverage", "seconds")
 
 
 def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str], n: int = 1000, seed: int = 0,
-          device="cpu", spacing: str | None = None, eta: float | None = None, log=None) -> list[dict]:
+          device="cpu", spacing: str | None = None, eta: float | None = None, lambda_min: float | None = None,
+          log=None) -> list[dict]:
     """One row per (sampler, steps): quality of n samples and the seconds sampling took."""
     from .samplers import DEFAULT_SPACING, sample
 
@@ -30,11 +31,13 @@ def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str],
         for k in steps:
             start = time.perf_counter()
             x = sample(model, diffusion, n, seed, device=device, sampler=name, steps=k,
-                       spacing=spacing or DEFAULT_SPACING, eta=eta if name == "ddim" else None)
+                       spacing=spacing or DEFAULT_SPACING, eta=eta if name == "ddim" else None,
+                       lambda_min=lambda_min)
             x = x.cpu().numpy()
             seconds = time.perf_counter() - start
             q = quality(x, refs)
-            rows.append({"sampler": name, "spacing": spacing or DEFAULT_SPACING, "steps": k, "nfe": k,
+            rows.append({"sampler": name, "spacing": spacing or DEFAULT_SPACING, "lambda_min": lambda_min,
+                         "steps": k, "nfe": k,
                          **q.as_dict(), "seconds": round(seconds, 4)})
             if log:
                 log(f"{name:6s} {k:5d} NFE  {q}  ({seconds:.2f} s)")
@@ -68,9 +71,9 @@ def plot(rows: list[dict], floor: Quality, path: Path, title: str | None = None)
 
 def run(model, diffusion, dataset: str, steps: list[int], samplers: list[str], csv_path: Path, figure_path: Path,
         n: int = 1000, seed: int = 0, device="cpu", spacing: str | None = None, eta: float | None = None,
-        log=print, title: str | None = None) -> list[dict]:
+        lambda_min: float | None = None, log=print, title: str | None = None) -> list[dict]:
     """The sweep, written to csv_path and figure_path; returns the rows."""
-    rows = sweep(model, diffusion, dataset, steps, samplers, n, seed, device, spacing, eta, log)
+    rows = sweep(model, diffusion, dataset, steps, samplers, n, seed, device, spacing, eta, lambda_min, log)
     floor = data_floor(dataset, n=n)
     log(f"data floor (true vs true): {floor}")
     runs.write_csv(csv_path, rows, COLUMNS)
