@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from tiny_diffusion.diffusion import PREDICTIONS, Diffusion, _at
+from tiny_diffusion.diffusion import PREDICTIONS, Diffusion
+from tiny_diffusion.exact import MixtureDenoiser
 from tiny_diffusion.samplers import ddpm
 from tiny_diffusion.schedules import make_betas
 
@@ -60,19 +61,9 @@ def test_prediction_targets_round_trip(prediction):
     assert torch.allclose(x0_hat, x0, atol=1e-8) and torch.allclose(eps_hat, eps, atol=1e-8)
 
 
-class GaussianOracle(torch.nn.Module):
+def GaussianOracle(d: Diffusion, mu, s):
     """The exact E[eps | xt] (or x0, v) for data x0 ~ N(mu, s^2 I): the best possible denoiser."""
-
-    def __init__(self, d: Diffusion, mu, s):
-        super().__init__()
-        self.d, self.mu, self.s = d, torch.as_tensor(mu, dtype=torch.float64), s
-
-    def forward(self, xt, t):
-        a, var_n = _at(self.d.sqrt_alpha_bar, t, xt), 1 - _at(self.d.alpha_bar, t, xt)
-        # xt ~ N(a mu, a^2 s^2 + var_n): E[x0 | xt] = mu + a s^2 (xt - a mu) / (a^2 s^2 + var_n)
-        x0 = self.mu + a * self.s**2 * (xt - a * self.mu) / (a**2 * self.s**2 + var_n)
-        eps = (xt - a * x0) / var_n.sqrt()
-        return {"eps": eps, "x0": x0, "v": a * eps - var_n.sqrt() * x0}[self.d.prediction]
+    return MixtureDenoiser(d, torch.as_tensor(mu, dtype=torch.float64)[None], torch.as_tensor(s, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("prediction", PREDICTIONS)

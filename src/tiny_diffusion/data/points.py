@@ -34,13 +34,27 @@ DATASAURUS_SHAPES = (
 )
 
 
+DATASAURUS_JITTER = 0.15  # std of the noise added to each of the 142 points, in the shape's own units
+
+
+def _datasaurus_scale(xy: np.ndarray) -> np.ndarray:
+    """x -> (x/54 - 1)*4, y -> (y/48 - 1)*4: the shapes' units to about [-4, 4]."""
+    return np.stack([(xy[..., 0] / 54 - 1) * 4, (xy[..., 1] / 48 - 1) * 4], axis=-1)
+
+
 def datasaurus(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Resample the shape's 142 points with N(0, 0.15^2) jitter, then x -> (x/54 - 1)*4, y -> (y/48 - 1)*4."""
+    """Resample the shape's 142 points with N(0, 0.15^2) jitter, then scale them (`_datasaurus_scale`)."""
     pts = _datasaurus()[shape]
     ix = rng.integers(0, len(pts), n)
-    x = pts[ix, 0] + rng.normal(size=n) * 0.15
-    y = pts[ix, 1] + rng.normal(size=n) * 0.15
-    return np.stack([(x / 54 - 1) * 4, (y / 48 - 1) * 4], axis=1)
+    x = pts[ix, 0] + rng.normal(size=n) * DATASAURUS_JITTER
+    y = pts[ix, 1] + rng.normal(size=n) * DATASAURUS_JITTER
+    return _datasaurus_scale(np.stack([x, y], axis=1))
+
+
+def datasaurus_mixture(shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """The distribution `datasaurus` samples, as an equal-weight Gaussian mixture: the 142 scaled points
+    as means (142, 2) and the scaled jitter as per-axis std (2,)."""
+    return _datasaurus_scale(_datasaurus()[shape]), DATASAURUS_JITTER * np.array([4 / 54, 4 / 48])
 
 
 def moons(n: int, rng: np.random.Generator) -> np.ndarray:
