@@ -34,22 +34,25 @@ class MixtureDenoiser(torch.nn.Module):
         self.log_weights = torch.log(w / w.sum())  # (k,)
         self.alpha_bar = diffusion.alpha_bar.detach().to(device="cpu", dtype=torch.float64)
 
-    def x0(self, xt: torch.Tensor, t) -> torch.Tensor:
-        """E[x0 | x_t] for x_t (n, d) at step t (a scalar or one per row)."""
-        ab = self.alpha_bar[torch.as_tensor(t).cpu()].reshape(-1, 1, 1)  # (n or 1, 1, 1)
-        a, noise_var = ab.sqrt(), 1 - ab
-        x = xt.detach().cpu().double()[:, None, :]  # (n, 1, d)
-        var = a**2 * self.vars + noise_var  # (n or 1, k, d): variance of x_t given component k
-        diff = x - a * self.means  # (n, k, d)
+    def _x0(self, x: torch.Tensor, t: torch.Tensor):
+        """E[x0 | x_t] for x_t (n, d) in float64 on the CPU at step t, and alpha_bar_t as (n or 1, 1)."""
+        ab = self.alpha_bar[t].reshape(-1, 1, 1)  # (n or 1, 1, 1)
+        a = ab.sqrt()
+        var = a**2 * self.vars + (1 - ab)  # (n or 1, k, d): variance of x_t given component k
+        diff = x[:, None, :] - a * self.means  # (n, k, d)
         log_lik = -0.5 * (diff**2 / var + torch.log(2 * math.pi * var)).sum(-1)  # (n, k)
         resp = torch.softmax(self.log_weights + log_lik, dim=1)  # P(k | x_t), (n, k)
         x0_k = self.means + a * self.vars / var * diff  # E[x0 | x_t, k], (n, k, d)
-        return torch.einsum("nk,nkd->nd", resp, x0_k)
+        return torch.einsum("nk,nkd->nd", resp, x0_k), ab[:, :, 0]
+
+    def x0(self, xt: torch.Tensor, t) -> torch.Tensor:
+        """E[x0 | x_t] for x_t (n, d) at step t (a scalar or one per row), in float64."""
+        return self._x0(xt.detach().cpu().double(), torch.as_tensor(t).cpu())[0]
 
     def forward(self, xt: torch.Tensor, t) -> torch.Tensor:
-        t = torch.as_tensor(t)
-        ab = self.alpha_bar[t.cpu()].reshape(-1, 1)
-        x0 = self.x0(xt, t)
-        eps = (xt.detach().cpu().double() - ab.sqrt() * x0) / (1 - ab).sqrt()
-        out = {"eps": eps, "x0": x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.diffusion.prediction]
+        x = xt.detach().cpu().double()
+        x0, ab = self._x0(x, torch.as_tensor(t).cpu())
+        a, sigma = ab.sqrt(), (1 - ab).sqrt()
+        eps = (x - a * x0) / sigma
+        out = {"eps": eps, "x0": x0, "v": a * eps - sigma * x0}[self.diffusion.prediction]
         return out.to(device=xt.device, dtype=xt.dtype)
