@@ -281,7 +281,8 @@ def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) ->
     csv_path = _output_path(args.csv or str(run_dir / "steps_curve.csv"), (".csv",), "--csv")
     figure = _output_path(args.figure or str(run_dir / "steps_curve.png"), (".png", ".pdf", ".svg"), "--figure")
     steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, args.n,
-                    args.seed, device, args.spacing, args.eta, args.lambda_min, title=f"{run_dir.name}: {args.n} samples vs {dataset}")
+                    args.seed, device, args.spacing, args.eta, args.lambda_min,
+                    title=f"{run_dir.name}: {args.n} samples vs {dataset}")
     print(f"wrote {csv_path} and {figure}")
     return 0
 

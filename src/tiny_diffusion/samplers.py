@@ -7,8 +7,8 @@ Every sampler has one signature:
 x_T is the initial noise (a tensor) or a shape to draw it in; `generator` is a torch.Generator or a
 `noise.SampleNoise` (per-sample seeding); `steps` network evaluations on the subsequence of timesteps
 `timesteps(T, steps, spacing, lambda_min=...)` (None: all T); `callback(i, t, x, x0)` sees every
-step's result and its predicted x0. Each yields steps + 1 tensors. The last step always lands on alpha_bar = 1, i.e. x_0 is
-the final prediction of x0 with no noise added.
+step's result and its predicted x0. Each yields steps + 1 tensors. The last step always lands on
+alpha_bar = 1, i.e. x_0 is the final prediction of x0 with no noise added.
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 # trailing starts every subsequence at t = T - 1, where x_T really is N(0, I); 'leading' (diffusers'
 # DDIM default) starts at T - T/K and wastes part of the few-step budget (Lin et al. 2024, Table 2).
 DEFAULT_SPACING = "trailing"
+
+
+def log_snr(alpha_bar) -> np.ndarray:
+    """lambda_t = log(alpha_t / sigma_t) = 0.5 log(alpha_bar / (1 - alpha_bar)), in float64; decreasing in t.
+    (sigma = exp(-lambda) in the variance-exploding view.)"""
+    ab = np.asarray(alpha_bar, dtype=np.float64)
+    return 0.5 * np.log(ab / (1 - ab))
 
 
 def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, alpha_bar=None,
@@ -47,8 +54,7 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     if lambda_min is not None:
         if alpha_bar is None:
             raise ValueError("lambda_min needs the schedule's alpha_bar")
-        ab = np.asarray(alpha_bar, dtype=np.float64)
-        lam = 0.5 * np.log(ab / (1 - ab))
+        lam = log_snr(alpha_bar)
         if not lam[0] >= lambda_min:  # lambda decreases in t; lam[0] is the least noisy step
             raise ValueError(f"lambda_min = {lambda_min} is above the schedule's largest log-SNR "
                              f"lambda_0 = {lam[0]:.2f}; choose a value between {lam[T - 1]:.2f} and {lam[0]:.2f}")
@@ -67,8 +73,7 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     elif spacing in ("logsnr", "karras"):
         if alpha_bar is None:
             raise ValueError(f"{spacing} spacing needs the schedule's alpha_bar")
-        ab = np.asarray(alpha_bar, dtype=np.float64)
-        lam = 0.5 * np.log(ab / (1 - ab))  # decreasing in t; sigma = exp(-lam) in the variance-exploding view
+        lam = log_snr(alpha_bar)
         if spacing == "logsnr":
             target = np.linspace(lam[T - 1], lam[0], steps) if steps > 1 else lam[T - 1:]
         else:  # Karras et al. 2022 eq. 5, rho = 7: sigma^(1/rho) evenly spaced, most steps at low noise
