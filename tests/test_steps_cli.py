@@ -49,9 +49,9 @@ def test_sample_is_batch_size_independent_through_the_cli(run_dir, tmp_path):
     (["--steps", "5,10"], "one --sampler and one --steps"),
     (["--sampler", "ddim", "--eta", "-1"], "a number >= 0"),
     (["--clip", "0"], "--clip 0.0: must be a positive number"),
-    (["--lambda-min", "9"], "above the schedule's largest log-SNR"),
+    (["--lambda-min", "9"], "--lambda-min 9.0: must be a finite number up to the run's largest log-SNR"),
     (["--lambda-min", "nan"], "must be a finite number"),
-    (["--steps", "40", "--lambda-min", "0"], "timesteps with log-SNR lambda >= 0.0"),
+    (["--steps", "40", "--lambda-min", "0"], "timesteps have log-SNR lambda >= --lambda-min 0.0; use --steps"),
 ])
 def test_bad_sampling_flags_exit_2_with_one_line(run_dir, tmp_path, capsys, flags, message):
     assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.csv"), "--device", "cpu", *flags]) == 2

@@ -125,15 +125,17 @@ def _check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
             raise InputError(f"--steps {k}: the run has only {T} timesteps; use --steps {T} or fewer")
     if lambda_min is None:
         return
-    from .samplers import timesteps
+    from .samplers import log_snr
 
-    if not math.isfinite(lambda_min):
-        raise InputError(f"--lambda-min {lambda_min}: must be a finite number, e.g. -2.5")
+    lam = log_snr(diffusion.alpha_bar.double().cpu().numpy())  # decreasing in t
+    if not (math.isfinite(lambda_min) and lambda_min <= lam[0]):
+        raise InputError(f"--lambda-min {lambda_min}: must be a finite number up to the run's largest log-SNR "
+                         f"{lam[0]:.2f} (its steps span {lam[-1]:.2f} to {lam[0]:.2f}), e.g. -2.5")
+    usable = int((lam >= lambda_min).sum())
     for k in steps:
-        try:
-            timesteps(T, k, "trailing", diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
-        except ValueError as e:
-            raise InputError(f"--steps {k} --lambda-min {lambda_min}: {e}") from None
+        if k > usable:
+            raise InputError(f"--steps {k}: only {usable} of the run's timesteps have log-SNR lambda >= "
+                             f"--lambda-min {lambda_min}; use --steps {usable} or fewer, or a lower --lambda-min")
 
 
 def sampling_options(args, diffusion) -> dict:
