@@ -125,13 +125,14 @@ def _check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
             raise InputError(f"--steps {k}: the run has only {T} timesteps; use --steps {T} or fewer")
     if lambda_min is None:
         return
-    from .samplers import log_snr
+    from .samplers import log_snr, steps_from
 
-    lam = log_snr(diffusion.alpha_bar.double().cpu().numpy())  # decreasing in t
+    alpha_bar = diffusion.alpha_bar.double().cpu().numpy()
+    lam = log_snr(alpha_bar)  # decreasing in t
     if not (math.isfinite(lambda_min) and lambda_min <= lam[0]):
         raise InputError(f"--lambda-min {lambda_min}: must be a finite number up to the run's largest log-SNR "
                          f"{lam[0]:.2f} (its steps span {lam[-1]:.2f} to {lam[0]:.2f}), e.g. -2.5")
-    usable = int((lam >= lambda_min).sum())
+    usable = steps_from(alpha_bar, lambda_min)
     for k in steps:
         if k > usable:
             raise InputError(f"--steps {k}: only {usable} of the run's timesteps have log-SNR lambda >= "

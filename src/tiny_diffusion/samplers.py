@@ -35,6 +35,11 @@ def log_snr(alpha_bar) -> np.ndarray:
     return 0.5 * np.log(ab / (1 - ab))
 
 
+def steps_from(alpha_bar, lambda_min: float) -> int:
+    """How many timesteps have log-SNR >= lambda_min: the steps 0..t_max a lambda_min grid chooses from."""
+    return int(np.count_nonzero(log_snr(alpha_bar) >= lambda_min))
+
+
 def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, alpha_bar=None,
               lambda_min: float | None = None) -> np.ndarray:
     """The decreasing subsequence of `steps` timesteps out of 0..T-1.
@@ -58,7 +63,7 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
         if not lam[0] >= lambda_min:  # lambda decreases in t; lam[0] is the least noisy step
             raise ValueError(f"lambda_min = {lambda_min} is above the schedule's largest log-SNR "
                              f"lambda_0 = {lam[0]:.2f}; choose a value between {lam[T - 1]:.2f} and {lam[0]:.2f}")
-        T = int(np.count_nonzero(lam >= lambda_min))  # the steps 0..t_max
+        T = steps_from(alpha_bar, lambda_min)  # the steps 0..t_max
         alpha_bar = alpha_bar[:T]
     steps = T if steps is None else steps
     if not 1 <= steps <= T:
