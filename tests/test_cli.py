@@ -127,7 +127,7 @@ def test_reverse_trajectory_ends_at_sample_output(run_dir):
     """The reverse figure and animation show the very samples `sample --seed` writes, bit for bit."""
     import torch
 
-    from tiny_diffusion.cli import sampling_trajectory
+    from tiny_diffusion.figures import sampling_trajectory
     from tiny_diffusion.runs import load_run
     from tiny_diffusion.samplers import sample
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tiny_diffusion import cli, runs
-from tiny_diffusion import train as train_module
+from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.diffusion import Diffusion
 from tiny_diffusion.errors import InputError, TrainingStopped
@@ -206,9 +206,9 @@ def _poison_steps(monkeypatch, bad_steps: set[int]):
     """Make the loss NaN at the given (1-based) training steps."""
     real, calls = Diffusion.loss, []
 
-    def loss(self, model, x0, generator=None):
+    def loss(self, model, x0, generator=None, **kw):
         calls.append(1)
-        value = real(self, model, x0, generator)
+        value = real(self, model, x0, generator, **kw)
         return value * float("nan") if len(calls) in bad_steps else value
 
     monkeypatch.setattr(Diffusion, "loss", loss)

@@ -96,7 +96,7 @@ def test_evaluate_single_sampler_and_file_target_errors(run_dir, tmp_path, capsy
 
 
 def test_reverse_trajectory_ends_at_the_sampled_points(run_dir):
-    from tiny_diffusion.cli import sampling_trajectory
+    from tiny_diffusion.figures import sampling_trajectory
     from tiny_diffusion.runs import load_run
     from tiny_diffusion.samplers import sample
 

@@ -139,8 +139,12 @@ def _check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
                              f"--lambda-min {lambda_min}; use --steps {usable} or fewer, or a lower --lambda-min")
 
 
-def sampling_options(args, diffusion) -> dict:
-    """sample()'s keyword arguments from the sampling flags, checked against the run."""
+def sampling_options(args, diffusion, cfg=None) -> dict:
+    """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
+    and --steps, an image run samples as its final samples were (cfg's eval_sampler and eval_steps, logsnr)."""
+    if cfg is not None and cfg.images and not args.sampler and not args.steps:
+        args.sampler, args.steps = [cfg.eval_sampler], [cfg.eval_steps] if cfg.eval_steps else None
+        args.spacing = args.spacing or "logsnr"
     sampler = (args.sampler or ["ddpm"])[0]
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
@@ -170,15 +174,25 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     result = train(cfg, out, progress=None if not args.quiet else False)
     print(f"run folder: {result.out_dir}")
-    print(f"trained {cfg.epochs} epochs in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
+    length = f"{cfg.kimg:g} kimg" if cfg.kimg > 0 else f"{cfg.epochs} epochs"
+    print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
           f"sampling and figures)")
-    print(f"quality of {cfg.frame_points} samples vs {cfg.dataset}: {result.quality}")
-    print(f"data floor (true vs true):  {' ' * len(str(cfg.frame_points))}{result.floor}")
+    _print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
     return 0
 
 
+def _print_quality(what: str, dataset: str, q, floor, extra: str = "") -> None:
+    """The quality line and the data floor's beneath it (None: a data set without labels for the metrics)."""
+    if q is None:
+        print(f"{what} of {dataset}: no quality numbers (the classifier metrics need class labels)")
+        return
+    head = f"quality of {what} vs {dataset}: "
+    print(f"{head}{q}")
+    print(f"{'data floor (real vs real): ':<{len(head)}}{floor}{extra}")
+
+
 def _resume_train(args, changes: dict) -> int:
-    from .resume import config_for_resume
+    from .train.state import config_for_resume
     from .runs import is_finished
     from .train import train
 
@@ -190,7 +204,7 @@ def _resume_train(args, changes: dict) -> int:
     cfg = config_for_resume(args.resume, changes)
     result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True)
     print(f"run folder: {result.out_dir}")
-    print(f"quality of {cfg.frame_points} samples vs {cfg.dataset}: {result.quality}")
+    _print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
     return 0
 
 
@@ -212,14 +226,44 @@ def _load_run(run_dir: str, device: str):
 
 
 def cmd_sample(args) -> int:
-    out = _output_path(args.out, (".csv", ".npy"))
+    if not _folder_like(args.out):  # the file type is checked before the (slow) run loading
+        _output_path(args.out, (".csv", ".npy", ".png"))
     cfg, model, diffusion, device = _load_run(args.run_dir, args.device)
+    out = _image_output(args.out) if cfg.images else _output_path(args.out, (".csv", ".npy"))
     from .samplers import sample
 
-    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion)).cpu().numpy()
-    save_points(out, x)
+    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion, cfg)).cpu()
+    if cfg.images:
+        save_images(out, x)
+    else:
+        save_points(out, x.numpy())
     print(f"wrote {len(x)} samples to {out}")
     return 0
+
+
+def _folder_like(path: str) -> bool:
+    """An --out that names a folder: a trailing slash, an existing folder, or no suffix."""
+    return path.endswith(("/", "\\")) or Path(path).is_dir() or not Path(path).suffix
+
+
+def _image_output(path: str) -> Path:
+    """--out for images: FILE.npy (float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid), or DIR/ (one PNG each)."""
+    return Path(path) if _folder_like(path) else _output_path(path, (".npy", ".png"))
+
+
+def save_images(path: Path, x) -> None:
+    """Samples (N, C, H, W) in [-1, 1]: .npy as float32, .png as one grid, a folder as one PNG per image."""
+    import numpy as np
+
+    from .runs import atomic_write
+    from .viz.images import save_grid, save_png_folder
+
+    if path.suffix.lower() == ".npy":
+        atomic_write(path, lambda f: np.save(f, x.clamp(-1, 1).numpy().astype(np.float32)))
+    elif path.suffix.lower() == ".png":
+        save_grid(x.numpy(), path)
+    else:
+        save_png_folder(x.numpy(), path)
 
 
 def save_points(path: Path, x) -> None:
@@ -242,6 +286,8 @@ def cmd_evaluate(args) -> int:
         raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
 
     target = Path(args.target)
+    if _is_image_target(target, args.dataset):
+        return _evaluate_images(args, target)
     if args.nll and not target.is_dir():
         raise InputError(f"{target}: --nll needs a run folder (a model), not a point file")
     if target.is_dir():
@@ -275,6 +321,54 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _is_image_target(target: Path, dataset: str | None) -> bool:
+    """An image run, or images to score (a folder of PNGs, an .npy of (N, C, H, W)) against image data."""
+    from .data.image_names import is_image_dataset
+    from .runs import CONFIG, run_config
+
+    if (target / CONFIG).is_file():
+        return run_config(target).images
+    return dataset is not None and is_image_dataset(dataset) or (target.is_dir() and dataset is None)
+
+
+def _evaluate_images(args, target: Path) -> int:
+    """Classifier metrics of a run's fresh samples, or of image files, beside the floor and noise."""
+    from .eval.report import score_images
+    from .runs import CONFIG
+
+    if args.nll:
+        raise InputError("--nll: likelihoods are computed for points only; drop --nll for images")
+    if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
+        raise InputError("several --steps or --sampler values (a steps curve) are for points only; give one of each")
+    changes = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None}
+    if (target / CONFIG).is_file():
+        from .samplers import sample
+        from .viz.images import to_uint8
+
+        cfg, model, diffusion, device = _load_run(str(target), args.device)
+        cfg = cfg.replace(**changes) if changes else cfg
+        options = sampling_options(args, diffusion, cfg)
+        images = to_uint8(sample(model, diffusion, args.n, args.seed, device=device, **options))
+        what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
+    else:
+        from .train import resolve_device
+        from .viz.images import read_images
+
+        if args.dataset is None:
+            raise InputError(f"{target}: give --dataset NAME, the real images to compare with (e.g. --dataset mnist)")
+        if args.steps or args.sampler:
+            raise InputError(f"{target}: --steps and --sampler need a run folder to sample from, not image files")
+        images, device = read_images(target), resolve_device(args.device)
+        cfg = TrainConfig.from_dict({**changes, "image_size": images.shape[-1], "channels": images.shape[1]},
+                                    "command line")
+        what = f"{len(images)} images of {target}"
+    report = score_images(cfg, images, device)
+    _print_quality(what, cfg.dataset, report.quality, report.floor)
+    print(f"noise images:  {report.noise}")
+    print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
+    return 0
+
+
 def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) -> int:
     from . import steps_curve
     from .samplers import SAMPLERS
@@ -292,65 +386,45 @@ def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) ->
 
 def cmd_plot(args) -> int:
     out = _output_path(args.out, (".png", ".pdf", ".svg"))
-    import torch
-
-    from . import plots
+    from . import figures
 
     if args.process == "forward":
-        from .data import load_dataset
-        from .diffusion import Diffusion
-
-        cfg = TrainConfig.from_dict({**config_overrides(args, SCHEDULE_FIELDS), "dataset": args.dataset})
-        diffusion = Diffusion.from_config(cfg, warn=True)
-        x0 = torch.from_numpy(load_dataset(cfg.dataset, args.n, args.seed))
-        traj = diffusion.forward_trajectory(x0, torch.Generator().manual_seed(args.seed)).numpy()
-        plots.process_grid(traj, out, args.panels, steps=list(range(diffusion.T + 1)))
+        changes = {"dataset": args.dataset, **({"data_dir": args.data_dir} if args.data_dir else {})}
+        cfg = TrainConfig.from_dict({**config_overrides(args, SCHEDULE_FIELDS), **changes})
+        figures.forward_figure(cfg, out, args.n, args.seed, args.panels, warn=True)
     else:
         if not args.run_dir:
             raise InputError("plot reverse: give the run folder, e.g. `tiny-diffusion plot reverse runs/dino-...`")
-        cfg, model, diffusion, device = _load_run(args.run_dir, args.device)
-        traj = sampling_trajectory(model, diffusion, args.n, args.seed, device)
-        plots.process_grid(traj, out, args.panels, steps=list(range(diffusion.T, -1, -1)))
+        figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, _device(args.device))
     print(f"wrote {out}")
     return 0
 
 
-def sampling_trajectory(model, diffusion, n: int, seed: int, device):
-    """(T + 1, n, 2) array: x_T ... x_0 of ancestral sampling; x_0 is exactly `sample --seed`'s output."""
-    import numpy as np
+def _device(name: str):
+    from .train import resolve_device
 
-    from .samplers import trajectory
-
-    return np.stack([x.cpu().numpy() for x in trajectory(model, diffusion, n, seed, device=device)])
+    return resolve_device(name)
 
 
 def cmd_animate(args) -> int:
     import shutil
 
-    import numpy as np
-
-    from . import plots, runs
-    from .train import frame_epochs
+    from . import figures
 
     run_dir = Path(args.run_dir)
-    cfg = runs.run_config(run_dir)
-    out = Path(args.out) if args.out else run_dir / ("animation.mp4" if shutil.which("ffmpeg") else "animation.gif")
+    if not (run_dir / "config.json").is_file():
+        from .runs import run_config
+
+        run_config(run_dir)  # the one-line error for a folder that is not a run
+    name = "reverse" if args.reverse else "animation"  # distinct defaults: --reverse never overwrites training's
+    out = Path(args.out) if args.out else run_dir / (name + (".mp4" if shutil.which("ffmpeg") else ".gif"))
     _output_path(str(out), (".gif", ".mp4"))
     if out.suffix == ".mp4" and not shutil.which("ffmpeg"):
         raise InputError(f"--out {out}: MP4 needs ffmpeg on PATH; install it or write a .gif")
     if args.reverse:
-        cfg, model, diffusion, device = _load_run(str(run_dir), args.device)
-        traj = sampling_trajectory(model, diffusion, args.n, args.seed, device)
-        keep = np.unique(np.linspace(0, len(traj) - 1, min(len(traj), 100)).round().astype(int))
-        frames, titles = traj[keep], [f"t = {diffusion.T - i}" for i in keep]
+        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, _device(args.device))
     else:
-        path = run_dir / runs.FRAMES
-        if not path.is_file():
-            raise InputError(f"{run_dir}: no {runs.FRAMES}; train with --frames N (N > 0) to record snapshots")
-        frames = np.load(path, allow_pickle=False)
-        epochs = frame_epochs(cfg.epochs, cfg.frames)
-        titles = [f"epoch {e + 1}" for e in epochs] if len(epochs) == len(frames) else None
-    plots.animate(frames, out, titles, fps=args.fps)
+        figures.training_animation(run_dir, out, args.fps)
     print(f"wrote {out}")
     return 0
 
@@ -381,8 +455,9 @@ def cmd_reproduce(args) -> int:
 
 def cmd_datasets(args) -> int:
     from .data import dataset_names
+    from .data.image_names import IMAGE_DATASETS
 
-    print("\n".join(dataset_names()))
+    print("\n".join(dataset_names() + list(IMAGE_DATASETS)))
     return 0
 
 
@@ -392,7 +467,7 @@ SCHEDULE_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "terminal_
 # -- the parser ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Denoising diffusion models (DDPM) on 2D point clouds: train, sample, "
+    p = _Parser(prog=PROG, description="Denoising diffusion models (DDPM) on 2D point clouds and images: train, sample, "
                                         "evaluate and plot.")
     from . import __version__
 
@@ -412,14 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--n", type=_positive_int, default=1000, help="number of samples (default 1000)")
     s.add_argument("--seed", type=_seed, default=0, help="seed of the sampling noise (default 0)")
-    s.add_argument("--out", required=True, help="FILE.csv (header x,y) or FILE.npy")
+    s.add_argument("--out", required=True, help="points: FILE.csv (header x,y) or FILE.npy; images: FILE.npy "
+                   "(float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid) or DIR/ (one PNG per image)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     add_sampling_flags(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="energy distance, precision and coverage of samples or of a run")
-    e.add_argument("target", metavar="FILE|RUN_DIR", help="a .csv/.npy of points, or a run folder to sample from")
-    e.add_argument("--dataset", help="the true distribution (default: the run's data set, or dino for a file)")
+    e.add_argument("target", metavar="FILE|DIR|RUN_DIR", help="a .csv/.npy of points, images (a folder of PNGs or "
+                   "an .npy of (N, C, H, W) in [-1, 1]), or a run folder to sample from")
+    e.add_argument("--dataset", help="the true distribution (default: the run's data set, or dino for a point file; "
+                   "needed for image files)")
+    e.add_argument("--data-dir", help="folder holding the image data set's files (else downloaded once)")
     e.add_argument("--n", type=_positive_int, default=1000, help="points per set (default 1000)")
     e.add_argument("--seed", type=_seed, default=0, help="sampling seed for a run folder (default 0)")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -435,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run folder (reverse only)")
     pl.add_argument("--out", required=True, help="FILE.png|.pdf|.svg")
     pl.add_argument("--dataset", default="dino", help="data set (forward only; default dino)")
-    pl.add_argument("--n", type=_positive_int, default=1000, help="points (default 1000)")
+    pl.add_argument("--data-dir", help="folder holding the image data set's files (forward only; else downloaded)")
+    pl.add_argument("--n", type=_positive_int, default=None, help="points (default 1000) or image rows (default 8)")
     pl.add_argument("--seed", type=_seed, default=0)
     pl.add_argument("--panels", type=_positive_int, default=10, help="snapshots in the grid (default 10)")
     pl.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -444,9 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("animate", help="GIF (or MP4 with ffmpeg) of a run's training snapshots")
     a.add_argument("run_dir", metavar="RUN_DIR")
-    a.add_argument("--out", help="FILE.gif or FILE.mp4 (default RUN_DIR/animation.mp4 with ffmpeg, else .gif)")
+    a.add_argument("--out", help="FILE.gif or FILE.mp4 (default RUN_DIR/animation.mp4 with ffmpeg, else .gif; "
+                   "reverse.* for --reverse)")
     a.add_argument("--reverse", action="store_true", help="animate the sampling trajectory x_T ... x_0 instead")
-    a.add_argument("--n", type=_positive_int, default=1000, help="points for --reverse (default 1000)")
+    a.add_argument("--n", type=_positive_int, default=None, help="samples for --reverse (default 1000 points or a "
+                   "grid of 64 images)")
     a.add_argument("--seed", type=_seed, default=0)
     a.add_argument("--fps", type=_positive_int, default=10)
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -478,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=_positive_int, default=2, help="parallel worker processes (default 2)")
     r.set_defaults(func=cmd_reproduce)
 
-    d = sub.add_parser("datasets", help="list the built-in data sets")
+    d = sub.add_parser("datasets", help="list the built-in data sets (points, then images; any folder of images "
+                       "works too)")
     d.set_defaults(func=cmd_datasets)
     return p
 

@@ -1,5 +1,9 @@
 """The training configuration: every hyperparameter with its default and the reason for it, plus
-loading from TOML and validation. Pure Python (no torch), so `--help` stays fast."""
+loading from TOML and validation. Pure Python (no torch), so `--help` stays fast.
+
+Some defaults depend on the data: a field whose default is None ("auto") is filled from POINT_DEFAULTS
+or IMAGE_DEFAULTS when the config is made, by whether `dataset` names images (`is_image_dataset`).
+The resolved values are what config.json records."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.image_names import is_image_dataset
 from .errors import InputError
 
 SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # mirrors schedules.SCHEDULES
@@ -17,35 +22,90 @@ PREDICTIONS = ("eps", "x0", "v")  # mirrors diffusion.PREDICTIONS
 T_SAMPLINGS = ("uniform", "logsnr")  # mirrors diffusion.T_SAMPLINGS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SAMPLERS = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS
+MODELS = ("mlp", "unet", "simple-unet")  # mirrors models.MODELS
+LOSSES = ("l2", "l1")
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
 def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
     """A config field: its default, one line of help, and the values it accepts."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": nullable}
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": nullable, "auto": False}
     return field(default=default, metadata=meta)
+
+
+def _auto(help: str, choices=None, low=None, high=None):
+    """A field whose default depends on the data (POINT_DEFAULTS / IMAGE_DEFAULTS); None means auto."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True}
+    return field(default=None, metadata=meta)
+
+
+# The defaults that differ between point clouds and images, each with its reason.
+POINT_DEFAULTS = dict(
+    model="mlp",  # the classic residual MLP
+    schedule="linear",  # T=1000 linear is Ho et al.'s; it ends at alpha_bar_T = 4e-5, so x_T really is N(0, I)
+    prediction="eps",
+    # logsnr: the dino's detail lives at noise std 0.01-0.2, which uniform t visits 6% of the time, logsnr 30%
+    t_sampling="logsnr",
+    epochs=600,  # 600 x 7 steps: about 15 s on 2 cores
+    kimg=0.0,  # off: the length is `epochs`
+    batch_size=1024,  # big batches keep 2 CPU cores busy
+    lr=1e-2,  # scaled up from the classic 1e-3 at batch 32; 1e-2 measured best at batch 1024, 2e-2 worse
+    ema=0.995,
+    frame_points=1000,  # the classic study plotted 1000 samples
+    checkpoint_every=10,  # ~1.5% of training time; a crash loses at most 10 epochs (bench/resume_overhead.py)
+    eval_n=1000,  # final samples scored against fresh true points
+    eval_sampler="ddpm",  # full ancestral sampling (Ho et al. Alg. 2): the points' final samples
+    eval_steps=0,  # 0 = all T steps
+)
+IMAGE_DEFAULTS = dict(
+    model="unet",
+    schedule="cosine",  # Nichol & Dhariwal 2021: the linear schedule wastes its last steps on pure noise at 28x28
+    prediction="v",  # Salimans & Ho 2022: well-conditioned at both ends of the cosine schedule
+    t_sampling="uniform",
+    epochs=100,  # an upper bound: `kimg` sets the length of image runs
+    kimg=150.0,  # thousands of training images seen (see docs/images.md for the measured curve)
+    batch_size=128,
+    lr=2e-3,
+    ema=0.999,
+    frame_points=64,  # one 8x8 grid per snapshot: frames stay small
+    checkpoint_every=1,  # an image epoch is long; a checkpoint costs well under 1% of one
+    eval_n=1000,  # final samples scored by the classifier metrics
+    eval_sampler="dpm++",  # 20 DPM-Solver++ steps: 1000 digits in seconds, not the minutes of 1000 ancestral steps
+    eval_steps=20,
+)
 
 
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = _f("dino", "data set name (see `tiny-diffusion datasets`) or a .csv/.npy point file")
-    n_points: int = _f(8000, "training points drawn once from the data set (the classic study used 8000)", low=1,
-                       high=100_000_000)
-    # schedule: T=1000 linear is Ho et al.'s; it ends at alpha_bar_T = 4e-5, so x_T really is N(0, I)
+    dataset: str = _f("dino", "data set name (see `tiny-diffusion datasets`), a .csv/.npy point file, or a folder "
+                      "of images")
+    n_points: int = _f(8000, "training points drawn once from the data set (points only; the classic study used "
+                       "8000)", low=1, high=100_000_000)
+    data_dir: str | None = _f(None, "images: folder holding the data set's files (raw or .gz); unset: download once "
+                              "into $TINY_DIFFUSION_DATA or ~/.cache/tiny-diffusion", nullable=True)
+    image_size: int | None = _f(None, "images: resize the shorter side and center-crop to this (unset: the images' "
+                                "own size if they all agree, else 64)", low=1, high=4096, nullable=True)
+    channels: int | None = _f(None, "images: 1 (grayscale) or 3 (RGB); unset keeps the data's own", low=1, high=3,
+                              nullable=True)
+    flip: str = _f("auto", "images: random horizontal flips (auto: on for photo folders and CIFAR-10, off for "
+                   "digits)", choices=("auto", "on", "off"))
     timesteps: int = _f(1000, "number of diffusion steps T", low=1, high=100_000)
-    schedule: str = _f("linear", "beta schedule", choices=SCHEDULES)
+    schedule: str = _auto("beta schedule", choices=SCHEDULES)
     beta_start: float = _f(1e-4, "first beta of the linear/quadratic schedules", low=0.0, high=1.0)
     beta_end: float = _f(0.02, "last beta of the linear/quadratic schedules", low=0.0, high=1.0)
     terminal_alpha_bar: float | None = _f(
         None, "rescale the schedule so alpha_bar_T equals this (e.g. 1e-4); unset keeps it as is",
         low=0.0, high=1.0, nullable=True)
-    prediction: str = _f("eps", "what the network predicts: eps (noise), x0 (clean data) or v", choices=PREDICTIONS)
-    # logsnr: the dino's detail lives at noise std 0.01-0.2, which uniform t visits 6% of the time, logsnr 30%
-    t_sampling: str = _f("logsnr", "training distribution of t: uniform (Ho et al.) or logsnr (uniform in "
-                         "log-SNR, more weight on the low-noise steps that resolve fine structure)", choices=T_SAMPLINGS)
-    # model: the classic MLP, narrower (64 wide, 32-feature embeddings) so that 1000 sampling steps of 1000
+    prediction: str = _auto("what the network predicts: eps (noise), x0 (clean data) or v", choices=PREDICTIONS)
+    t_sampling: str = _auto("training distribution of t: uniform (Ho et al.) or logsnr (uniform in log-SNR, more "
+                            "weight on the low-noise steps that resolve fine structure)", choices=T_SAMPLINGS)
+    loss: str = _f("l2", "training loss between the network's output and its target: l2 (Ho et al.) or l1",
+                   choices=LOSSES)
+    model: str = _auto("the network: mlp (points), unet or simple-unet (images; simple-unet is the popular "
+                       "tutorial's)", choices=MODELS)
+    # the MLP (points): the classic one, narrower (64 wide, 32-feature embeddings) so that 1000 sampling steps of 1000
     # points take about 1 s on 2 cores
     hidden_size: int = _f(64, "width of the MLP (64: 1000 steps x 1000 points in about 1 s on 2 cores; 128 is 2x slower "
                           "and no better in 30 s of training)", low=1, high=65_536)
@@ -56,33 +116,56 @@ class TrainConfig:
     input_emb: str = _f("sinusoidal", "input (coordinate) embedding", choices=EMBEDDINGS)
     input_scale: float = _f(25.0, "frequency scale of the sinusoidal input embedding (classic: 25)", low=0.0,
                             high=1e6)
-    # optimisation: big batches keep 2 CPU cores busy; lr scaled up from the classic 1e-3 at batch 32
-    epochs: int = _f(600, "passes over the training points (600 x 7 steps: about 15 s on 2 cores)", low=1,
-                     high=10_000_000)
-    batch_size: int = _f(1024, "points per optimisation step", low=1, high=10_000_000)
-    lr: float = _f(1e-2, "peak learning rate of AdamW (1e-2 measured best at batch 1024; 2e-2 is worse)", low=0.0,
-                   high=10.0)
+    # the U-Net (images): lean enough for minutes on a laptop CPU (docs/images.md)
+    base_channels: int = _f(32, "U-Net: channels of the first level", low=1, high=4096)
+    channel_mult: str = _f("1,2,2", "U-Net: channel multiplier per level, comma-separated (28x28: 28, 14, 7)")
+    num_res_blocks: int = _f(1, "U-Net: residual blocks per level", low=1, high=16)
+    attn_resolutions: str = _f("auto", "U-Net: resolutions with self-attention, comma-separated (auto: the lowest "
+                               "one; none: no attention)")
+    dropout: float = _f(0.0, "U-Net: dropout in the residual blocks", low=0.0, high=0.99)
+    # optimisation
+    epochs: int = _auto("passes over the training data (points: 600 x 7 steps, about 15 s on 2 cores)", low=1,
+                        high=10_000_000)
+    kimg: float = _auto("training length in thousands of images seen; overrides epochs when > 0 (0: use epochs)",
+                        low=0.0, high=1e9)
+    batch_size: int = _auto("samples per optimisation step", low=1, high=10_000_000)
+    lr: float = _auto("peak learning rate of AdamW", low=0.0, high=10.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0, high=10.0)
     warmup: float = _f(0.02, "fraction of steps with a linear LR warm-up", low=0.0, high=1.0)
     lr_decay: str = _f("cosine", "LR after warm-up: constant or cosine decay to 0", choices=("constant", "cosine"))
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = off; the classic study used 1)", low=0.0,
                           high=1e9)
-    ema: float = _f(0.995, "EMA decay of the weights used for sampling (0 = off)", low=0.0, high=1.0)
+    ema: float = _auto("EMA decay of the weights used for sampling (0 = off)", low=0.0, high=1.0)
     # bookkeeping
     seed: int = _f(0, "seed for data, initialisation, batches and noise", low=0, high=2**63 - 1)
     device: str = _f("auto", "where to train", choices=DEVICES)
     frames: int = _f(20, "number of sample snapshots saved in frames.npy during training", low=0, high=100_000)
-    frame_points: int = _f(1000, "points per snapshot and in the final samples", low=1, high=10_000_000)
+    frame_points: int = _auto("samples per snapshot (points: also the final samples' count)", low=1,
+                              high=10_000_000)
     # snapshots with a 20-step solver cost ~1% of training; the final samples always use full ancestral DDPM
     frame_sampler: str = _f("dpm++", "sampler of the snapshots in frames.npy", choices=SAMPLERS)
     frame_steps: int = _f(20, "network evaluations per snapshot (at most timesteps)", low=1, high=100_000)
-    # safety: a checkpoint (model, EMA, optimizer, RNG states) of the default model is ~1.2 MB and took a
-    # median 16 ms to write vs ~110 ms per epoch (bench/resume_overhead.py, 1 thread): every 10 epochs costs
-    # ~1.5% and bounds the work a crash loses to 10 epochs
-    checkpoint_every: int = _f(10, "write a resumable checkpoint every N epochs (0 = only at the end)",
-                               low=0, high=10_000_000)
+    eval_n: int = _auto("images: final samples scored by the classifier metrics", low=1, high=10_000_000)
+    eval_sampler: str = _auto("sampler of the final samples", choices=SAMPLERS)
+    eval_steps: int = _auto("network evaluations of the final samples (0 = all timesteps)", low=0, high=100_000)
+    # safety: a checkpoint (model, EMA, optimizer, RNG states) of the default point model is ~1.2 MB and took a
+    # median 16 ms to write vs ~110 ms per epoch (bench/resume_overhead.py, 1 thread)
+    checkpoint_every: int = _auto("write a resumable checkpoint every N epochs (0 = only at the end)",
+                                  low=0, high=10_000_000)
     skip_nonfinite: int = _f(0, "skip up to N steps with a NaN/Inf loss or gradient instead of stopping (0 = stop)",
                              low=0, high=10_000_000)
+
+    def __post_init__(self):
+        """Fill the auto fields (None) with the defaults of the data's kind."""
+        defaults = IMAGE_DEFAULTS if self.images else POINT_DEFAULTS
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    @property
+    def images(self) -> bool:
+        """Whether `dataset` names image data (else points)."""
+        return is_image_dataset(self.dataset)
 
     # -- building --------------------------------------------------------------------------
     @classmethod
@@ -96,6 +179,8 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise InputError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
+        if not isinstance(values.get("dataset", "dino"), str):
+            raise InputError(f"{source}: dataset = {values['dataset']!r} should be a string (str)")
         cfg = cls(**{k: _coerce(cls._field(k), v, source) for k, v in values.items()})
         cfg.validate(source)
         return cfg
@@ -138,6 +223,13 @@ class TrainConfig:
             raise InputError(f"{source}: ema = {self.ema} must be < 1 (0 turns EMA off)")
         if self.beta_start > self.beta_end:
             raise InputError(f"{source}: beta_start = {self.beta_start} is above beta_end = {self.beta_end}")
+        if self.model == "mlp" and self.images:
+            raise InputError(f"{source}: model = mlp is for points; {self.dataset} holds images: use unet or simple-unet")
+        if self.model != "mlp" and not self.images:
+            raise InputError(f"{source}: model = {self.model} is for images; {self.dataset} holds points: use mlp")
+        _int_list(self.channel_mult, "channel_mult", source, low=1)
+        if self.attn_resolutions not in ("auto", "none", ""):
+            _int_list(self.attn_resolutions, "attn_resolutions", source, low=1)
         # sizes that pass each bound alone can still be absurd together: refuse what cannot fit in memory
         n_params = self.hidden_layers * self.hidden_size ** 2 + 3 * self.emb_size * self.hidden_size
         if n_params > MAX_PARAMS:
@@ -147,6 +239,22 @@ class TrainConfig:
         if self.frames * self.frame_points > MAX_FRAME_VALUES:
             raise InputError(f"{source}: frames = {self.frames} snapshots of frame_points = {self.frame_points} "
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
+
+
+def _int_list(text: str, name: str, source: str, low: int = 0) -> list[int]:
+    """'1,2,2' -> [1, 2, 2]; InputError naming the field otherwise."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{source}: {name} = {text!r} should be comma-separated integers, e.g. 1,2,2") from None
+    if not values or min(values) < low or max(values) > 64:
+        raise InputError(f"{source}: {name} = {text!r} should be integers from {low} to 64, e.g. 1,2,2")
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    """A validated comma-separated integer field as a list."""
+    return [int(v) for v in text.split(",")]
 
 
 def read_toml(path: Path, kind: str) -> dict:
@@ -168,7 +276,7 @@ def _type_of(f) -> type:
 def _coerce(f, value, source: str):
     """`value` as the field's type; InputError for a wrong type (a bool is not a number here)."""
     t = _type_of(f)
-    if value is None and f.metadata["nullable"]:
+    if value is None and (f.metadata["nullable"] or f.metadata["auto"]):
         return None
     if t is float and isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > 1e300:
@@ -184,6 +292,8 @@ def parse_value(f, text: str):
     """A command-line string as the field's type (used by the CLI's flags)."""
     t = _type_of(f)
     if f.metadata["nullable"] and text.lower() in ("none", "off", ""):
+        return None
+    if f.metadata["auto"] and text.lower() == "auto":
         return None
     try:
         return t(text)

@@ -135,13 +135,15 @@ class Diffusion:
         u = torch.rand(n, device=device, dtype=torch.float64, generator=generator)
         return torch.searchsorted(self.t_cdf, u).clamp_(max=self.T - 1)
 
-    def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Simple DDPM loss (Ho et al. eq. 14): MSE between the network output and its target at a
-        t drawn from the training distribution (uniform by default)."""
+    def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+             kind: str = "l2") -> torch.Tensor:
+        """Simple DDPM loss (Ho et al. eq. 14): the mean squared (kind "l2") or absolute ("l1") error between
+        the network output and its target at a t drawn from the training distribution. y: class labels."""
         t = self.sample_t(x0.shape[0], x0.device, generator)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         xt = self.q_sample(x0, t, eps)
-        return torch.mean((model(xt, t) - self.target(x0, eps, t)) ** 2)
+        err = (model(xt, t) if y is None else model(xt, t, y)) - self.target(x0, eps, t)
+        return torch.mean(err ** 2) if kind == "l2" else torch.mean(err.abs())
 
 
 def bound_x0(x0: torch.Tensor, data_range: float, threshold: float | None = None) -> torch.Tensor:

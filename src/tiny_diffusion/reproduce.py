@@ -165,15 +165,14 @@ def _betas(cfg: TrainConfig):
 
 
 def _process_figures(base_dir: Path, figs: Path, preset: str) -> None:
-    """The forward-process and reverse-process grids and the training animation, via the CLI commands."""
-    from .cli import main
+    """The forward-process and reverse-process grids and the training animation of the base run."""
+    from . import figures
 
     cfg = runs.run_config(base_dir)
-    n = "200" if preset == "test" else "1000"
-    main(["plot", "forward", "--out", str(figs / "forward.png"), "--dataset", cfg.dataset, "--n", n,
-          "--timesteps", str(cfg.timesteps), "--schedule", cfg.schedule])
-    main(["plot", "reverse", str(base_dir), "--out", str(figs / "reverse.png"), "--n", n, "--device", "cpu"])
-    main(["animate", str(base_dir), "--out", str(figs / "training.gif"), "--fps", "2"])
+    n = 200 if preset == "test" else 1000
+    figures.forward_figure(cfg, figs / "forward.png", n)
+    figures.reverse_figure(base_dir, figs / "reverse.png", n, device="cpu")
+    figures.training_animation(base_dir, figs / "training.gif", fps=2)
 
 
 # -- the report -------------------------------------------------------------------------------

@@ -125,8 +125,25 @@ def run_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig.from_dict(values, source=str(path))
 
 
+def frame_epochs_of(run_dir: str | Path) -> list[int]:
+    """The (1-based) epochs of a finished run's snapshots in frames.npy."""
+    path = Path(run_dir) / QUALITY
+    if path.is_file():
+        try:
+            epochs = json.loads(path.read_text()).get("frame_epochs")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            epochs = None
+        if isinstance(epochs, list):
+            return epochs
+    from .train import frame_epochs  # runs from before frame_epochs was recorded: derived from the config
+
+    cfg = run_config(run_dir)
+    return [e + 1 for e in frame_epochs(cfg.epochs, cfg.frames)]
+
+
 def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
-    """(config, model in eval mode, diffusion) of a run, the EMA weights by default."""
+    """(config, model in eval mode, diffusion) of a run, the EMA weights by default; the model's
+    `sample_shape` is the shape of one sample."""
     from .diffusion import Diffusion
     from .models import build_model
 
@@ -135,7 +152,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
         raise InputError(f"{run_dir}: no such run folder")
     state = load_checkpoint(run_dir / CHECKPOINT)
     cfg = TrainConfig.from_dict(state["config"], source=str(run_dir / CHECKPOINT))
-    model = build_model(cfg)
+    model = build_model(cfg, tuple(state.get("shape", (2,))))
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict(weights)

@@ -202,22 +202,27 @@ def dpm_solver_pp(
 SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpm++": dpm_solver_pp}
 
 
-def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, dim: int = 2, device="cpu",
+POINT_BLOCK = 1024  # rows per network call for points: one call per step for the usual 1000 points
+IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, large ones still fill the cores
+
+
+def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
                sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
-               **kwargs) -> Iterator[torch.Tensor]:
-    """The seeded trajectory x_T, ..., x_0 of n samples (n, dim) from `model`. Sample i (counted from
-    `start`) depends only on (seed, i): its x_T and every step's noise come from its own stream
-    (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
-    (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit. eta is
-    DDIM's (ddim only)."""
+               y: torch.Tensor | None = None, **kwargs) -> Iterator[torch.Tensor]:
+    """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
+    (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`) depends only on (seed, i): its x_T and every
+    step's noise come from its own stream (`noise.SampleNoise`), and the network sees it at the same place
+    in a same-sized block (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for
+    bit. y: (n,) class labels passed to the model. eta is DDIM's (ddim only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if eta is not None:
         if sampler != "ddim":
             raise ValueError(f"eta applies to the ddim sampler only, not {sampler}")
         kwargs["eta"] = eta
-    noise = SampleNoise(seed, n, (dim,), device=device, start=start)
-    aligned = AlignedBatches(model, start)
+    shape = tuple(shape or getattr(model, "sample_shape", (2,)))
+    noise = SampleNoise(seed, n, shape, device=device, start=start)
+    aligned = AlignedBatches(model, start, POINT_BLOCK if len(shape) == 1 else IMAGE_BLOCK, y)
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs)
 
 
@@ -237,15 +242,23 @@ class AlignedBatches(torch.nn.Module):
     in a batch of 7 and of 300. Here sample i is always computed as row i % block of a block-sized
     product, whatever the batch: bit-identical results on a given device and thread count."""
 
-    def __init__(self, model, start: int = 0, block: int = 1024):
+    def __init__(self, model, start: int = 0, block: int = POINT_BLOCK, y: torch.Tensor | None = None):
         super().__init__()
-        self.model, self.start, self.block = model, start, block
+        self.model, self.start, self.block, self.y = model, start, block, y
+
+    def _pad(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        padded = x.new_zeros((hi - lo, *x.shape[1:]))
+        padded[self.start - lo:self.start - lo + len(x)] = x
+        return padded
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # x: (n, ...), t: a scalar step
         n, b = len(x), self.block
         lo = self.start // b * b  # the block boundary at or before sample `start`
         hi = -(-(self.start + n) // b) * b  # ... and at or after the last sample
-        padded = x.new_zeros((hi - lo, *x.shape[1:]))
-        padded[self.start - lo:self.start - lo + n] = x
-        out = torch.cat([self.model(block, t) for block in padded.split(b)])
+        blocks = self._pad(x, lo, hi).split(b)
+        if self.y is None:
+            out = torch.cat([self.model(block, t) for block in blocks])
+        else:
+            labels = self._pad(self.y, lo, hi).split(b)
+            out = torch.cat([self.model(block, t, yb) for block, yb in zip(blocks, labels)])
         return out[self.start - lo:self.start - lo + n]

@@ -54,8 +54,8 @@ class MLP(nn.Module):
             return torch.cat((z.sin(), z.cos()), dim=-1).reshape(len(x), -1)
         return torch.cat([emb(x[:, i]) for i, emb in enumerate(self.input_embs)], dim=-1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # x: (B, dim); t: (B,) integer steps, or a scalar shared by the batch
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, dim); t: (B,) integer steps, or a scalar shared by the batch; y: class labels (not used yet)
         t_feat = self.time_proj(self.time_emb(t.reshape(-1)))  # (B or 1, hidden)
         h = F.gelu(self.point_proj(self.point_features(x)).add_(t_feat))  # (B, hidden)
         return self.out(self.blocks(h))  # (B, dim)

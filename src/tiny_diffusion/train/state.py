@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
-from .config import TrainConfig
-from .errors import InputError, TrainingStopped
+from .. import runs
+from ..config import TrainConfig
+from ..errors import InputError, TrainingStopped
 
 # config fields that may differ between a run and its resumption: they change how the run is kept
 # safe, not what it computes
@@ -60,12 +60,15 @@ def _as_tuples(x):
 
 def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, scheduler, generator,
                epoch: int, batch: int, step: int, perm, loss_sum, metrics_rows, frames, seconds: float,
-               skipped: int) -> None:
+               skipped: int, shape: tuple[int, ...], classes: list[str] | None) -> None:
     """Write the training state atomically to `path`. `epoch` epochs are complete and `batch` steps of
-    the next one are done (with `perm` its batch order and `loss_sum` its running loss)."""
+    the next one are done (with `perm` its batch order and `loss_sum` its running loss). `shape` is one
+    sample's shape and `classes` the data's class names: what sampling needs without the data."""
     runs.save_checkpoint(path, {
         "version": runs.FORMAT_VERSION,
         "config": cfg.to_dict(),
+        "shape": list(shape),
+        "classes": list(classes) if classes is not None else None,
         "model": model.state_dict(),
         "ema": ema_model.state_dict() if ema_model is not model else None,
         "optimizer": optimizer.state_dict(),

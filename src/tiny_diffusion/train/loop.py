@@ -1,7 +1,8 @@
-"""Training: a TrainConfig in, a run folder out (config, checkpoint, metrics, frames, figures).
+"""The training loop: a TrainConfig in, a run folder out (config, checkpoint, metrics, frames, figures).
 
-Fast on a CPU because the data stays one tensor on the device (no DataLoader), batches are large,
-and the loop never waits for the device except once per epoch to log the loss.
+Fast on a CPU because the data stays one tensor on the device (no DataLoader; images as uint8), and
+the loop never waits for the device except once per epoch to log the loss. What differs between
+points and images (snapshots, metrics, final files) lives in hooks.py; checkpoints in state.py.
 """
 
 from __future__ import annotations
@@ -16,22 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
-from .config import TrainConfig
-from .data import load_dataset
-from .diffusion import Diffusion
-from .errors import InputError
-from .metrics import Quality, data_floor, quality, references
-from .models import build_model
-from .samplers import sample
+from .. import runs
+from ..config import TrainConfig
+from ..data.source import load_source
+from ..diffusion import Diffusion
+from ..errors import InputError
+from ..models import build_model
+from . import state as ckpt
+from .hooks import FRAME_SEED, hooks_for
 
-FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
+__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA, then Apple's MPS, then the CPU."""
-    from .errors import InputError
-
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -63,14 +62,24 @@ def frame_epochs(epochs: int, frames: int) -> list[int]:
     return sorted({int(round(e)) for e in np.linspace(epochs - 1, 0, min(frames, epochs))})
 
 
+def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, int, int]:
+    """(batch, steps per epoch, total steps) for n training samples: `epochs` full passes, or, when kimg > 0,
+    ceil(kimg * 1000 / batch) steps (the last epoch cut short). The ragged last batch of an epoch is
+    dropped, as the classic study did."""
+    batch = min(cfg.batch_size, n)
+    per_epoch = n // batch
+    total = math.ceil(cfg.kimg * 1000 / batch) if cfg.kimg > 0 else cfg.epochs * per_epoch
+    return batch, per_epoch, total
+
+
 @dataclass
 class TrainResult:
     config: TrainConfig
     model: torch.nn.Module  # the sampling weights (EMA if enabled)
     diffusion: Diffusion
-    samples: np.ndarray  # (frame_points, 2), the final snapshot
-    quality: Quality
-    floor: Quality
+    samples: np.ndarray  # the final samples: (n, 2) float points or (n, C, H, W) uint8 images
+    quality: object  # metrics.Quality (points) or eval.images.ImageQuality (labelled images), or None
+    floor: object  # the same numbers for real data at the same n
     train_seconds: float
     out_dir: Path | None
 
@@ -82,56 +91,53 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
     last checkpoint exactly as if it had never stopped (on the CPU: bit-identical weights and metrics).
     A folder without a checkpoint starts from scratch; a finished one (runs.is_finished) is not rewritten."""
-    from . import resume as ckpt
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
     device = resolve_device(cfg.device)
-    points = load_dataset(cfg.dataset, cfg.n_points, cfg.seed)  # bad data fails here, before any folder exists
-    out = Path(out_dir) if resume else runs.new_run_dir(out_dir) if out_dir is not None else None
+    data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     torch.manual_seed(cfg.seed)  # model initialisation
-
-    data = torch.from_numpy(points).to(device)  # (n, 2)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg, data.shape).to(device)
+    out = Path(out_dir) if resume else runs.new_run_dir(out_dir) if out_dir is not None else None
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
     diffusion = Diffusion.from_config(cfg, device, warn=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     params, ema_params = list(model.parameters()), list(ema_model.parameters())
+    hooks = hooks_for(cfg, data, device, log)
 
     n = len(data)
-    batch = min(cfg.batch_size, n)
-    steps_per_epoch = n // batch  # drop the ragged last batch, as the classic study did
-    total_steps = cfg.epochs * steps_per_epoch
+    batch, steps_per_epoch, total_steps = schedule_length(cfg, n)
+    n_epochs = -(-total_steps // steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    snapshot_at = set(frame_epochs(cfg.epochs, cfg.frames))
+    snapshot_at = set(frame_epochs(n_epochs, cfg.frames))
 
     metrics_rows, frames = [], []
     step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
     perm = loss_sum = None
-    state = ckpt.load_state(out, cfg, device) if resume else None
+    restored = ckpt.load_state(out, cfg, device) if resume else None
     if resume:  # a folder with no checkpoint yet (or none at all) simply starts there: resume is "start or continue"
         out.mkdir(parents=True, exist_ok=True)
         ckpt.clean_stale_temp_files(out)
-    if state is not None:
+    if restored is not None:
         try:
-            model.load_state_dict(state["model"])
-            if state["ema"] is not None:
-                ema_model.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            ckpt.restore_rng(state["rng"], generator)
-            step, start_epoch, start_batch = int(state["step"]), int(state["epoch"]), int(state["batch"])
-            skipped, seconds_before, metrics_rows = state["skipped"], state["seconds"], list(state["metrics"])
-            frames = list(state["frames"].numpy()) if state["frames"] is not None else []
+            model.load_state_dict(restored["model"])
+            if restored["ema"] is not None:
+                ema_model.load_state_dict(restored["ema"])
+            optimizer.load_state_dict(restored["optimizer"])
+            scheduler.load_state_dict(restored["scheduler"])
+            ckpt.restore_rng(restored["rng"], generator)
+            step, start_epoch, start_batch = int(restored["step"]), int(restored["epoch"]), int(restored["batch"])
+            skipped, seconds_before = restored["skipped"], restored["seconds"]
+            metrics_rows = list(restored["metrics"])
+            frames = list(restored["frames"].numpy()) if restored["frames"] is not None else []
             if start_batch > 0:
-                perm, loss_sum = state["perm"].to(device), state["loss_sum"].to(device)
+                perm, loss_sum = restored["perm"].to(device), restored["loss_sum"].to(device)
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
             raise InputError(f"{out / runs.CHECKPOINT}: training state does not fit the config "
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
-        log(f"resuming {out} at epoch {start_epoch} step {step}")
+        log(f"resuming {out} after epoch {start_epoch}, step {step}")
     finished = resume and runs.is_finished(out)
     if out is not None and not finished:
         runs.write_json(out / runs.CONFIG, cfg.to_dict())
@@ -140,7 +146,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
                         perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
-                        seconds=seconds_before + time.perf_counter() - start, skipped=skipped)
+                        seconds=seconds_before + time.perf_counter() - start, skipped=skipped,
+                        shape=data.shape, classes=data.classes)
 
     # non-finite guard without a host sync per step: remember the first bad step in a tensor, look once
     # per epoch (before anything is written); --skip-nonfinite N must look every step, and does
@@ -148,18 +155,20 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not show, leave=False,
-               initial=start_epoch, total=cfg.epochs)
+    bar = tqdm(range(start_epoch, n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
+               initial=start_epoch, total=n_epochs)
     start = time.perf_counter()
     with ckpt.StopSignals() as stop:
         for epoch in bar:
             model.train()
+            epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
             if start_batch == 0:
                 perm = torch.randperm(n, device=device, generator=generator)
                 loss_sum = torch.zeros((), device=device)
-            for i in range(start_batch, steps_per_epoch):
-                x0 = data[perm[i * batch:(i + 1) * batch]]  # (B, 2)
-                loss = diffusion.loss(model, x0, generator)
+            for i in range(start_batch, epoch_steps):
+                idx = perm[i * batch:(i + 1) * batch]
+                x0 = data.batch(idx, generator)  # (B, 2) or (B, C, H, W)
+                loss = diffusion.loss(model, x0, generator, kind=cfg.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 # the total gradient norm, clipped to grad_clip (inf: measured only)
@@ -184,24 +193,25 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                         raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
                     if out is not None:
                         save(epoch, i + 1)
-                    raise stop.stopped(f"after step {step} (epoch {epoch + 1})", out)
+                    raise stop.stopped(f"after step {step} (in epoch {epoch + 1})", out)
             start_batch = 0
-            epoch_loss = (loss_sum / steps_per_epoch).item()  # the one host sync per epoch
+            epoch_loss = (loss_sum / epoch_steps).item()  # the one host sync per epoch
             if cfg.skip_nonfinite == 0 and first_bad.item() >= 0:
                 raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
             elapsed = seconds_before + time.perf_counter() - start
-            metrics_rows.append({"epoch": epoch + 1, "step": step, "loss": epoch_loss,
-                                 "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 3)})
-            bar.set_postfix(loss=f"{epoch_loss:.4f}")
+            row = {"epoch": epoch + 1, "step": step, "loss": epoch_loss, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(elapsed, 3)}
+            if data.images:
+                bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{step * batch / max(elapsed, 1e-9):.0f}")
+            else:
+                bar.set_postfix(loss=f"{epoch_loss:.4f}")
             if epoch in snapshot_at:
                 ema_model.eval()
-                # logsnr spacing: on the default dino model, 20 DPM-Solver++ steps reach precision 0.28 with
-                # the trailing spacing and about 0.7 already at 10 steps with logsnr (docs/samplers.md)
-                frames.append(sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device,
-                                     sampler=cfg.frame_sampler, steps=min(cfg.frame_steps, cfg.timesteps),
-                                     spacing="logsnr").cpu().numpy())
-            if out is not None and (epoch + 1 == cfg.epochs or (cfg.checkpoint_every > 0 and
-                                                                 (epoch + 1) % cfg.checkpoint_every == 0)):
+                frames.append(hooks.snapshot(ema_model, diffusion))
+                row.update(hooks.snapshot_metrics(frames[-1]))
+            metrics_rows.append(row)
+            if out is not None and (epoch + 1 == n_epochs or (cfg.checkpoint_every > 0 and
+                                                              (epoch + 1) % cfg.checkpoint_every == 0)):
                 save(epoch + 1, 0)
         if stop.signum is not None and not finished:
             raise stop.stopped("after the last epoch, before the final files", out)
@@ -209,23 +219,13 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     train_seconds = seconds_before + time.perf_counter() - start
     ema_model.eval()
 
-    # the final samples: full ancestral sampling (Ho et al. Alg. 2), whatever sampled the snapshots
-    samples = sample(ema_model, diffusion, cfg.frame_points, FRAME_SEED, device=device).cpu().numpy()
-    refs = references(cfg.dataset)
-    q, floor = quality(samples, refs), data_floor(cfg.dataset)
+    samples, q, floor = hooks.final(ema_model, diffusion)
     if out is not None and not finished:
-        _write_run(out, cfg, metrics_rows, frames, samples, q, floor, train_seconds)
+        runs.write_csv(out / runs.METRICS, metrics_rows)
+        runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
+        from .. import plots
+
+        plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
+        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)]}
+        hooks.write(out, samples, q, floor, extra)  # quality.json last: it marks the run finished
     return TrainResult(cfg, ema_model, diffusion, samples, q, floor, train_seconds, out)
-
-
-def _write_run(out, cfg, metrics_rows, frames, samples, q, floor, seconds):
-    """The run's files after its final checkpoint; quality.json last, as it marks the run finished."""
-    runs.write_csv(out / runs.METRICS, metrics_rows)
-    runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
-    runs.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
-    from . import plots
-
-    plots.scatter(samples, out / "samples.png", title=f"{cfg.dataset}: {q}")
-    plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
-    runs.write_json(out / runs.QUALITY, {"quality": q.as_dict(), "data_floor": floor.as_dict(),
-                                         "train_seconds": round(seconds, 3), "n_eval": len(samples)})

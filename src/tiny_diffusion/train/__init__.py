@@ -1,0 +1,10 @@
+"""Training: a TrainConfig in, a run folder out.
+
+    loop.py    the optimisation loop: steps, EMA, LR schedule, non-finite guard, stop signals
+    state.py   what a checkpoint holds, RNG capture/restore, exact resume, clean stops
+    hooks.py   what depends on the data's kind: snapshots, their metrics, the final samples and files
+"""
+
+from .loop import FRAME_SEED, TrainResult, frame_epochs, lr_factor, resolve_device, train
+
+__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
