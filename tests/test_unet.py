@@ -43,6 +43,15 @@ def test_unet_output_shape(channels, resolution, kwargs):
                                                                            kwargs.get("label_dim", 0))
 
 
+@pytest.mark.parametrize("height, width", [(30, 30), (20, 12), (9, 13)])
+def test_unet_takes_sizes_it_was_not_built_for(height, width):
+    """Odd sizes at some level (30 -> 15 -> 8): each up-sampling goes to its skip's size, not just x2."""
+    model = randomised(UNet(img_channels=1, img_resolution=28, **TINY))
+    x = torch.randn(2, 1, height, width)
+    out = model(x, torch.tensor([3, 7]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
 @pytest.mark.parametrize("channels, resolution, label_dim", [(1, 28, 0), (3, 32, 0), (1, 16, 4), (3, 20, 0)])
 def test_simple_unet_output_shape(channels, resolution, label_dim):
     """Resolutions that 2^(levels-1) does not divide (28, 20 with 4 levels: 8) are padded and cropped back."""

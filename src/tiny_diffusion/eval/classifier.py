@@ -100,7 +100,8 @@ def _check_labelled(images, labels, n_classes: int) -> np.ndarray:
         raise InputError(f"labels: expected {len(images)} integers, got {labels.dtype} {labels.shape}; one per image")
     if n_classes < 2 or labels.min() < 0 or labels.max() >= n_classes:
         raise InputError(
-            f"labels: range [{labels.min()}, {labels.max()}] with n_classes={n_classes}; need 0 <= label < n_classes, 2+"
+            f"labels: range [{labels.min()}, {labels.max()}] with n_classes={n_classes}; "
+            "need 2+ classes and 0 <= label < n_classes"
         )
     return labels.astype(np.int64)
 

@@ -11,8 +11,9 @@ Layout, for the default 28x28 MNIST model (channel_mult (1, 2, 2), one res block
                      -> GroupNorm, SiLU, conv -> (B, C, 28, 28)
 
 Every res block receives the time (+ label) embedding as a scale and shift of its second GroupNorm,
-h = norm(h) * (1 + scale) + shift. The last conv of every res block, of every attention block and the
-output conv start at zero, so a fresh network is the identity on its residual path and outputs exactly 0.
+h = norm(h) * (1 + scale) + shift. The last conv of every res block, the output projection of every
+attention block and the output conv start at zero: every block starts as the identity (its residual path
+outputs 0), and a fresh network outputs exactly 0.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """x + proj(softmax(q k^T / sqrt(d)) v) over the H*W positions, with `heads` heads of d = C/heads channels.
 
-    q, k, v and proj are Linear layers on (B, HW, C) rather than 1x1 convs: the same maps, but on CPU a
-    1x1 conv's backward at 7x7 costs ~5x a matmul's."""
+    q, k, v and proj are Linear layers on (B, HW, C) rather than 1x1 convs: the same maps, but as 1x1 convs
+    the default model's four attention blocks took ~35% of a CPU training step, as Linear layers a few %."""
 
     def __init__(self, ch: int, heads: int):
         super().__init__()
@@ -114,95 +115,7 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, size=size, mode="nearest"))
 
 
-class UNet(nn.Module):
-    """eps/x0/v-prediction network for images: model(x, t, y=None) -> same shape as x.
-
-    x: (B, img_channels, H, W) float; t: (B,) integer timesteps or a 0-dim tensor shared by the batch;
-    y: (B,) int64 class labels in [0, label_dim), or None. Index label_dim (and any negative y) is a learned
-    "no label" class, used for y None: training with some y set to -1 gives classifier-free guidance.
-    """
-
-    def __init__(
-        self,
-        img_channels: int = 1,  # MNIST
-        img_resolution: int = 28,  # MNIST
-        label_dim: int = 0,  # unconditional
-        base_channels: int = 32,  # lean: ~1.3M parameters with the defaults below, fast on 2 CPU cores
-        channel_mult: tuple[int, ...] = (1, 2, 2),  # 28 -> 14 -> 7: three levels, 7x7 is small enough
-        num_res_blocks: int = 1,  # DDPM uses 2; one halves the cost and is enough for MNIST
-        attn_resolutions: tuple[int, ...] | None = None,  # None: the lowest level only (7x7 at 28), cheap
-        dropout: float = 0.0,  # small models on small data underfit before they overfit
-        time_emb_dim: int | None = None,  # None: 4 * base_channels, as in DDPM
-        num_heads: int = 1,  # one head: at 64 channels more heads only shrink each head
-    ):
-        super().__init__()
-        self.img_channels, self.img_resolution, self.label_dim = img_channels, img_resolution, label_dim
-        resolutions, attn_resolutions = _check(img_channels, img_resolution, label_dim, base_channels, channel_mult,
-                                               num_res_blocks, attn_resolutions, dropout, time_emb_dim, num_heads)
-        emb_dim = time_emb_dim or 4 * base_channels
-        chans = [base_channels * m for m in channel_mult]
-
-        # time (+ label) embedding: sinusoidal features of t, then a 2-layer MLP (DDPM)
-        self.time_emb = SinusoidalEmbedding(base_channels)
-        self.time_mlp = nn.Sequential(nn.Linear(self.time_emb.size, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.label_emb = nn.Embedding(label_dim + 1, emb_dim) if label_dim else None
-
-        self.stem = nn.Conv2d(img_channels, base_channels, 3, padding=1)
-
-        # down path: every block's output is a skip for the up path
-        self.down = nn.ModuleList()
-        skips, ch = [base_channels], base_channels
-        for level, (out_ch, res) in enumerate(zip(chans, resolutions)):
-            for _ in range(num_res_blocks):
-                self.down.append(_Level(ch, out_ch, emb_dim, dropout, res in attn_resolutions, num_heads))
-                ch = out_ch
-                skips.append(ch)
-            if level < len(chans) - 1:
-                self.down.append(Downsample(ch))
-                skips.append(ch)
-
-        mid_attn = resolutions[-1] in attn_resolutions
-        self.mid = nn.ModuleList([_Level(ch, ch, emb_dim, dropout, mid_attn, num_heads),
-                                  _Level(ch, ch, emb_dim, dropout, False, num_heads)])
-
-        # up path: num_res_blocks + 1 blocks a level, each on [h, skip] concatenated
-        self.up = nn.ModuleList()
-        for level in reversed(range(len(chans))):
-            for _ in range(num_res_blocks + 1):
-                self.up.append(_Level(ch + skips.pop(), chans[level], emb_dim, dropout,
-                                      resolutions[level] in attn_resolutions, num_heads))
-                ch = chans[level]
-            if level > 0:
-                self.up.append(Upsample(ch, chans[level - 1]))
-                ch = chans[level - 1]
-
-        self.out_norm = nn.GroupNorm(num_groups(ch), ch)
-        self.out_conv = zero_(nn.Conv2d(ch, img_channels, 3, padding=1))
-
-    def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int) -> torch.Tensor:
-        """SiLU(MLP(sinusoidal(t)) + label_emb(y)): (batch, emb_dim), the input of every res block's scale-shift."""
-        emb = self.time_mlp(self.time_emb(t.reshape(-1).expand(batch)))  # (B, emb_dim)
-        return F.silu(add_label(emb, y, self.label_emb, self.label_dim, batch))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (B, C, H, W); t: (B,) or scalar; y: (B,) or None
-        emb = self.embed(t, y, x.shape[0])
-        h = self.stem(x)  # (B, base, H, W)
-        skips = [h]
-        for block in self.down:
-            h = block(h, emb) if isinstance(block, _Level) else block(h)
-            skips.append(h)
-        for block in self.mid:
-            h = block(h, emb)
-        for block in self.up:
-            if isinstance(block, Upsample):
-                h = block(h, skips[-1].shape[-2:])  # to the next skip's size
-            else:
-                h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out_conv(F.silu(self.out_norm(h)))  # (B, C, H, W)
-
-
-class _Level(nn.Module):
+class ResAttnBlock(nn.Module):
     """A res block, followed by self-attention when `attn`."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, attn: bool, heads: int):
@@ -263,3 +176,93 @@ def _check(img_channels, img_resolution, label_dim, base_channels, channel_mult,
             raise ValueError(f"num_heads: {num_heads} does not divide the {base_channels * m} channels at "
                              f"resolution {res}; choose a divisor of base_channels")
     return resolutions, tuple(attn_resolutions)
+
+
+class UNet(nn.Module):
+    """eps/x0/v-prediction network for images: model(x, t, y=None) -> same shape as x.
+
+    x: (B, img_channels, H, W) float; t: (B,) integer timesteps or a 0-dim tensor shared by the batch;
+    y: (B,) int64 class labels in [0, label_dim), or None. Index label_dim (and any negative y) is a learned
+    "no label" class, used for y None: training with some y set to -1 gives classifier-free guidance.
+    The network is fully convolutional: it also takes other sizes than img_resolution (each up-sampling
+    matches its skip's size, so odd sizes at a level work too).
+    """
+
+    def __init__(
+        self,
+        img_channels: int = 1,  # MNIST
+        img_resolution: int = 28,  # MNIST
+        label_dim: int = 0,  # unconditional
+        base_channels: int = 32,  # lean: 1.16M parameters with the defaults below, fast on 2 CPU cores
+        channel_mult: tuple[int, ...] = (1, 2, 2),  # 28 -> 14 -> 7: three levels, 7x7 is small enough
+        num_res_blocks: int = 1,  # DDPM uses 2; one halves the cost and is enough for MNIST
+        attn_resolutions: tuple[int, ...] | None = None,  # None: the lowest level only (7x7 at 28), cheap
+        dropout: float = 0.0,  # small models on small data underfit before they overfit
+        time_emb_dim: int | None = None,  # None: 4 * base_channels, as in DDPM
+        num_heads: int = 1,  # one head: at 64 channels more heads only shrink each head
+    ):
+        super().__init__()
+        self.img_channels, self.img_resolution, self.label_dim = img_channels, img_resolution, label_dim
+        resolutions, attn_resolutions = _check(img_channels, img_resolution, label_dim, base_channels, channel_mult,
+                                               num_res_blocks, attn_resolutions, dropout, time_emb_dim, num_heads)
+        emb_dim = time_emb_dim or 4 * base_channels
+        chans = [base_channels * m for m in channel_mult]
+
+        # time (+ label) embedding: sinusoidal features of t, then a 2-layer MLP (DDPM)
+        self.time_emb = SinusoidalEmbedding(base_channels)
+        self.time_mlp = nn.Sequential(nn.Linear(self.time_emb.size, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.label_emb = nn.Embedding(label_dim + 1, emb_dim) if label_dim else None
+
+        self.stem = nn.Conv2d(img_channels, base_channels, 3, padding=1)
+
+        # down path: every block's output is a skip for the up path
+        self.down = nn.ModuleList()
+        skips, ch = [base_channels], base_channels
+        for level, (out_ch, res) in enumerate(zip(chans, resolutions)):
+            for _ in range(num_res_blocks):
+                self.down.append(ResAttnBlock(ch, out_ch, emb_dim, dropout, res in attn_resolutions, num_heads))
+                ch = out_ch
+                skips.append(ch)
+            if level < len(chans) - 1:
+                self.down.append(Downsample(ch))
+                skips.append(ch)
+
+        mid_attn = resolutions[-1] in attn_resolutions
+        self.mid = nn.ModuleList([ResAttnBlock(ch, ch, emb_dim, dropout, mid_attn, num_heads),
+                                  ResAttnBlock(ch, ch, emb_dim, dropout, False, num_heads)])
+
+        # up path: num_res_blocks + 1 blocks a level, each on [h, skip] concatenated
+        self.up = nn.ModuleList()
+        for level in reversed(range(len(chans))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(ResAttnBlock(ch + skips.pop(), chans[level], emb_dim, dropout,
+                                      resolutions[level] in attn_resolutions, num_heads))
+                ch = chans[level]
+            if level > 0:
+                self.up.append(Upsample(ch, chans[level - 1]))
+                ch = chans[level - 1]
+
+        self.out_norm = nn.GroupNorm(num_groups(ch), ch)
+        self.out_conv = zero_(nn.Conv2d(ch, img_channels, 3, padding=1))
+
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """SiLU(MLP(sinusoidal(t)) + label_emb(y)): (batch, emb_dim), the input of every res block's scale-shift."""
+        emb = self.time_mlp(self.time_emb(t.reshape(-1).expand(batch)))  # (B, emb_dim)
+        return F.silu(add_label(emb, y, self.label_emb, self.label_dim, batch))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, C, H, W); t: (B,) or scalar; y: (B,) or None
+        emb = self.embed(t, y, x.shape[0])
+        h = self.stem(x)  # (B, base, H, W)
+        skips = [h]
+        for block in self.down:
+            h = block(h, emb) if isinstance(block, ResAttnBlock) else block(h)
+            skips.append(h)
+        for block in self.mid:
+            h = block(h, emb)
+        for block in self.up:
+            if isinstance(block, Upsample):
+                h = block(h, skips[-1].shape[-2:])  # to the next skip's size
+            else:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        return self.out_conv(F.silu(self.out_norm(h)))  # (B, C, H, W)
