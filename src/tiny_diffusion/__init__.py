@@ -3,8 +3,11 @@
     import tiny_diffusion as td
     cfg = td.TrainConfig(dataset="moons", epochs=50)
     result = td.train(cfg, out_dir="runs/moons")
-    x = td.sample(result.model, result.diffusion, n=1000, seed=0)
+    x = td.sample(result.model, result.diffusion, n=1000, seed=0)      # (1000, 2)
     print(td.quality(x.numpy(), td.references("moons")))
+
+    result = td.train(td.TrainConfig(dataset="mnist"), out_dir="runs/mnist")
+    x = td.sample(result.model, result.diffusion, n=64, sampler="dpm++", steps=20)  # (64, 1, 28, 28) in [-1, 1]
 
 Names are imported on first use, so `import tiny_diffusion` (and `tiny-diffusion --help`) stays
 fast and does not load torch.
@@ -18,6 +21,8 @@ _EXPORTS = {
     "load_dataset": "data",
     "dataset_names": "data",
     "read_points": "data",
+    "load_images": "data.images",
+    "load_source": "data.source",
     "make_betas": "schedules",
     "alpha_bar": "schedules",
     "Diffusion": "diffusion",
@@ -34,6 +39,7 @@ _EXPORTS = {
     "data_floor": "metrics",
     "Quality": "metrics",
     "plots": None,
+    "figures": None,
 }
 
 __all__ = sorted(_EXPORTS)

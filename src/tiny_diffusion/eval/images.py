@@ -30,16 +30,6 @@ MEMORISED_PERCENTILE = 1.0  # threshold = this percentile of held-out NN distanc
 TRAIN_CHUNK = 4096  # training images per distance block: a (batch, 4096) float32 block, whatever n_train is
 
 
-def to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Images in [-1, 1] (any shape) -> uint8 round((x + 1) * 127.5), clipped to [0, 255]."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float32).numpy()
-    x = np.asarray(x, dtype=np.float32)
-    if np.isnan(x).any():
-        raise InputError("images: NaN pixel values, the model or sampler diverged; check the checkpoint and sampler")
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def _sqrt_psd(c: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric matrix, tiny negative eigenvalues (round-off) taken as 0."""
     w, v = np.linalg.eigh(c)

@@ -64,7 +64,7 @@ class ImageHooks:
         self._snapshot_floor = None
 
     def _sample(self, model, diffusion, n, sampler, steps) -> np.ndarray:  # (n, C, H, W) uint8
-        from ..eval.images import to_uint8
+        from ..viz.images import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, shape=self.data.shape, device=self.device,
                                sampler=sampler, steps=steps, spacing="logsnr"))

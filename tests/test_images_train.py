@@ -1,0 +1,226 @@
+"""Images end to end on a tiny generated folder: train, resume after kill -9, sample, evaluate, plot, animate;
+per-sample seeding; the config's image defaults and the CLI's errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tiny_diffusion import runs
+from tiny_diffusion.cli import main
+from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
+from tiny_diffusion.samplers import sample
+from tiny_diffusion.train import train
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+# a U-Net of a few thousand weights on 8x8 grayscale images: seconds, not minutes
+TINY = dict(base_channels=4, channel_mult="1,2", timesteps=50, batch_size=8, kimg=0.064, frames=2, frame_points=4,
+            eval_n=16, eval_steps=4, frame_steps=4, device="cpu")
+
+
+def _digit(cls: int, i: int) -> np.ndarray:
+    """An 8x8 'image' of class 0 (a bar on the left) or 1 (a bar on the right), with a little noise."""
+    img = np.random.default_rng(100 * cls + i).integers(0, 40, (8, 8))
+    img[:, [1, 2] if cls == 0 else [5, 6]] = 230
+    return img.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    for cls, name in enumerate(("left", "right")):
+        (root / name).mkdir()
+        for i in range(16):
+            Image.fromarray(_digit(cls, i), mode="L").save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """Decoded folders and the metrics' classifier are cached in a temporary folder, shared by this module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINY_DIFFUSION_DATA", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def tiny(folder, **changes) -> TrainConfig:
+    return TrainConfig.from_dict({"dataset": str(folder), **TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def run(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "--dataset", str(folder), *_flags(TINY), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _flags(values: dict) -> list[str]:
+    return [a for k, v in values.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def test_image_defaults_fill_what_the_user_left_unset(folder):
+    cfg = TrainConfig.from_dict({"dataset": "mnist", "lr": 5e-4})
+    assert cfg.model == "unet" and cfg.lr == 5e-4 and cfg.batch_size == IMAGE_DEFAULTS["batch_size"]
+    assert TrainConfig().model == "mlp" and TrainConfig().batch_size == 1024  # points keep theirs
+    assert TrainConfig.from_dict({"dataset": str(folder)}).kimg == IMAGE_DEFAULTS["kimg"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "mnist", "--model", "mlp"], "mlp is for points"),
+    (["--dataset", "moons", "--model", "unet"], "unet is for images"),
+    (["--dataset", "mnist", "--channel-mult", "1,x"], "comma-separated integers"),
+    (["--dataset", "mnist", "--image-size", "0"], "image_size = 0"),
+])
+def test_bad_image_config_exits_2_with_one_line(args, message, capsys, tmp_path):
+    assert main(["train", *args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "r").exists()  # nothing written for bad input
+
+
+def test_empty_folder_exits_2_before_any_run_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "no readable image" in capsys.readouterr().err or not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_folder_holds_what_users_expect(run):
+    for name in ("config.json", "checkpoint.pt", "metrics.csv", "frames.npy", "loss.png", "samples.png", "quality.json"):
+        assert (run / name).is_file(), name
+    pngs = sorted((run / "samples").glob("*.png"))
+    assert len(pngs) == TINY["eval_n"] and Image.open(pngs[0]).size == (8, 8) and Image.open(pngs[0]).mode == "L"
+    frames = np.load(run / "frames.npy")
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (TINY["frame_points"], 1, 8, 8)
+    q = json.loads((run / "quality.json").read_text())
+    assert q["quality"]["n"] == TINY["eval_n"] and q["data_floor"]["n"] == TINY["eval_n"]
+    assert q["noise"]["fid_features"] > q["data_floor"]["fid_features"]
+    assert q["shape"] == [1, 8, 8] and 0 <= q["classifier_accuracy"] <= 1
+    state = runs.load_checkpoint(run / "checkpoint.pt")
+    assert state["shape"] == [1, 8, 8] and state["classes"] == ["left", "right"]
+
+
+def test_images_stay_uint8_on_the_device_and_batches_are_scaled(folder):
+    from tiny_diffusion.data.source import load_source
+
+    data = load_source(tiny(folder), "cpu")
+    assert data.x.dtype == torch.uint8 and data.shape == (1, 8, 8) and data.labels.tolist().count(1) == 16
+    x0 = data.batch(torch.arange(4))
+    assert x0.dtype == torch.float32 and x0.min() >= -1 and x0.max() <= 1
+    assert torch.equal(x0, data.x[:4].float() / 127.5 - 1)
+    data.flip = True
+    plain = data.x[:32].float() / 127.5 - 1
+    flipped = data.batch(torch.arange(32), torch.Generator().manual_seed(0))
+    same = [torch.equal(flipped[i], plain[i]) for i in range(32)]
+    assert 4 < sum(same) < 28  # about half of them mirrored (no image here is its own mirror)
+    mirrored = same.index(False)
+    assert torch.equal(flipped[mirrored], plain[mirrored].flip(-1))
+
+
+def test_image_samples_depend_only_on_seed_and_index(run):
+    _, model, diffusion = runs.load_run(run)
+    assert model.sample_shape == (1, 8, 8)
+    big = sample(model, diffusion, 70, seed=3, sampler="dpm++", steps=5)  # crosses a 64-image block
+    small = sample(model, diffusion, 5, seed=3, sampler="dpm++", steps=5)
+    late = sample(model, diffusion, 6, seed=3, sampler="dpm++", steps=5, start=64)
+    assert big.shape == (70, 1, 8, 8)
+    assert torch.equal(big[:5], small) and torch.equal(big[64:70], late)
+
+
+def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
+    assert main(["sample", str(run), "--n", "12", "--out", str(tmp_path / "x.npy")]) == 0
+    x = np.load(tmp_path / "x.npy")
+    assert x.dtype == np.float32 and x.shape == (12, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
+    assert main(["sample", str(run), "--n", "12", "--out", str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").size[0] >= 8 * 4
+    assert main(["sample", str(run), "--n", "5", "--sampler", "ddim", "--steps", "5", "--out", str(tmp_path / "d") + "/"]) == 0
+    assert len(list((tmp_path / "d").glob("*.png"))) == 5
+    # the PNG folder holds exactly the .npy's images (same seed, same default sampler)
+    from tiny_diffusion.viz.images import read_images, to_uint8
+
+    assert main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "e")]) == 0
+    assert np.array_equal(read_images(tmp_path / "e"), to_uint8(x[:5]))
+
+
+def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
+    assert main(["evaluate", str(run), "--n", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "classifier-FID" in out and "data floor" in out and "noise" in out
+    assert main(["sample", str(run), "--n", "16", "--out", str(tmp_path / "s") + "/"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "s"), "--dataset", str(folder)]) == 0
+    assert "16 images of" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "s")]) == 2  # which real images? one line says --dataset
+    assert "--dataset" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--nll"]) == 2
+
+
+def test_plots_and_animations_of_an_image_run(run, folder, tmp_path):
+    assert main(["plot", "forward", "--dataset", str(folder), "--n", "3", "--panels", "5",
+                 "--out", str(tmp_path / "f.png")]) == 0
+    strip = Image.open(tmp_path / "f.png")
+    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--out", str(tmp_path / "r.png")]) == 0
+    assert Image.open(tmp_path / "r.png").size == strip.size  # the same rows x columns of 8x8 images
+    assert main(["animate", str(run)]) == 0
+    assert main(["animate", str(run), "--reverse", "--n", "4"]) == 0
+    train_gif, reverse_gif = Image.open(run / "animation.gif"), Image.open(run / "reverse.gif")
+    assert train_gif.n_frames == TINY["frames"] and reverse_gif.n_frames > TINY["frames"]
+
+
+def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
+    for i in range(12):
+        Image.fromarray(_digit(i % 2, i), mode="L").save(tmp_path / f"{i}.png")
+    assert main(["train", "--dataset", str(tmp_path), *_flags(TINY), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "no quality numbers" in capsys.readouterr().out
+    q = json.loads((tmp_path / "run" / "quality.json").read_text())
+    assert "quality" not in q and q["n_eval"] == TINY["eval_n"]
+
+
+def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
+    """An image run killed with SIGKILL after its first checkpoint and resumed gives the weights, metrics
+    and frames of the same run trained without a stop."""
+    cfg = {**TINY, "kimg": 0.32, "frames": 3}  # 40 steps: 10 epochs of 4 steps, a checkpoint after each
+    ref = tmp_path / "ref"
+    train(tiny(folder, **cfg), ref, progress=False)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *_flags(cfg),
+           "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            if torch.load(out / runs.CHECKPOINT, weights_only=True)["epoch"] >= 2:
+                break
+        except Exception:  # not written yet, or being replaced
+            pass
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert killed and not runs.is_finished(out)
+    subprocess.run([sys.executable, "-m", "tiny_diffusion", "train", "--resume", str(out), "--quiet"], env=env,
+                   check=True, capture_output=True)
+    a, b = torch.load(ref / runs.CHECKPOINT, weights_only=True), torch.load(out / runs.CHECKPOINT, weights_only=True)
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k}"
+    assert np.array_equal(np.load(ref / runs.FRAMES), np.load(out / runs.FRAMES))
+    assert _metrics(ref) == _metrics(out)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    """metrics.csv without its wall-clock column."""
+    with open(run_dir / runs.METRICS) as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
