@@ -224,3 +224,11 @@ def _metrics(run_dir: Path) -> list[dict]:
     """metrics.csv without its wall-clock column."""
     with open(run_dir / runs.METRICS) as f:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_a_sweep_of_image_runs_tabulates_their_final_metrics(folder, tmp_path):
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--dataset", str(folder), *_flags(TINY),
+                 "--vary", "lr=1e-3,3e-3"]) == 0
+    with open(tmp_path / "s" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["lr"] for r in rows] == ["0.001", "0.003"] and all(float(r["fid_features"]) > 0 for r in rows)

@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import TrainConfig, parse_value
+from .config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig, parse_value
 from .errors import InputError, TrainingStopped
 
 PROG = "tiny-diffusion"
@@ -38,8 +38,10 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
             continue
         m = f.metadata
         extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
+        default = (f"{POINT_DEFAULTS[f.name]} for points, {IMAGE_DEFAULTS[f.name]} for images" if m["auto"]
+                   else f.default)
         parser.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                            help=f"{m['help']}{extra}; default {f.default}")
+                            help=f"{m['help']}{extra}; default {default}")
 
 
 def config_overrides(args: argparse.Namespace, names=None) -> dict:

@@ -172,6 +172,8 @@ def evaluate_run(run_dir: Path) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     cfg = runs.run_config(run_dir)
+    if cfg.images:
+        return _evaluate_image_run(run_dir, path)
     frames = np.load(Path(run_dir) / runs.FRAMES, allow_pickle=False)
     epochs = frame_epochs(cfg.epochs, cfg.frames) or [cfg.epochs - 1]
     refs = references(cfg.dataset)
@@ -180,6 +182,19 @@ def evaluate_run(run_dir: Path) -> dict:
     lik = held_out_likelihood(model, diffusion, cfg.dataset, N_HELD_OUT)
     train_seconds = json.loads((Path(run_dir) / runs.QUALITY).read_text())["train_seconds"]
     result = {"epochs": per_epoch, **lik, "train_seconds": train_seconds}
+    runs.write_json(path, result)
+    return result
+
+
+def _evaluate_image_run(run_dir: Path, path: Path) -> dict:
+    """An image run's row: its final classifier metrics (quality.json) after its last epoch; no likelihoods."""
+    import csv
+
+    q = json.loads((Path(run_dir) / runs.QUALITY).read_text())
+    with open(Path(run_dir) / runs.METRICS) as f:
+        last_epoch = int(list(csv.DictReader(f))[-1]["epoch"])
+    result = {"epochs": [{"epoch": last_epoch, **q.get("quality", {})}], "nll": None, "elbo": None,
+              "train_seconds": q["train_seconds"]}
     runs.write_json(path, result)
     return result
 
@@ -276,7 +291,7 @@ def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = 
     rows = []
     for i, r in enumerate(all_runs):
         run_dir = out / "runs" / r.name
-        if not runs.is_finished(run_dir):
+        if not runs.is_finished(run_dir) or r.config.images:  # the scatter grid is for points
             continue
         frames = np.load(run_dir / runs.FRAMES, allow_pickle=False)
         ev = evaluate_run(run_dir)

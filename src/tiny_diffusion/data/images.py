@@ -36,6 +36,7 @@ MAX_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): a bigger header is a decomp
 DEFAULT_FOLDER_SIZE = 64  # pixels, for a folder whose images differ in size
 FOLDER_CACHE_VERSION = 1  # bump whenever decoding changes, so that older caches are not reused
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+MAX_SCAN_ENTRIES = 5_000_000  # ImageNet's train set has 1.3M files; more suggests --dataset / or a home folder
 MAX_IDX_BYTES = 1 << 33  # 8 GiB: no IDX data set comes near; a header claiming more is corrupt
 
 # Base URLs tried in order (or $TINY_DIFFUSION_MIRROR alone); tests patch these tables.
@@ -484,13 +485,17 @@ def _scan(root: Path) -> list[str]:
 
     Directory symlinks are followed, but each real directory is entered once, so a symlink loop ends.
     """
-    stack, seen, found = [str(root)], {os.path.realpath(root)}, []
+    stack, seen, found, visited = [str(root)], {os.path.realpath(root)}, [], 0
     while stack:
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:  # unreadable subfolder: nothing to take from it
             continue
+        visited += len(entries)
+        if visited > MAX_SCAN_ENTRIES:
+            raise InputError(f"{root}: more than {MAX_SCAN_ENTRIES:,} files and folders below it; point --dataset at "
+                             f"the folder of images itself")
         for entry in entries:
             if entry.name.startswith("."):  # .git, .ipynb_checkpoints, macOS ._name.jpg resource forks
                 continue
@@ -520,6 +525,12 @@ def _folder_key(root: Path, files: list[str], image_size, channels) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _none_readable(root: Path, n_files: int, skipped: list, verb: str) -> InputError:
+    rel, reason = skipped[0]
+    return InputError(f"{root}: none of the {n_files} image files could be {verb} (first: {rel}: {reason}); "
+                      f"check that they open in an image viewer")
+
+
 def _decode_folder(root: Path, files: list[str], classes, image_size, channels):
     """(images (n, C, S, S) uint8, labels (n,) int64 or None, a note on skipped files or '')."""
     skipped, probed = [], []
@@ -529,9 +540,7 @@ def _decode_folder(root: Path, files: list[str], classes, image_size, channels):
         except _Unreadable as e:
             skipped.append((rel, str(e)))
     if not probed:
-        rel, reason = skipped[0]
-        raise InputError(f"{root}: none of the {len(files)} image files could be read (first: {rel}: {reason}); "
-                         f"check that they open in an image viewer")
+        raise _none_readable(root, len(files), skipped, "read")
     sizes = {min(w, h) for _, w, h, _ in probed}
     same = len({(w, h) for _, w, h, _ in probed}) == 1
     size = image_size or (sizes.pop() if same else DEFAULT_FOLDER_SIZE)
@@ -545,9 +554,7 @@ def _decode_folder(root: Path, files: list[str], classes, image_size, channels):
         except _Unreadable as e:
             skipped.append((rel, str(e)))
     if not kept:
-        rel, reason = skipped[0]
-        raise InputError(f"{root}: none of the {len(files)} image files could be decoded (first: {rel}: {reason}); "
-                         f"check that they open in an image viewer")
+        raise _none_readable(root, len(files), skipped, "decoded")
     images = images[:len(kept)] if len(kept) == len(images) else images[:len(kept)].copy()
     labels = None
     if classes is not None:
