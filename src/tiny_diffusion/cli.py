@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -144,13 +145,13 @@ def _check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
 def sampling_options(args, diffusion, cfg=None) -> dict:
     """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
     and --steps, an image run samples as its final samples were (cfg's eval_sampler and eval_steps, logsnr)."""
-    if cfg is not None and cfg.images and not args.sampler and not args.steps:
-        args.sampler, args.steps = [cfg.eval_sampler], [cfg.eval_steps] if cfg.eval_steps else None
-        args.spacing = args.spacing or "logsnr"
-    sampler = (args.sampler or ["ddpm"])[0]
+    run_defaults = cfg is not None and cfg.images and not args.sampler and not args.steps
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
-    steps = args.steps[0] if args.steps else None
+    if run_defaults:
+        sampler, steps, spacing = cfg.eval_sampler, cfg.eval_steps or None, args.spacing or "logsnr"
+    else:
+        sampler, steps, spacing = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None, args.spacing
     _check_steps([steps or diffusion.T], diffusion, args.lambda_min)
     if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
         raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
@@ -158,8 +159,8 @@ def sampling_options(args, diffusion, cfg=None) -> dict:
     if clip is not None and not 0 < clip < float("inf"):
         raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
     options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "lambda_min": args.lambda_min}
-    if args.spacing:
-        options["spacing"] = args.spacing
+    if spacing:
+        options["spacing"] = spacing
     return options
 
 
@@ -183,14 +184,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _print_quality(what: str, dataset: str, q, floor, extra: str = "") -> None:
+def _print_quality(what: str, dataset: str, q, floor) -> None:
     """The quality line and the data floor's beneath it (None: a data set without labels for the metrics)."""
     if q is None:
         print(f"{what} of {dataset}: no quality numbers (the classifier metrics need class labels)")
         return
     head = f"quality of {what} vs {dataset}: "
     print(f"{head}{q}")
-    print(f"{'data floor (real vs real): ':<{len(head)}}{floor}{extra}")
+    print(f"{'data floor (real vs real): ':<{len(head)}}{floor}")
 
 
 def _resume_train(args, changes: dict) -> int:
@@ -245,7 +246,7 @@ def cmd_sample(args) -> int:
 
 def _folder_like(path: str) -> bool:
     """An --out that names a folder: a trailing slash, an existing folder, or no suffix."""
-    return path.endswith(("/", "\\")) or Path(path).is_dir() or not Path(path).suffix
+    return path.endswith(("/", "\\")) or os.path.isdir(path) or not Path(path).suffix  # isdir: False on OSError
 
 
 def _image_output(path: str) -> Path:
@@ -328,9 +329,9 @@ def _is_image_target(target: Path, dataset: str | None) -> bool:
     from .data.image_names import is_image_dataset
     from .runs import CONFIG, run_config
 
-    if (target / CONFIG).is_file():
+    if os.path.isfile(target / CONFIG):  # os.path: False, not OSError, for a name too long for the file system
         return run_config(target).images
-    return dataset is not None and is_image_dataset(dataset) or (target.is_dir() and dataset is None)
+    return dataset is not None and is_image_dataset(dataset) or (os.path.isdir(target) and dataset is None)
 
 
 def _evaluate_images(args, target: Path) -> int:

@@ -210,10 +210,11 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
                sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
                y: torch.Tensor | None = None, **kwargs) -> Iterator[torch.Tensor]:
     """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
-    (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`) depends only on (seed, i): its x_T and every
-    step's noise come from its own stream (`noise.SampleNoise`), and the network sees it at the same place
-    in a same-sized block (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for
-    bit. y: (n,) class labels passed to the model. eta is DDIM's (ddim only)."""
+    (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
+    depends only on (seed, i): its x_T and every step's noise come from its own stream
+    (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
+    (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit.
+    y: (n,) class labels passed to the model, aligned the same way. eta is DDIM's (ddim only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if eta is not None:
