@@ -137,3 +137,9 @@ def test_reverse_trajectory_ends_at_sample_output(run_dir):
     assert np.array_equal(traj[-1], sample(model, diffusion, 50, 3).numpy())
     torch.manual_seed(0)  # nothing global is used: the result does not depend on torch's global RNG
     assert np.array_equal(sampling_trajectory(model, diffusion, 50, 3, "cpu")[-1], traj[-1])
+
+
+def test_the_library_shows_its_lazy_names():
+    import tiny_diffusion
+
+    assert {"train", "sample", "load_run", "TrainConfig", "load_images"} <= set(dir(tiny_diffusion))

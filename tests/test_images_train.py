@@ -244,3 +244,18 @@ def test_aligned_batches_hand_each_sample_its_own_label():
     y = torch.arange(70) % 7
     out = AlignedBatches(model, start=5, block=64, y=y)(torch.zeros(70, 1, 2, 2), torch.tensor(3))
     assert torch.equal(out[:, 0, 0, 0], y.float())
+
+
+def test_run_files_honour_the_umask(tmp_path):
+    """Atomic writes go through a private temporary file, but the file they leave is as readable as any other."""
+    from tiny_diffusion.runs import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", lambda f: f.write(b"{}"))
+        os.umask(0o077)
+        atomic_write(tmp_path / "b.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600

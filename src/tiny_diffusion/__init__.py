@@ -54,3 +54,8 @@ def __getattr__(name: str):
     if module is None:
         return importlib.import_module(f".{name}", __name__)
     return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, so that help(), dir() and tab completion show them."""
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -35,6 +35,7 @@ def atomic_write(path: Path, write) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it private; the file is not: honour the umask
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -45,6 +46,13 @@ def atomic_write(path: Path, write) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_csv(path: Path, rows: list[dict], fieldnames=None) -> None:

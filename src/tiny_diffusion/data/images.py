@@ -17,7 +17,6 @@ import os
 import struct
 import sys
 import tarfile
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -634,28 +633,19 @@ def _read_folder_cache(path: Path, name: str):
 
 def _write_folder_cache(path: Path, images, labels, classes, notes: list[str], log) -> None:
     """Save the decoded folder atomically (temp file, then rename); a failure only costs the next run time."""
+    from ..runs import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images=images, has_labels=np.array(labels is not None),
-                         labels=labels if labels is not None else np.zeros(0, np.int64),
-                         classes=np.array(classes or [], dtype=str), notes=np.array(notes, dtype=str))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda f: np.savez(f, images=images, has_labels=np.array(labels is not None),
+                                              labels=labels if labels is not None else np.zeros(0, np.int64),
+                                              classes=np.array(classes or [], dtype=str),
+                                              notes=np.array(notes, dtype=str)))
     except OSError as e:
         log(f"{path}: could not write the folder cache ({e.strerror}); the next run decodes again")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ..runs import atomic_write
+
+    atomic_write(path, lambda f: f.write(data))

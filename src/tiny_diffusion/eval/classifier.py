@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -203,14 +201,9 @@ def _save(net: Classifier, path: Path) -> None:
         "arch_version": ARCH_VERSION, "in_channels": net.in_channels, "n_classes": net.n_classes,
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..runs import atomic_write
+
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def classifier_for(
