@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# CPU images/s (2 cores, batch 128, measured 2026-11-28): base 16 (1,2,2) 190, base 16 (1,2,4) 185, base 24 160,
+# CPU images/s (2 cores, batch 128, measured 2026-11-28): base 16 (1,2,2) 190, base 16 (1,2,4) 185, base 24 147,
 # base 32 97; ~510 s of a 10-minute run go to training, so each gets the images it would see in that time.
 PRESETS = {
     "search": [
