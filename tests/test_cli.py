@@ -143,3 +143,29 @@ def test_the_library_shows_its_lazy_names():
     import tiny_diffusion
 
     assert {"train", "sample", "load_run", "TrainConfig", "load_images"} <= set(dir(tiny_diffusion))
+
+
+def test_config_flags_take_the_config_keys_spelling_too(tmp_path, monkeypatch):
+    import tiny_diffusion.train as train_module
+
+    class Reached(Exception):
+        """Parsing got through to train(); nothing is trained."""
+
+    seen = {}
+
+    def fake_train(cfg, *args, **kwargs):
+        seen["cfg"] = cfg
+        raise Reached
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    with pytest.raises(Reached):
+        main(["train", "--hidden_size", "48", "--frame_points=99", "--out", str(tmp_path / "r")])
+    assert seen["cfg"].hidden_size == 48 and seen["cfg"].frame_points == 99
+
+
+def test_a_csv_with_more_columns_says_which_it_ignores(tmp_path):
+    from tiny_diffusion.data import read_points
+
+    (tmp_path / "p.csv").write_text("x,y,z\n1,2,3\n4,5,6\n")
+    with pytest.warns(UserWarning, match="using columns x and y, ignoring 'z'"):
+        assert read_points(tmp_path / "p.csv").tolist() == [[1, 2], [4, 5]]

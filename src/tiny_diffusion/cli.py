@@ -573,11 +573,23 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def _config_spelling(argv: list[str]) -> list[str]:
+    """--hidden_size (the config key's spelling, as errors and TOML files write it) -> --hidden-size."""
+    keys = {f.name for f in TrainConfig.fields()}
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if flag.startswith("--") and flag[2:] in keys:
+            arg = _flag(flag[2:]) + eq + value
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_config_spelling(sys.argv[1:] if argv is None else argv))
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,10 @@ def _read_csv(path: Path) -> np.ndarray:
     if "x" not in header or "y" not in header:
         raise InputError(f"{path}: header {lines[0][:60]!r} has no 'x' and 'y' columns; the first line must be 'x,y'")
     ix, iy = header.index("x"), header.index("y")
+    ignored = [h for i, h in enumerate(header) if i not in (ix, iy)]
+    if ignored:  # e.g. a label column: fine to keep, but say so (an (n, 3) array is refused outright)
+        warnings.warn(f"{path}: using columns x and y, ignoring {', '.join(repr(h) for h in ignored)}",
+                      stacklevel=2)
     pts = np.empty((len(lines) - 1, 2))
     for row, line in enumerate(lines[1:]):
         cells = line.split(",")
