@@ -169,3 +169,23 @@ def test_a_csv_with_more_columns_says_which_it_ignores(tmp_path):
     (tmp_path / "p.csv").write_text("x,y,z\n1,2,3\n4,5,6\n")
     with pytest.warns(UserWarning, match="using columns x and y, ignoring 'z'"):
         assert read_points(tmp_path / "p.csv").tolist() == [[1, 2], [4, 5]]
+
+
+@pytest.mark.parametrize("args", [
+    ["plot", "forward", "--dataset", "moons", "--n", "50", "--timesteps", "10", "--out", "{file}/x.png"],
+    ["plot", "forward", "--dataset", "moons", "--n", "50", "--timesteps", "10", "--out", "/proc/x.png"],
+    ["sample", "{run}", "--n", "5", "--out", "{file}/x.csv"],
+    ["sample", "{run}", "--n", "5", "--out", "/proc/x.csv"],
+    ["export", "{run}", "--out", "{file}/m.safetensors"],
+    ["animate", "{run}", "--out", "/proc/a.gif"],
+    ["evaluate", "{run}", "--n", "50", "--steps", "2,3", "--figure", "{file}/f.png"],
+    ["sweep", "--out", "{file}/s", "--epochs", "1", "--n-points", "64", "--vary", "lr=1e-3"],
+])
+def test_unwritable_outputs_exit_2_with_one_line(args, run_dir, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    argv = [a.replace("{file}", str(blocker)).replace("{run}", str(run_dir)) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if not line.startswith("tiny-diffusion: warning:")]
+    assert len(errors) == 1 and errors[0].startswith("tiny-diffusion: error:") and "Traceback" not in err

@@ -78,7 +78,10 @@ def _output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> P
     if p.suffix.lower() not in suffixes:
         raise InputError(f"{flag} {path}: unsupported file type; use {' or '.join(suffixes)}")
     if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a path under a file, a read-only place
+            raise InputError(f"{flag} {path}: cannot create its folder ({e.strerror}); choose a writable path") from None
     return p
 
 
@@ -603,3 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a file the user named could not be written or read (a full disk, /proc, no permission)
+        if e.filename is None:
+            raise
+        print(f"{PROG}: error: {e.filename}: {e.strerror or type(e).__name__}; choose a path you can write "
+              f"(or read)", file=sys.stderr)
+        return 2
