@@ -140,3 +140,14 @@ def test_toml_spec(tmp_path):
     path.write_text("[grids]\nlr = [1]\n")
     with pytest.raises(InputError, match="unknown table"):
         sweep.load_spec(path)
+
+
+def test_a_rerun_with_other_base_values_never_reuses_the_old_runs(tmp_path, capsys):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "epochs"]
+    out = str(tmp_path / "s")
+    assert main(["sweep", "--out", out, "--vary", "lr=1e-2", "--epochs", "1", *flags]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--out", out, "--vary", "lr=1e-2", "--epochs", "2", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "epochs = 1 there, 2 now" in err
+    assert main(["sweep", "--out", out, "--vary", "lr=1e-2", "--epochs", "1", *flags]) == 0  # the same question

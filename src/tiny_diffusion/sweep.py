@@ -227,6 +227,22 @@ def _work(job) -> str:
         torch.set_num_threads(threads_before)
 
 
+def check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """InputError when `run_dir` already holds a run of another config (the keys that change only how a
+    run is kept safe, like checkpoint_every, aside): reusing or resuming it would answer another question."""
+    if not (run_dir / runs.CONFIG).is_file():
+        return
+    from .train.state import RESUMABLE_CHANGES
+
+    saved, wanted = runs.run_config(run_dir).to_dict(), cfg.to_dict()
+    diff = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
+    if diff:
+        shown = ", ".join(f"{k} = {saved.get(k)!r} there, {wanted[k]!r} now" for k in diff[:3])
+        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+        raise InputError(f"{run_dir}: holds a run of another config ({shown}{more}); use another --out for this "
+                         f"sweep, or delete that folder")
+
+
 def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, int] = (1, 1),
               log=print, threads: int | None = None) -> dict:
     """Train this shard's unfinished runs with `jobs` worker processes; {status: count} of its runs
@@ -236,6 +252,8 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
     out.mkdir(parents=True, exist_ok=True)
     runs.write_json(out / "sweep.json", spec.to_dict())
     mine = shard(all_runs, *shard_of)
+    for r in mine:  # a folder left by another question must not answer this one
+        check_same_config(out / "runs" / r.name, r.config)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     todo = [(str(out / "runs" / r.name), r.config.to_dict(), threads) for r in mine]
     start = time.perf_counter()
