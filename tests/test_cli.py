@@ -189,3 +189,13 @@ def test_unwritable_outputs_exit_2_with_one_line(args, run_dir, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     errors = [line for line in err.splitlines() if not line.startswith("tiny-diffusion: warning:")]
     assert len(errors) == 1 and errors[0].startswith("tiny-diffusion: error:") and "Traceback" not in err
+
+
+def test_datasets_lists_each_with_a_description(capsys):
+    assert main(["datasets"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert {"dino", "datasaurus:star", "moons", "mnist", "cifar10"} <= set(names)
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # a name, then what it is
+    dino = next(line for line in lines if line.startswith("dino "))
+    assert "datasaurus:dino" in dino  # the alias is explained

@@ -460,11 +460,29 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from .data import dataset_names
     from .data.image_names import IMAGE_DATASETS
+    from .data.points import DATASETS
 
-    print("\n".join(dataset_names() + list(IMAGE_DATASETS)))
+    rows = [(name, _describe(name, fn, DATASETS)) for name, fn in DATASETS.items()]
+    rows += [(name, IMAGE_DATASETS[name]) for name in IMAGE_DATASETS]
+    rows += [("FILE.csv / FILE.npy", "your own 2D points (header x,y; or an (n, 2) array)"),
+             ("FOLDER", "your own images, any folder (classes: its first-level subfolders)")]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {text}" for name, text in rows))
     return 0
+
+
+def _describe(name: str, fn, table: dict) -> str:
+    """What a point set is: a Datasaurus shape, or the first line of its function's docstring; and which
+    other name draws the same distribution (dino is datasaurus:dino)."""
+    key = (getattr(fn, "func", fn), getattr(fn, "args", ()))
+    twin = next((other for other, g in table.items() if other != name and
+                 (getattr(g, "func", g), getattr(g, "args", ())) == key), None)
+    if key[1]:
+        text = f"the Datasaurus Dozen's {key[1][0]!r} shape: its 142 points, each with a little Gaussian jitter"
+    else:
+        text = (fn.__doc__ or "").strip().split("\n")[0]
+    return text + (f" (the same as {twin})" if twin else "")
 
 
 SCHEDULE_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "terminal_alpha_bar")
@@ -522,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--dataset", default="dino", help="data set (forward only; default dino)")
     pl.add_argument("--data-dir", help="folder holding the image data set's files (forward only; else downloaded)")
     pl.add_argument("--n", type=_positive_int, default=None, help="points (default 1000) or image rows (default 8)")
-    pl.add_argument("--seed", type=_seed, default=0)
+    pl.add_argument("--seed", type=_seed, default=0, help="seed of the data draw and of the noise (default 0)")
     pl.add_argument("--panels", type=_positive_int, default=10, help="snapshots in the grid (default 10)")
     pl.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     add_config_flags(pl, SCHEDULE_FIELDS)
@@ -535,8 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--reverse", action="store_true", help="animate the sampling trajectory x_T ... x_0 instead")
     a.add_argument("--n", type=_positive_int, default=None, help="samples for --reverse (default 1000 points or a "
                    "grid of 64 images)")
-    a.add_argument("--seed", type=_seed, default=0)
-    a.add_argument("--fps", type=_positive_int, default=10)
+    a.add_argument("--seed", type=_seed, default=0, help="seed of the sampling noise for --reverse (default 0)")
+    a.add_argument("--fps", type=_positive_int, default=10, help="frames per second (default 10)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     a.set_defaults(func=cmd_animate)
 
@@ -606,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tiny-diffusion datasets | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
     except OSError as e:  # a file the user named could not be written or read (a full disk, /proc, no permission)
         if e.filename is None:
             raise
