@@ -199,3 +199,8 @@ def test_datasets_lists_each_with_a_description(capsys):
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # a name, then what it is
     dino = next(line for line in lines if line.startswith("dino "))
     assert "datasaurus:dino" in dino  # the alias is explained
+
+
+def test_an_unknown_flag_points_to_its_commands_help(capsys):
+    assert main(["train", "--bogus", "1"]) == 2
+    assert "see `tiny-diffusion train --help`" in capsys.readouterr().err

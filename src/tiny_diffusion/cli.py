@@ -610,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     parser = build_parser()
     try:
-        args = parser.parse_args(_config_spelling(sys.argv[1:] if argv is None else argv))
+        args, unknown = parser.parse_known_args(_config_spelling(sys.argv[1:] if argv is None else argv))
+        if unknown:  # point to the help page of the command that was given, which lists its flags
+            command = f"{PROG} {args.command}" if getattr(args, "command", None) else PROG
+            raise InputError(f"unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)")
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
