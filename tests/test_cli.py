@@ -204,3 +204,24 @@ def test_datasets_lists_each_with_a_description(capsys):
 def test_an_unknown_flag_points_to_its_commands_help(capsys):
     assert main(["train", "--bogus", "1"]) == 2
     assert "see `tiny-diffusion train --help`" in capsys.readouterr().err
+
+
+def test_plot_reverse_refuses_flags_it_would_ignore(run_dir, tmp_path, capsys):
+    assert main(["plot", "reverse", str(run_dir), "--timesteps", "50", "--schedule", "cosine", "--dataset", "moons",
+                 "--out", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--timesteps" in err and "--schedule" in err and "--dataset" in err
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_plot_forward_of_a_run_uses_its_data_and_schedule(run_dir, tmp_path, monkeypatch):
+    from tiny_diffusion import figures
+    from tiny_diffusion.runs import run_config
+
+    seen = []
+    monkeypatch.setattr(figures, "forward_figure", lambda cfg, *a, **k: seen.append(cfg))
+    assert main(["plot", "forward", str(run_dir), "--out", str(tmp_path / "f.png")]) == 0
+    assert main(["plot", "forward", str(run_dir), "--timesteps", "7", "--out", str(tmp_path / "g.png")]) == 0
+    own = run_config(run_dir)
+    assert (seen[0].dataset, seen[0].timesteps, seen[0].schedule) == (own.dataset, own.timesteps, own.schedule)
+    assert seen[1].timesteps == 7 and seen[1].dataset == own.dataset  # a flag changes only what it names

@@ -394,13 +394,25 @@ def cmd_plot(args) -> int:
     out = _output_path(args.out, (".png", ".pdf", ".svg"))
     from . import figures
 
+    given = config_overrides(args, SCHEDULE_FIELDS)
     if args.process == "forward":
-        changes = {"dataset": args.dataset, **({"data_dir": args.data_dir} if args.data_dir else {})}
-        cfg = TrainConfig.from_dict({**config_overrides(args, SCHEDULE_FIELDS), **changes})
-        figures.forward_figure(cfg, out, args.n, args.seed, args.panels, warn=True)
+        if args.run_dir:  # the run's own data and schedule; flags may change them
+            from .runs import run_config
+
+            base = run_config(args.run_dir).to_dict()
+            changes = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None}
+            cfg = TrainConfig.from_dict({**base, **changes, **given}, f"{args.run_dir}/config.json")
+        else:
+            changes = {"dataset": args.dataset or "dino", **({"data_dir": args.data_dir} if args.data_dir else {})}
+            cfg = TrainConfig.from_dict({**given, **changes})
+        figures.forward_figure(cfg, out, args.n, args.seed, args.panels)
     else:
         if not args.run_dir:
             raise InputError("plot reverse: give the run folder, e.g. `tiny-diffusion plot reverse runs/dino-...`")
+        ignored = [_flag(k) for k in given] + ["--dataset"] * (args.dataset is not None) + \
+                  ["--data-dir"] * (args.data_dir is not None)
+        if ignored:
+            raise InputError(f"plot reverse samples the run's own model, data and schedule; drop {', '.join(ignored)}")
         figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, _device(args.device))
     print(f"wrote {out}")
     return 0
@@ -535,9 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="the classic figures: forward or reverse process as a grid")
     pl.add_argument("process", choices=("forward", "reverse"))
-    pl.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run folder (reverse only)")
+    pl.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run folder (reverse: required; forward: its data "
+                    "and schedule)")
     pl.add_argument("--out", required=True, help="FILE.png|.pdf|.svg")
-    pl.add_argument("--dataset", default="dino", help="data set (forward only; default dino)")
+    pl.add_argument("--dataset", default=None, help="data set (forward only; default the run's, or dino)")
     pl.add_argument("--data-dir", help="folder holding the image data set's files (forward only; else downloaded)")
     pl.add_argument("--n", type=_positive_int, default=None, help="points (default 1000) or image rows (default 8)")
     pl.add_argument("--seed", type=_seed, default=0, help="seed of the data draw and of the noise (default 0)")
