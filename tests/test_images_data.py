@@ -49,7 +49,7 @@ def save(path, array, **kw):
 
 
 def test_image_names_are_pure_python_and_know_folders(tmp_path):
-    assert IMAGE_DATASETS == ("mnist", "fashion-mnist", "cifar10")
+    assert tuple(IMAGE_DATASETS) == ("mnist", "fashion-mnist", "cifar10")  # names -> one-line descriptions
     assert is_image_dataset("cifar10") and is_image_dataset(str(tmp_path))
     assert not is_image_dataset("moons") and not is_image_dataset(str(tmp_path / "missing"))
     # loaded on its own in a fresh interpreter, the module pulls in none of the heavy packages
