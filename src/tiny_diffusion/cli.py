@@ -317,7 +317,7 @@ def cmd_evaluate(args) -> int:
     refs = references(dataset, n=args.n)
     q, floor = quality(x, refs), data_floor(dataset, n=args.n)
     print(f"{what} vs {dataset}: {q}")
-    print(f"data floor (true vs true): {floor}")
+    print(f"data floor (real vs real): {floor}")
     if args.nll:
         from .likelihood import held_out_likelihood
 

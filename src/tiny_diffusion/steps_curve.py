@@ -75,7 +75,7 @@ def run(model, diffusion, dataset: str, steps: list[int], samplers: list[str], c
     """The sweep, written to csv_path and figure_path; returns the rows."""
     rows = sweep(model, diffusion, dataset, steps, samplers, n, seed, device, spacing, eta, lambda_min, log)
     floor = data_floor(dataset, n=n)
-    log(f"data floor (true vs true): {floor}")
+    log(f"data floor (real vs real): {floor}")
     runs.write_csv(csv_path, rows, COLUMNS)
     plot(rows, floor, figure_path, title)
     return rows
