@@ -225,9 +225,8 @@ def cmd_export(args) -> int:
 
 def _load_run(run_dir: str, device: str):
     from .runs import load_run
-    from .train import resolve_device
 
-    dev = resolve_device(device)
+    dev = _device(device)
     return (*load_run(run_dir, dev), dev)
 
 
@@ -429,11 +428,10 @@ def cmd_animate(args) -> int:
 
     from . import figures
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").is_file():
-        from .runs import run_config
+    from .runs import run_config
 
-        run_config(run_dir)  # the one-line error for a folder that is not a run
+    run_dir = Path(args.run_dir)
+    run_config(run_dir)  # the one-line error for a folder that is not a run, before anything is written
     name = "reverse" if args.reverse else "animation"  # distinct defaults: --reverse never overwrites training's
     out = Path(args.out) if args.out else run_dir / (name + (".mp4" if shutil.which("ffmpeg") else ".gif"))
     _output_path(str(out), (".gif", ".mp4"))

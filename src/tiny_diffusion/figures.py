@@ -27,13 +27,13 @@ def _columns(length: int, panels: int) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, panels).round().astype(int))
 
 
-def sampling_trajectory(model, diffusion, n: int, seed: int, device, shape=None, keep=None) -> np.ndarray:
-    """(steps + 1, n, *shape): x_T ... x_0 of ancestral sampling, or only the indices in `keep`;
-    x_0 is exactly `sample --seed`'s output. Images come back as uint8."""
+def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None) -> np.ndarray:
+    """(steps + 1, n, *model.sample_shape): x_T ... x_0 of ancestral sampling, or only the indices in
+    `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8."""
     from .samplers import trajectory
 
     states = []
-    for i, x in enumerate(trajectory(model, diffusion, n, seed, shape=shape, device=device)):
+    for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device)):
         if keep is None or i in keep:
             states.append(_to_numpy(x, images=x.dim() == 4))
     return np.stack(states)
@@ -78,10 +78,9 @@ def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, pane
                    device="cpu") -> Path:
     """x_T ... x_0 of ancestral sampling from a run: `panels` steps; for images rows = samples, columns = steps."""
     cfg, model, diffusion = runs.load_run(run_dir, device)
-    shape = model.sample_shape
     n = n or default_n(cfg.images)
     cols = _columns(diffusion.T + 1, panels)
-    traj = sampling_trajectory(model, diffusion, n, seed, device, shape, keep=set(cols.tolist()))
+    traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()))
     if cfg.images:
         from .viz.images import process_strip
 
@@ -109,10 +108,9 @@ def training_animation(run_dir, out: Path, fps: int = 10) -> Path:
 def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int = 10, device="cpu") -> Path:
     """The sampling trajectory x_T ... x_0, at most MAX_ANIMATION_FRAMES states of it."""
     cfg, model, diffusion = runs.load_run(run_dir, device)
-    shape = model.sample_shape
     n = n or default_n(cfg.images, animation=True)
     keep = _columns(diffusion.T + 1, min(diffusion.T + 1, MAX_ANIMATION_FRAMES))
-    frames = sampling_trajectory(model, diffusion, n, seed, device, shape, keep=set(keep.tolist()))
+    frames = sampling_trajectory(model, diffusion, n, seed, device, keep=set(keep.tolist()))
     return _animate(cfg.images, frames, out, [f"t = {diffusion.T - i}" for i in keep], fps)
 
 

@@ -56,16 +56,16 @@ class ImageHooks:
     scored by the classifier metrics (eval/images.py) beside the real-data floor and a noise baseline."""
 
     def __init__(self, cfg, data, device, log=None):
-        self.cfg, self.data, self.device = cfg, data, device
         from ..eval.report import image_metric
 
+        self.cfg, self.data, self.device = cfg, data, device
         self.metric, self.accuracy = image_metric(data, device, log) if data.labels is not None else (None, None)
         self._snapshot_floor = None
 
     def _sample(self, model, diffusion, n, sampler, steps) -> np.ndarray:  # (n, C, H, W) uint8
         from ..viz.images import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
-        return to_uint8(sample(model, diffusion, n, FRAME_SEED, shape=self.data.shape, device=self.device,
+        return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
                                sampler=sampler, steps=steps, spacing="logsnr"))
 
     def snapshot(self, model, diffusion) -> np.ndarray:
