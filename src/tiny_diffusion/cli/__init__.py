@@ -1,0 +1,80 @@
+"""The `tiny-diffusion` command: a thin layer that parses flags and calls the library, one module per command.
+
+Only argparse and the pure-Python config are imported at start-up, so `--help` is instant;
+each command imports torch and matplotlib when it runs. Bad input exits with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from ..config import TrainConfig
+from ..errors import InputError, TrainingStopped
+from . import animate, datasets, evaluate, export, plot, reproduce, sample, sweep, train
+from .common import PROG, SAMPLER_NAMES, SPACING_NAMES, Parser, flag_name  # noqa: F401  (the names tests and users import from here)
+
+COMMANDS = (train, sample, evaluate, plot, animate, export, sweep, reproduce, datasets)  # in --help's order
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description="Denoising diffusion models (DDPM) on 2D point clouds and images: train, sample, "
+                                        "evaluate and plot.")
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return p
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _config_spelling(argv: list[str]) -> list[str]:
+    """--hidden_size (the config key's spelling, as errors and TOML files write it) -> --hidden-size."""
+    keys = {f.name for f in TrainConfig.fields()}
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if flag.startswith("--") and flag[2:] in keys:
+            arg = flag_name(flag[2:]) + eq + value
+        out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(_config_spelling(sys.argv[1:] if argv is None else argv))
+        if unknown:  # point to the help page of the command that was given, which lists its flags
+            command = f"{PROG} {args.command}" if getattr(args, "command", None) else PROG
+            raise InputError(f"unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)")
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except InputError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingStopped as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `tiny-diffusion datasets | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
+    except OSError as e:  # a file the user named could not be written or read (a full disk, /proc, no permission)
+        if e.filename is None:
+            raise
+        print(f"{PROG}: error: {e.filename}: {e.strerror or type(e).__name__}; choose a path you can write "
+              f"(or read)", file=sys.stderr)
+        return 2

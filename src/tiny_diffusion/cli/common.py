@@ -1,0 +1,188 @@
+"""What the commands share: the one-line-error parser, flag types, config and sampling flags, loading a run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig, parse_value
+from ..errors import InputError
+
+PROG = "tiny-diffusion"
+MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see `{self.prog} --help`)")
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
+    """One flag per TrainConfig field (or per field in `names`); unset flags stay out of the namespace."""
+    for f in TrainConfig.fields():
+        if names is not None and f.name not in names:
+            continue
+        m = f.metadata
+        extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
+        default = (f"{POINT_DEFAULTS[f.name]} for points, {IMAGE_DEFAULTS[f.name]} for images" if m["auto"]
+                   else f.default)
+        parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                            help=f"{m['help']}{extra}; default {default}")
+
+
+def config_overrides(args: argparse.Namespace, names=None) -> dict:
+    """The config values given as flags, parsed to their types."""
+    return {f.name: parse_value(f, getattr(args, f.name)) for f in TrainConfig.fields()
+            if (names is None or f.name in names) and hasattr(args, f.name)}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most {MAX_COUNT})")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
+def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise InputError(f"{flag} {path}: unsupported file type; use {' or '.join(suffixes)}")
+    if p.parent and not p.parent.exists():
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a path under a file, a read-only place
+            raise InputError(f"{flag} {path}: cannot create its folder ({e.strerror}); choose a writable path") from None
+    return p
+
+
+def list_of(kind, choices=None):
+    """argparse type: a comma-separated list of positive ints (kind=int) or of names from `choices`."""
+    def parse(text: str):
+        items = [i.strip() for i in text.split(",") if i.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r} is empty")
+        if kind is int:
+            return [positive_int(i) for i in items]
+        bad = [i for i in items if i not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {', '.join(choices)}")
+        return items
+    return parse
+
+
+SAMPLER_NAMES = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS (cli imports no torch at start-up)
+SPACING_NAMES = ("leading", "trailing", "linspace", "logsnr", "karras")  # mirrors samplers.SPACINGS
+SCHEDULE_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "terminal_alpha_bar")
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> None:
+    """--sampler, --steps, --eta, --spacing (and --clip for single runs); lists=True takes comma lists."""
+    many = " (comma-separated list)" if lists else ""
+    parser.add_argument("--sampler", type=list_of(str, SAMPLER_NAMES), default=None, metavar="|".join(SAMPLER_NAMES),
+                        help=f"sampler{many} (default ddpm" + ("; all three for a sweep)" if lists else ")"))
+    parser.add_argument("--steps", type=list_of(int), default=None, metavar="K" + (",K..." if lists else ""),
+                        help=f"network evaluations{many}, at most the run's timesteps (default: all of them)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
+    parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,
+                        help="which timesteps a K-step run visits (default trailing)")
+    parser.add_argument("--lambda-min", type=float, default=None, metavar="L",
+                        help="start at the noisiest step with log-SNR lambda = log(alpha/sigma) >= L instead of "
+                             "at t = T-1 (default: off; -2.5 with --spacing logsnr for few steps, docs/samplers.md)")
+    if not lists:
+        parser.add_argument("--clip", type=float, default=None, metavar="R",
+                            help="clip each predicted x0 to [-R, R] (default: off)")
+
+
+def check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
+    """Every --steps value fits the run's timesteps (those with log-SNR >= --lambda-min, if given)."""
+    T = diffusion.T
+    for k in steps:
+        if k > T:
+            raise InputError(f"--steps {k}: the run has only {T} timesteps; use --steps {T} or fewer")
+    if lambda_min is None:
+        return
+    from ..samplers import log_snr, steps_from
+
+    alpha_bar = diffusion.alpha_bar.double().cpu().numpy()
+    lam = log_snr(alpha_bar)  # decreasing in t
+    if not (math.isfinite(lambda_min) and lambda_min <= lam[0]):
+        raise InputError(f"--lambda-min {lambda_min}: must be a finite number up to the run's largest log-SNR "
+                         f"{lam[0]:.2f} (its steps span {lam[-1]:.2f} to {lam[0]:.2f}), e.g. -2.5")
+    usable = steps_from(alpha_bar, lambda_min)
+    for k in steps:
+        if k > usable:
+            raise InputError(f"--steps {k}: only {usable} of the run's timesteps have log-SNR lambda >= "
+                             f"--lambda-min {lambda_min}; use --steps {usable} or fewer, or a lower --lambda-min")
+
+
+def sampling_options(args, diffusion, cfg=None) -> dict:
+    """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
+    and --steps, an image run samples as its final samples were (cfg's eval_sampler and eval_steps, logsnr)."""
+    run_defaults = cfg is not None and cfg.images and not args.sampler and not args.steps
+    if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
+        raise InputError("give one --sampler and one --steps value here")
+    if run_defaults:
+        sampler, steps, spacing = cfg.eval_sampler, cfg.eval_steps or None, args.spacing or "logsnr"
+    else:
+        sampler, steps, spacing = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None, args.spacing
+    check_steps([steps or diffusion.T], diffusion, args.lambda_min)
+    if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
+        raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
+    clip = getattr(args, "clip", None)
+    if clip is not None and not 0 < clip < float("inf"):
+        raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
+    options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "lambda_min": args.lambda_min}
+    if spacing:
+        options["spacing"] = spacing
+    return options
+
+
+def print_quality(what: str, dataset: str, q, floor) -> None:
+    """The quality line and the data floor's beneath it (None: a data set without labels for the metrics)."""
+    if q is None:
+        print(f"{what} of {dataset}: no quality numbers (the classifier metrics need class labels)")
+        return
+    head = f"quality of {what} vs {dataset}: "
+    print(f"{head}{q}")
+    print(f"{'data floor (real vs real): ':<{len(head)}}{floor}")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where to run (default auto: CUDA, then MPS, then CPU)")
+
+
+def device_of(name: str):
+    from ..train import resolve_device
+
+    return resolve_device(name)
+
+
+def load_run_on(run_dir: str, device: str):
+    from ..runs import load_run
+
+    dev = device_of(device)
+    return (*load_run(run_dir, dev), dev)

@@ -1,0 +1,134 @@
+"""`tiny-diffusion evaluate`: quality of a run's samples, of a point file or of image files, beside the data floor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import InputError
+from .common import (add_device_flag, add_sampling_flags, check_steps, load_run_on, output_path, positive_int,
+                     print_quality, sampling_options, seed_arg)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="energy distance, precision and coverage of samples or of a run")
+    p.add_argument("target", metavar="FILE|DIR|RUN_DIR", help="a .csv/.npy of points, images (a folder of PNGs or "
+                   "an .npy of (N, C, H, W) in [-1, 1]), or a run folder to sample from")
+    p.add_argument("--dataset", help="the true distribution (default: the run's data set, or dino for a point file; "
+                   "needed for image files)")
+    p.add_argument("--data-dir", help="folder holding the image data set's files (else downloaded once)")
+    p.add_argument("--n", type=positive_int, default=1000, help="points per set (default 1000)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="sampling seed for a run folder (default 0)")
+    add_device_flag(p)
+    add_sampling_flags(p, lists=True)
+    p.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers")
+    p.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png)")
+    p.add_argument("--nll", action="store_true", help="also the exact NLL (probability-flow ODE) and the DDPM "
+                   "ELBO of held-out points, nats per point (run folders only)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..metrics import COVERAGE_K, data_floor, quality, references
+
+    if not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances must fit in memory
+        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
+
+    target = Path(args.target)
+    if _is_image_target(target, args.dataset):
+        return _evaluate_images(args, target)
+    if args.nll and not target.is_dir():
+        raise InputError(f"{target}: --nll needs a run folder (a model), not a point file")
+    if target.is_dir():
+        cfg, model, diffusion, device = load_run_on(str(target), args.device)
+        from ..samplers import sample
+
+        dataset = args.dataset or cfg.dataset
+        if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
+            return _steps_curve(args, target, model, diffusion, dataset, device)
+        options = sampling_options(args, diffusion)
+        x = sample(model, diffusion, args.n, args.seed, device=device, **options).cpu().numpy()
+        what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
+    else:
+        from ..data import read_points
+
+        if args.steps or args.sampler:
+            raise InputError(f"{target}: --steps and --sampler need a run folder to sample from, not a point file")
+        x = read_points(target)
+        dataset = args.dataset or "dino"
+        what = f"{len(x)} points of {target}"
+    refs = references(dataset, n=args.n)
+    q, floor = quality(x, refs), data_floor(dataset, n=args.n)
+    print(f"{what} vs {dataset}: {q}")
+    print(f"data floor (real vs real): {floor}")
+    if args.nll:
+        from ..likelihood import held_out_likelihood
+
+        lik = held_out_likelihood(model, diffusion, dataset, args.n)
+        print(f"NLL of {args.n} held-out {dataset} points: {lik['nll']:.4f} nats/point (probability-flow ODE), "
+              f"ELBO bound {lik['elbo']:.4f} nats/point")
+    return 0
+
+
+def _is_image_target(target: Path, dataset: str | None) -> bool:
+    """An image run, or images to score (a folder of PNGs, an .npy of (N, C, H, W)) against image data."""
+    from ..data.image_names import is_image_dataset
+    from ..runs import CONFIG, run_config
+
+    if os.path.isfile(target / CONFIG):  # os.path: False, not OSError, for a name too long for the file system
+        return run_config(target).images
+    return dataset is not None and is_image_dataset(dataset) or (os.path.isdir(target) and dataset is None)
+
+
+def _evaluate_images(args, target: Path) -> int:
+    """Classifier metrics of a run's fresh samples, or of image files, beside the floor and noise."""
+    from ..eval.report import score_images
+    from ..runs import CONFIG
+
+    if args.nll:
+        raise InputError("--nll: likelihoods are computed for points only; drop --nll for images")
+    if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
+        raise InputError("several --steps or --sampler values (a steps curve) are for points only; give one of each")
+    changes = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None}
+    if (target / CONFIG).is_file():
+        from ..samplers import sample
+        from ..viz.images import to_uint8
+
+        cfg, model, diffusion, device = load_run_on(str(target), args.device)
+        cfg = cfg.replace(**changes) if changes else cfg
+        options = sampling_options(args, diffusion, cfg)
+        images = to_uint8(sample(model, diffusion, args.n, args.seed, device=device, **options))
+        what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
+    else:
+        from ..train import resolve_device
+        from ..viz.images import read_images
+
+        if args.dataset is None:
+            raise InputError(f"{target}: give --dataset NAME, the real images to compare with (e.g. --dataset mnist)")
+        if args.steps or args.sampler:
+            raise InputError(f"{target}: --steps and --sampler need a run folder to sample from, not image files")
+        images, device = read_images(target), resolve_device(args.device)
+        cfg = TrainConfig.from_dict({**changes, "image_size": images.shape[-1], "channels": images.shape[1]},
+                                    "command line")
+        what = f"{len(images)} images of {target}"
+    report = score_images(cfg, images, device)
+    print_quality(what, cfg.dataset, report.quality, report.floor)
+    print(f"noise images:  {report.noise}")
+    print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
+    return 0
+
+
+def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) -> int:
+    from .. import steps_curve
+    from ..samplers import SAMPLERS
+
+    steps = args.steps or [diffusion.T]
+    check_steps(steps, diffusion, args.lambda_min)
+    csv_path = output_path(args.csv or str(run_dir / "steps_curve.csv"), (".csv",), "--csv")
+    figure = output_path(args.figure or str(run_dir / "steps_curve.png"), (".png", ".pdf", ".svg"), "--figure")
+    steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, args.n,
+                    args.seed, device, args.spacing, args.eta, args.lambda_min,
+                    title=f"{run_dir.name}: {args.n} samples vs {dataset}")
+    print(f"wrote {csv_path} and {figure}")
+    return 0

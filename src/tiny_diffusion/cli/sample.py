@@ -1,0 +1,74 @@
+"""`tiny-diffusion sample`: draw samples from a trained run into a file or a folder of PNGs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .common import add_device_flag, add_sampling_flags, load_run_on, output_path, positive_int, sampling_options, seed_arg
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the sampling noise (default 0)")
+    p.add_argument("--out", required=True, help="points: FILE.csv (header x,y) or FILE.npy; images: FILE.npy "
+                   "(float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid) or DIR/ (one PNG per image)")
+    add_device_flag(p)
+    add_sampling_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if not _folder_like(args.out):  # the file type is checked before the (slow) run loading
+        output_path(args.out, (".csv", ".npy", ".png"))
+    cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
+    out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
+    from ..samplers import sample
+
+    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion, cfg)).cpu()
+    if cfg.images:
+        save_images(out, x)
+    else:
+        save_points(out, x.numpy())
+    print(f"wrote {len(x)} samples to {out}")
+    return 0
+
+
+def _folder_like(path: str) -> bool:
+    """An --out that names a folder: a trailing slash, an existing folder, or no suffix."""
+    return path.endswith(("/", "\\")) or os.path.isdir(path) or not Path(path).suffix  # isdir: False on OSError
+
+
+def _image_output(path: str) -> Path:
+    """--out for images: FILE.npy (float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid), or DIR/ (one PNG each)."""
+    return Path(path) if _folder_like(path) else output_path(path, (".npy", ".png"))
+
+
+def save_images(path: Path, x) -> None:
+    """Samples (N, C, H, W) in [-1, 1]: .npy as float32, .png as one grid, a folder as one PNG per image."""
+    import numpy as np
+
+    from ..runs import atomic_write
+    from ..viz.images import save_grid, save_png_folder
+
+    if path.suffix.lower() == ".npy":
+        atomic_write(path, lambda f: np.save(f, x.clamp(-1, 1).numpy().astype(np.float32)))
+    elif path.suffix.lower() == ".png":
+        save_grid(x.numpy(), path)
+    else:
+        save_png_folder(x.numpy(), path)
+
+
+def save_points(path: Path, x) -> None:
+    """(n, 2) points to .npy, or to .csv with header x,y."""
+    import numpy as np
+
+    from ..runs import atomic_write
+
+    if path.suffix.lower() == ".npy":
+        atomic_write(path, lambda f: np.save(f, x))
+    else:
+        rows = "".join(f"{a!r},{b!r}\n" for a, b in x.astype(float).tolist())
+        atomic_write(path, lambda f: f.write(("x,y\n" + rows).encode()))

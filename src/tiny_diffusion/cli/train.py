@@ -1,0 +1,56 @@
+"""`tiny-diffusion train`: train a model and write a run folder (or --resume one)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import InputError
+from .common import add_config_flags, config_overrides, print_quality
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model; writes a run folder")
+    p.add_argument("--out", help="run folder to create (default runs/DATASET-TIMESTAMP)")
+    p.add_argument("--config", help="TOML file of config values (flat keys or a [train] table); flags override it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where its last "
+                                                       "checkpoint left it (with the run's own config)")
+    add_config_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    overrides = config_overrides(args)
+    if args.resume:
+        return _resume_train(args, overrides)
+    cfg = TrainConfig.from_toml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "command line")
+    out = args.out or Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from ..train import train
+
+    start = time.perf_counter()
+    result = train(cfg, out, progress=None if not args.quiet else False)
+    print(f"run folder: {result.out_dir}")
+    length = f"{cfg.kimg:g} kimg" if cfg.kimg > 0 else f"{cfg.epochs} epochs"
+    print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
+          f"sampling and figures)")
+    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    return 0
+
+
+def _resume_train(args, changes: dict) -> int:
+    from ..train.state import config_for_resume
+    from ..runs import is_finished
+    from ..train import train
+
+    if args.config or args.out:
+        raise InputError("--resume RUN_DIR continues that run with its own config; drop --config and --out")
+    if is_finished(args.resume):
+        print(f"{args.resume}: already finished (quality.json exists); nothing to do")
+        return 0
+    cfg = config_for_resume(args.resume, changes)
+    result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True)
+    print(f"run folder: {result.out_dir}")
+    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    return 0
