@@ -22,6 +22,7 @@ from ..config import TrainConfig
 from ..data.source import load_source
 from ..diffusion import Diffusion
 from ..errors import InputError
+from ..guidance import drop_labels
 from ..models import build_model
 from . import state as ckpt
 from .hooks import FRAME_SEED, hooks_for
@@ -97,7 +98,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     torch.manual_seed(cfg.seed)  # model initialisation
-    model = build_model(cfg, data.shape).to(device)
+    model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
     out = Path(out_dir) if resume else runs.new_run_dir(out_dir) if out_dir is not None else None
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
     diffusion = Diffusion.from_config(cfg, device, warn=True)
@@ -168,7 +169,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             for i in range(start_batch, epoch_steps):
                 idx = perm[i * batch:(i + 1) * batch]
                 x0 = data.batch(idx, generator)  # (B, 2) or (B, C, H, W)
-                loss = diffusion.loss(model, x0, generator, kind=cfg.loss)
+                y = drop_labels(data.labels[idx], cfg.cond_drop, generator) if cfg.class_cond else None  # (B,)
+                loss = diffusion.loss(model, x0, generator, y=y, kind=cfg.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 # the total gradient norm, clipped to grad_clip (inf: measured only)
