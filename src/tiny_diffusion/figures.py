@@ -27,13 +27,14 @@ def _columns(length: int, panels: int) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, panels).round().astype(int))
 
 
-def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None) -> np.ndarray:
+def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, cond: dict | None = None) -> np.ndarray:
     """(steps + 1, n, *model.sample_shape): x_T ... x_0 of ancestral sampling, or only the indices in
-    `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8."""
+    `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8. cond: class labels and
+    guidance (`guidance.request`) of a class-conditional model."""
     from .samplers import trajectory
 
     states = []
-    for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device)):
+    for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **(cond or {}))):
         if keep is None or i in keep:
             states.append(_to_numpy(x, images=x.dim() == 4))
     return np.stack(states)
@@ -75,12 +76,16 @@ def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: 
 
 
 def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, panels: int = 10,
-                   device="cpu") -> Path:
-    """x_T ... x_0 of ancestral sampling from a run: `panels` steps; for images rows = samples, columns = steps."""
+                   device="cpu", classes: str | None = None, guidance: float | None = None) -> Path:
+    """x_T ... x_0 of ancestral sampling from a run: `panels` steps; for images rows = samples, columns = steps.
+    classes, guidance: a class-conditional run's --class and --guidance (`guidance.request`)."""
+    from .guidance import request
+
     cfg, model, diffusion = runs.load_run(run_dir, device)
     n = n or default_n(cfg.images)
     cols = _columns(diffusion.T + 1, panels)
-    traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()))
+    cond = request(model, cfg, n, classes, guidance)
+    traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()), cond=cond)
     if cfg.images:
         from .viz.images import process_strip
 
@@ -105,12 +110,17 @@ def training_animation(run_dir, out: Path, fps: int = 10) -> Path:
     return _animate(cfg.images, frames, out, titles, fps)
 
 
-def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int = 10, device="cpu") -> Path:
-    """The sampling trajectory x_T ... x_0, at most MAX_ANIMATION_FRAMES states of it."""
+def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int = 10, device="cpu",
+                      classes: str | None = None, guidance: float | None = None) -> Path:
+    """The sampling trajectory x_T ... x_0, at most MAX_ANIMATION_FRAMES states of it (classes, guidance: as
+    `reverse_figure`)."""
+    from .guidance import request
+
     cfg, model, diffusion = runs.load_run(run_dir, device)
     n = n or default_n(cfg.images, animation=True)
     keep = _columns(diffusion.T + 1, min(diffusion.T + 1, MAX_ANIMATION_FRAMES))
-    frames = sampling_trajectory(model, diffusion, n, seed, device, keep=set(keep.tolist()))
+    cond = request(model, cfg, n, classes, guidance)
+    frames = sampling_trajectory(model, diffusion, n, seed, device, keep=set(keep.tolist()), cond=cond)
     return _animate(cfg.images, frames, out, [f"t = {diffusion.T - i}" for i in keep], fps)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import InputError
+
 NULL = -1  # the "no label" class, as the networks read it (models.embeddings.add_label)
 
 
@@ -67,3 +69,35 @@ def split_labels(classes: list[int], n: int) -> torch.Tensor:
     not divide): split_labels([3, 7], 5) -> [3, 3, 3, 7, 7]."""
     counts = [len(part) for part in np.array_split(np.arange(n), len(classes))]
     return torch.repeat_interleave(torch.tensor(classes, dtype=torch.long), torch.tensor(counts))
+
+
+def parse_classes(text: str, classes: list[str]) -> list[int]:
+    """'7', 'dino', '3,7' -> label indices: each item a class's name or its index; InputError naming the choices."""
+    out = []
+    for item in (i.strip() for i in text.split(",")):
+        if item in classes:
+            out.append(classes.index(item))
+        elif item.isdigit() and int(item) < len(classes):
+            out.append(int(item))
+        else:
+            raise InputError(f"--class {item!r}: not a class of this run; give an index 0..{len(classes) - 1} or a "
+                             f"name: {', '.join(classes)}")
+    return out
+
+
+def request(model, cfg, n: int, classes: str | None = None, guidance: float | None = None) -> dict:
+    """sample()'s label arguments for n samples of a run's model: `classes` (the --class text) split evenly in
+    order, or without it all the classes in turn (sample i asks for i % K), at guidance weight `guidance`
+    (default: the run's cfg.guidance). {} for an unconditional model; InputError for a flag it cannot take."""
+    names = getattr(model, "classes", None)
+    if names is None:
+        given = "--class" if classes is not None else "--guidance" if guidance is not None else None
+        if given:
+            raise InputError(f"{given}: this run was trained without class labels; drop {given}, or train a "
+                             f"conditional run with --class-cond")
+        return {}
+    w = cfg.guidance if guidance is None else guidance
+    if not 0 <= w < float("inf"):
+        raise InputError(f"--guidance {w}: must be a number >= 0 (1: plain conditional, 0: unconditional, > 1: guided)")
+    y = split_labels(parse_classes(classes, names), n) if classes is not None else cycle_labels(n, len(names))
+    return {"y": y, "guidance": w}

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .common import add_device_flag, add_sampling_flags, load_run_on, output_path, positive_int, sampling_options, seed_arg
+from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
@@ -17,6 +18,7 @@ def add_parser(sub) -> None:
                    "(float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid) or DIR/ (one PNG per image)")
     add_device_flag(p)
     add_sampling_flags(p)
+    add_class_flags(p)
     p.set_defaults(func=run)
 
 
@@ -25,14 +27,22 @@ def run(args) -> int:
         output_path(args.out, (".csv", ".npy", ".png"))
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
+    from ..guidance import request
     from ..samplers import sample
 
-    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion, cfg)).cpu()
+    cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
+    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion, cfg), **cond).cpu()
+    labels = cond["y"].numpy() if cond else None
     if cfg.images:
-        save_images(out, x)
+        save_images(out, x, labels, model.classes)
     else:
         save_points(out, x.numpy())
     print(f"wrote {len(x)} samples to {out}")
+    if cond:  # the class each sample was asked for, beside the samples
+        from ..runs import labels_path, write_labels
+
+        write_labels(labels_path(out), labels, model.classes)
+        print(f"their classes (guidance {cond['guidance']:g}) in {labels_path(out)}")
     return 0
 
 
@@ -46,15 +56,18 @@ def _image_output(path: str) -> Path:
     return Path(path) if _folder_like(path) else output_path(path, (".npy", ".png"))
 
 
-def save_images(path: Path, x) -> None:
-    """Samples (N, C, H, W) in [-1, 1]: .npy as float32, .png as one grid, a folder as one PNG per image."""
+def save_images(path: Path, x, labels=None, classes=None) -> None:
+    """Samples (N, C, H, W) in [-1, 1]: .npy as float32, .png as one grid (one row per class when labels are
+    given), a folder as one PNG per image."""
     import numpy as np
 
     from ..runs import atomic_write
-    from ..viz.images import save_grid, save_png_folder
+    from ..viz.images import save_class_grid, save_grid, save_png_folder
 
     if path.suffix.lower() == ".npy":
         atomic_write(path, lambda f: np.save(f, x.clamp(-1, 1).numpy().astype(np.float32)))
+    elif path.suffix.lower() == ".png" and labels is not None:
+        save_class_grid(x.numpy(), labels, classes, path)
     elif path.suffix.lower() == ".png":
         save_grid(x.numpy(), path)
     else:
