@@ -107,10 +107,12 @@ def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> 
     parser.add_argument("--eta", type=float, default=None,
                         help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
     parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,
-                        help="which timesteps a K-step run visits (default trailing)")
+                        help="which timesteps a K-step run visits (default: the grid measured best for the sampler "
+                             "and K, logsnr when K is below the run's timesteps; docs/samplers.md)")
     parser.add_argument("--lambda-min", type=float, default=None, metavar="L",
                         help="start at the noisiest step with log-SNR lambda = log(alpha/sigma) >= L instead of "
-                             "at t = T-1 (default: off; -2.5 with --spacing logsnr for few steps, docs/samplers.md)")
+                             "at t = T-1 (default: off, except on the default grid of a K-step run of points, "
+                             "which starts where it was measured best, e.g. -2.0; docs/samplers.md)")
     if not lists:
         parser.add_argument("--clip", type=float, default=None, metavar="R",
                             help="clip each predicted x0 to [-R, R] (default: off)")
@@ -140,24 +142,22 @@ def check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
 
 def sampling_options(args, diffusion, cfg=None) -> dict:
     """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
-    and --steps, an image run samples as its final samples were (cfg's eval_sampler and eval_steps, logsnr)."""
-    run_defaults = cfg is not None and cfg.images and not args.sampler and not args.steps
+    and --steps, a run samples as its final samples were (cfg's eval_sampler and eval_steps). Without
+    --spacing, the sampler takes samplers.default_grid's grid for its number of steps."""
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
-    if run_defaults:
-        sampler, steps, spacing = cfg.eval_sampler, cfg.eval_steps or None, args.spacing or "logsnr"
+    if cfg is not None and not args.sampler and not args.steps:
+        sampler, steps = cfg.eval_sampler, cfg.eval_steps or None
     else:
-        sampler, steps, spacing = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None, args.spacing
+        sampler, steps = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None
     check_steps([steps or diffusion.T], diffusion, args.lambda_min)
     if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
         raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
     clip = getattr(args, "clip", None)
     if clip is not None and not 0 < clip < float("inf"):
         raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
-    options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "lambda_min": args.lambda_min}
-    if spacing:
-        options["spacing"] = spacing
-    return options
+    return {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "spacing": args.spacing,
+            "lambda_min": args.lambda_min}
 
 
 def print_quality(what: str, dataset: str, q, floor) -> None:

@@ -25,14 +25,17 @@ def run(args) -> int:
         output_path(args.out, (".csv", ".npy", ".png"))
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
-    from ..samplers import sample
+    from ..samplers import describe_grid, sample
 
-    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion, cfg)).cpu()
+    options = sampling_options(args, diffusion, cfg)
+    x = sample(model, diffusion, args.n, args.seed, device=device, **options).cpu()
     if cfg.images:
         save_images(out, x)
     else:
         save_points(out, x.numpy())
-    print(f"wrote {len(x)} samples to {out}")
+    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
+                         images=cfg.images)
+    print(f"wrote {len(x)} samples to {out} ({grid}, seed {args.seed})")
     return 0
 
 
