@@ -259,3 +259,28 @@ def test_run_files_honour_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_image_run_given_steps_samples_on_logsnr(run, tmp_path, capsys):
+    """--steps K on an image run: the logsnr grid from t = T - 1 (as its final samples use), not diffusers' trailing;
+    --spacing trailing is honoured."""
+    _, model, diffusion = runs.load_run(run)
+    flags = ["--n", "3", "--sampler", "ddim", "--steps", "5"]
+    assert main(["sample", str(run), *flags, "--out", str(tmp_path / "x.npy")]) == 0
+    assert main(["sample", str(run), *flags, "--spacing", "trailing", "--out", str(tmp_path / "t.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "(ddim, 5 steps, logsnr, seed 0)" in out and "(ddim, 5 steps, trailing, seed 0)" in out
+    for name, spacing in (("x", "logsnr"), ("t", "trailing")):
+        expected = sample(model, diffusion, 3, 0, sampler="ddim", steps=5, spacing=spacing).clamp(-1, 1).numpy()
+        assert np.array_equal(np.load(tmp_path / f"{name}.npy"), expected), name
+    assert not np.array_equal(np.load(tmp_path / "x.npy"), np.load(tmp_path / "t.npy"))
+
+
+def test_evaluate_an_image_run_repeats_the_numbers_train_wrote(run, capsys):
+    from tiny_diffusion.eval.images import ImageQuality
+
+    saved = json.loads((run / runs.QUALITY).read_text())
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{TINY['eval_n']} samples of" in out and "seed 1234" in out
+    assert str(ImageQuality(**saved["quality"])) in out and str(ImageQuality(**saved["data_floor"])) in out, out

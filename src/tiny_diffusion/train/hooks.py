@@ -17,6 +17,13 @@ FRAME_SEED = 1234  # every frame starts from the same noise, so the animation sh
 SAMPLES_DIR = "samples"  # the final images, one PNG each (pytorch-fid / clean-fid read such folders)
 
 
+def final_sampling(cfg) -> dict:
+    """How a run's final samples are drawn, as `sample()` keywords (n, seed, sampler, steps): train scores
+    them, and `tiny-diffusion evaluate RUN` draws the same ones by default, so it repeats train's numbers."""
+    return {"n": cfg.eval_n if cfg.images else cfg.frame_points, "seed": FRAME_SEED, "sampler": cfg.eval_sampler,
+            "steps": cfg.eval_steps or None}
+
+
 class PointHooks:
     """2D points: snapshots of frame_points points; energy / precision / coverage of the final ones."""
 
@@ -37,10 +44,8 @@ class PointHooks:
         """(samples, quality, floor): the final samples (Ho et al. Alg. 2 by default) and their scores."""
         from ..metrics import data_floor, quality, references
 
-        cfg = self.cfg
-        samples = sample(model, diffusion, cfg.frame_points, FRAME_SEED, device=self.device, sampler=cfg.eval_sampler,
-                         steps=cfg.eval_steps or None).cpu().numpy()
-        return samples, quality(samples, references(cfg.dataset)), data_floor(cfg.dataset)
+        samples = sample(model, diffusion, device=self.device, **final_sampling(self.cfg)).cpu().numpy()
+        return samples, quality(samples, references(self.cfg.dataset)), data_floor(self.cfg.dataset)
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
         from .. import plots
@@ -84,8 +89,8 @@ class ImageHooks:
                 "confidence": q.confidence}
 
     def final(self, model, diffusion):
-        cfg = self.cfg
-        samples = self._sample(model, diffusion, cfg.eval_n, cfg.eval_sampler, cfg.eval_steps or None)
+        final = final_sampling(self.cfg)
+        samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"])
         if self.metric is None:
             return samples, None, None
         return samples, self.metric.score(samples), self.metric.floor(len(samples))
