@@ -72,9 +72,9 @@ def test_printed_nll_and_elbo_bound_are_both_nlls(scale):
     true_nll = float(np.mean(0.5 * np.einsum("ni,ij,nj->n", d, np.linalg.inv(S), d)
                              + 0.5 * np.log(np.linalg.det(2 * np.pi * S))))
     line = describe(run_likelihood(OptimalEps(diffusion.alpha_bar, mu, S), diffusion, x))
-    ode, bound = (float(v) for v in re.fullmatch(r"probability-flow ODE (\S+) \(its exact NLL\); ancestral DDPM <= (\S+) "
-                                                 r"\(the -ELBO, an upper bound on its NLL\); nats/point, lower is better",
-                                                 line).groups())
+    pattern = (r"probability-flow ODE (\S+) \(its exact NLL\); ancestral DDPM <= (\S+) "
+               r"\(the -ELBO, an upper bound on its NLL\); nats/point, lower is better")
+    ode, bound = (float(v) for v in re.fullmatch(pattern, line).groups())
     assert abs(ode - true_nll) < 0.05, (line, true_nll)  # evaluate's 100 ODE levels: 0.03 off at scale 0.2
     assert true_nll < bound < true_nll + 2, (line, true_nll)  # above the NLL it bounds, by the bound's gap (~1 nat)
 

@@ -228,16 +228,17 @@ def _visited(sampler, d, x_T, **kwargs) -> list[int]:
     """The timesteps a sampler visits (the callback sees each), with a network that predicts eps = 0."""
     seen = []
     net = lambda x, t: torch.zeros_like(x)  # noqa: E731
-    for _ in SAMPLERS[sampler](net, d, x_T, torch.Generator().manual_seed(0), callback=lambda i, t, x, x0: seen.append(t),
-                               **kwargs):
+    for _ in SAMPLERS[sampler](net, d, x_T, torch.Generator().manual_seed(0),
+                               callback=lambda i, t, x, x0: seen.append(t), **kwargs):
         pass
     return seen
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_few_steps_default_to_the_measured_grid(sampler):
-    """K < T steps of points, no spacing named: logsnr from FEW_STEP_LAMBDA_MIN (measured on the dino); images: logsnr
-    from t = T - 1; a named spacing is honoured (diffusers' trailing for comparisons), its lambda_min off unless given."""
+    """K < T steps of points, no spacing named: logsnr from FEW_STEP_LAMBDA_MIN (measured on the dino); images:
+    logsnr from t = T - 1; a named spacing is honoured (diffusers' trailing, for comparisons), with lambda_min off
+    unless given."""
     d = _diffusion()
     ab = d.alpha_bar.double().numpy()
     lam_min = FEW_STEP_LAMBDA_MIN[sampler]
@@ -274,7 +275,8 @@ def test_default_grid_start_fits_the_steps_and_the_schedule():
         assert default_grid(sampler, fit, T, ab, images=False) == ("logsnr", lam_min)
         # more steps than fit above lam_min: start lower, at the (fit + 1)-th least noisy step, and visit them all
         spacing, start = default_grid(sampler, fit + 1, T, ab, images=False)
-        assert start == lam[fit] < lam_min and timesteps(T, fit + 1, spacing, ab, start).tolist() == list(range(fit, -1, -1))
+        assert start == lam[fit] < lam_min
+        assert timesteps(T, fit + 1, spacing, ab, start).tolist() == list(range(fit, -1, -1))
         assert default_grid(sampler, 10, T, ab, images=True) == ("logsnr", None)
     # a schedule that never gets as noisy as lam_min (the classic T = 50: alpha_bar_T = 0.6) starts at T - 1
     short = _diffusion(timesteps_=50).alpha_bar.double().numpy()

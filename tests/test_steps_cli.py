@@ -128,7 +128,8 @@ def test_few_steps_without_grid_flags_take_the_measured_grid(run_dir, tmp_path, 
 
     lam = FEW_STEP_LAMBDA_MIN[sampler]
     flags = ["--n", "40", "--device", "cpu", "--sampler", sampler, "--steps", "10"]
-    grids = {"default": [], "named": ["--spacing", "logsnr", "--lambda-min", str(lam)], "trailing": ["--spacing", "trailing"]}
+    grids = {"default": [], "named": ["--spacing", "logsnr", "--lambda-min", str(lam)],
+             "trailing": ["--spacing", "trailing"]}
     x = {}
     for name, extra in grids.items():
         assert main(["sample", str(run_dir), "--out", str(tmp_path / f"{name}.npy"), *flags, *extra]) == 0

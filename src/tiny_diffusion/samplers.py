@@ -8,8 +8,8 @@ x_T is the initial noise (a tensor) or a shape to draw it in; `generator` is a t
 `noise.SampleNoise` (per-sample seeding); `steps` network evaluations on the subsequence of timesteps
 `timesteps(T, steps, spacing, lambda_min=...)` (None: all T); spacing None (the default) takes the grid
 `default_grid` measured best for that sampler and number of steps (`grid` resolves it);
-`callback(i, t, x, x0)` sees every step's result and its predicted x0. Each yields steps + 1 tensors. The last step always lands on
-alpha_bar = 1, i.e. x_0 is the final prediction of x0 with no noise added.
+`callback(i, t, x, x0)` sees every step's result and its predicted x0. Each yields steps + 1 tensors.
+The last step always lands on alpha_bar = 1, i.e. x_0 is the final prediction of x0 with no noise added.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def default_grid(sampler: str, steps: int | None, T: int, alpha_bar, images: boo
     """(spacing, lambda_min): the timesteps a `steps`-step run of `sampler` visits when the caller names none.
 
     All T steps (steps None or T): every timestep, as ever. Fewer: the `logsnr` spacing, which beat
-    diffusers' `trailing` at every K <= 500 for every sampler on the default dino model; for 2D points
+    diffusers' `trailing` at every K <= 50 for every sampler on the default dino model; for 2D points
     started at lambda_min = FEW_STEP_LAMBDA_MIN[sampler] (the noisiest steps barely move a point cloud),
     or lower where K steps do not fit above it (then at the K-th least noisy step, so the grid is every
     step from there), or not at all where the schedule never gets that noisy (docs/samplers.md). Images
@@ -131,7 +131,7 @@ def grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | N
 
 def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
                   lambda_min: float | None = None, images: bool = False) -> str:
-    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -2' or 'ddpm, all 1000 steps'."""
+    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -1.5', 'ddpm, all 1000 steps'."""
     spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, images)
     start = "" if lambda_min is None else f" from lambda {lambda_min:.3g}"
     usable = diffusion.T if lambda_min is None else steps_from(diffusion.alpha_bar.double().cpu().numpy(), lambda_min)

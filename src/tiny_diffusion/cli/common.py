@@ -101,9 +101,11 @@ def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> 
     """--sampler, --steps, --eta, --spacing (and --clip for single runs); lists=True takes comma lists."""
     many = " (comma-separated list)" if lists else ""
     parser.add_argument("--sampler", type=list_of(str, SAMPLER_NAMES), default=None, metavar="|".join(SAMPLER_NAMES),
-                        help=f"sampler{many} (default ddpm" + ("; all three for a sweep)" if lists else ")"))
+                        help=f"sampler{many} (default ddpm, or without --steps the run's eval_sampler, as its final "
+                             "samples: dpm++ for images" + ("; all three for a sweep)" if lists else ")"))
     parser.add_argument("--steps", type=list_of(int), default=None, metavar="K" + (",K..." if lists else ""),
-                        help=f"network evaluations{many}, at most the run's timesteps (default: all of them)")
+                        help=f"network evaluations{many}, at most the run's timesteps (default: all of them, or "
+                             "without --sampler the run's eval_steps: 50 for images)")
     parser.add_argument("--eta", type=float, default=None,
                         help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
     parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,
@@ -112,7 +114,7 @@ def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> 
     parser.add_argument("--lambda-min", type=float, default=None, metavar="L",
                         help="start at the noisiest step with log-SNR lambda = log(alpha/sigma) >= L instead of "
                              "at t = T-1 (default: off, except on the default grid of a K-step run of points, "
-                             "which starts where it was measured best, e.g. -2.0; docs/samplers.md)")
+                             "which starts where it was measured best: -1.5 or -2.0 by sampler; docs/samplers.md)")
     if not lists:
         parser.add_argument("--clip", type=float, default=None, metavar="R",
                             help="clip each predicted x0 to [-R, R] (default: off)")
