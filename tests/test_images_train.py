@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,16 +167,28 @@ def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
     assert main(["evaluate", str(run), "--nll"]) == 2
 
 
-def test_plots_and_animations_of_an_image_run(run, folder, tmp_path):
+def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch):
+    from tiny_diffusion import figures
+    from tiny_diffusion.viz import images as vi
+
     assert main(["plot", "forward", "--dataset", str(folder), "--n", "3", "--panels", "5",
                  "--out", str(tmp_path / "f.png")]) == 0
     strip = Image.open(tmp_path / "f.png")
+    real, labels = vi.process_strip, []
+    monkeypatch.setattr(vi, "process_strip", lambda traj, path, shown: real(traj, path, labels.extend(shown) or shown))
     assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--out", str(tmp_path / "r.png")]) == 0
-    assert Image.open(tmp_path / "r.png").size == strip.size  # the same rows x columns of 8x8 images
+    assert Image.open(tmp_path / "r.png").size[0] >= strip.size[0]  # the same columns, perhaps wider for the labels
+    # x_T, then steps evenly in log-SNR from lambda -2.5 (this cosine schedule ends at lambda -10), then x_0
+    steps = [re.fullmatch(r"t = (\d+)\nlambda = (\S+)", label) for label in labels]
+    ts, lams = [int(m[1]) for m in steps], [float(m[2]) for m in steps]
+    assert ts[0] == TINY["timesteps"] and ts[-1] == 0 and len(ts) == 5 and lams[-1] == float("inf")
+    assert lams[1] == pytest.approx(figures.SHAPE_FROM, abs=0.3) and lams[0] < lams[1] < lams[2] < lams[3]
     assert main(["animate", str(run)]) == 0
     assert main(["animate", str(run), "--reverse", "--n", "4"]) == 0
-    train_gif, reverse_gif = Image.open(run / "animation.gif"), Image.open(run / "reverse.gif")
-    assert train_gif.n_frames == TINY["frames"] and reverse_gif.n_frames > TINY["frames"]
+    for name, n_frames in (("animation.gif", TINY["frames"]), ("reverse.gif", TINY["timesteps"] + 1)):
+        with Image.open(run / name) as gif:
+            gif.seek(gif.n_frames - 1)  # the last frame stays up HOLD_LAST seconds
+            assert gif.n_frames <= n_frames and gif.info["duration"] == 1000 * figures.HOLD_LAST
 
 
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):

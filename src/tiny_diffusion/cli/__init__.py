@@ -14,7 +14,7 @@ import warnings
 from ..config import TrainConfig
 from ..errors import InputError, TrainingStopped
 from . import animate, datasets, evaluate, export, plot, reproduce, sample, sweep, train
-from .common import PROG, SAMPLER_NAMES, SPACING_NAMES, Parser, flag_name  # noqa: F401  (the names tests and users import from here)
+from .common import PROG, SAMPLER_NAMES, SPACING_NAMES, Parser, flag_name, torch_threads  # noqa: F401  (the names tests and users import from here)
 
 COMMANDS = (train, sample, evaluate, plot, animate, export, sweep, reproduce, datasets)  # in --help's order
 
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        return args.func(args)
+        with torch_threads(getattr(args, "threads", 0)):  # train, sample and evaluate take --threads
+            return args.func(args)
     except InputError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ..errors import InputError
 
 PROG = "tiny-diffusion"
 MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
+MAX_THREADS = 1024  # --threads: more than any machine's cores; a larger pool only costs memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -175,6 +177,38 @@ def print_quality(what: str, dataset: str, q, floor) -> None:
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where to run (default auto: CUDA, then MPS, then CPU)")
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
+                        help="CPU threads torch may use (default 0: torch's own choice, one per core); beside "
+                             "another busy process fewer can be faster (bench/threads.py)")
+
+
+def thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 (torch's choice) to {MAX_THREADS}")
+    return value
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch.set_num_threads(n) while the block runs (then the old count again); 0 leaves torch as it is."""
+    if n == 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def device_of(name: str):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import (add_device_flag, add_sampling_flags, check_steps, load_run_on, output_path, positive_int,
-                     print_quality, sampling_options, seed_arg)
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, load_run_on, output_path,
+                     positive_int, print_quality, sampling_options, seed_arg)
 
 
 def add_parser(sub) -> None:
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
                    help="sampling seed for a run folder (default: that of the run's final samples, 1234, so that "
                         "`evaluate RUN` repeats the numbers train printed)")
     add_device_flag(p)
+    add_threads_flag(p)
     add_sampling_flags(p, lists=True)
     p.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers")
     p.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .common import add_device_flag, add_sampling_flags, load_run_on, output_path, positive_int, sampling_options, seed_arg
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, load_run_on, output_path, positive_int,
+                     sampling_options, seed_arg)
 
 
 def add_parser(sub) -> None:
@@ -16,6 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="points: FILE.csv (header x,y) or FILE.npy; images: FILE.npy "
                    "(float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid) or DIR/ (one PNG per image)")
     add_device_flag(p)
+    add_threads_flag(p)
     add_sampling_flags(p)
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import add_config_flags, config_overrides, print_quality
+from .common import add_config_flags, add_threads_flag, config_overrides, print_quality
 
 
 def add_parser(sub) -> None:
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where its last "
                                                        "checkpoint left it (with the run's own config)")
+    add_threads_flag(p)
     add_config_flags(p)
     p.set_defaults(func=run)
 

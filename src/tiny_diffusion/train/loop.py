@@ -137,12 +137,16 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
             raise InputError(f"{out / runs.CHECKPOINT}: training state does not fit the config "
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
-        log(f"resuming {out} after epoch {start_epoch}, step {step}")
+        log(f"resuming {out} after {ckpt.position(step, start_epoch, start_batch)}")
     finished = resume and runs.is_finished(out)
     if out is not None and not finished:
         runs.write_json(out / runs.CONFIG, cfg.to_dict())
+        if restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
+            runs.write_csv(out / runs.METRICS, metrics_rows)
 
     def save(epoch_done: int, batch_done: int) -> None:
+        if metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
+            runs.write_csv(out / runs.METRICS, metrics_rows)
         ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
                         perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
@@ -193,7 +197,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                         raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
                     if out is not None:
                         save(epoch, i + 1)
-                    raise stop.stopped(f"after step {step} (in epoch {epoch + 1})", out)
+                    raise stop.stopped(f"after {ckpt.position(step, epoch, i + 1)}", out)
             start_batch = 0
             epoch_loss = (loss_sum / epoch_steps).item()  # the one host sync per epoch
             if cfg.skip_nonfinite == 0 and first_bad.item() >= 0:
@@ -221,7 +225,6 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     samples, q, floor = hooks.final(ema_model, diffusion)
     if out is not None and not finished:
-        runs.write_csv(out / runs.METRICS, metrics_rows)
         runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
         from .. import plots
 

@@ -87,6 +87,14 @@ def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, sch
     })
 
 
+def position(step: int, epoch: int, batch: int) -> str:
+    """Where a checkpoint stands, in the words of both the stop and the resume message: `epoch` epochs
+    complete and `batch` steps of the next one done, `step` steps in all."""
+    if batch > 0:
+        return f"step {step} (step {batch} of epoch {epoch + 1})"
+    return f"step {step} (the end of epoch {epoch})"
+
+
 def load_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
     """The training state in `run_dir` to resume `cfg` from, or None when no checkpoint was written yet.
     InputError if the checkpoint is unsafe, corrupt, from another version, or from a different config."""
