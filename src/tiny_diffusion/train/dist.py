@@ -44,25 +44,19 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def local_device(device: torch.device) -> torch.device:
-    """This process's GPU (cuda:LOCAL_RANK) when several share a machine; any other device as it is."""
-    if device.type == "cuda" and launched():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
-
-
 @contextlib.contextmanager
-def session(device: torch.device):
-    """Join torchrun's process group for the duration (nothing in a single process). A lost peer (a rank
-    that crashed or was killed) becomes one clear line instead of a backend traceback."""
+def session():
+    """Join torchrun's process group for the duration (nothing in a single process): gloo for CPU tensors,
+    NCCL for CUDA ones, each process on its own GPU. A lost peer (a rank that crashed or was killed) becomes
+    one clear line instead of a backend traceback."""
     if not launched() or active():
         yield
         return
-    device = local_device(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda and local < torch.cuda.device_count():
+        torch.cuda.set_device(local)
+    dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
     try:
         yield
     except RuntimeError as e:  # gloo raises RuntimeError, NCCL DistBackendError (a RuntimeError) on a lost peer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -29,13 +30,16 @@ from .graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
 from .hooks import FRAME_SEED, hooks_for
 from .step import TrainStep, ema_decay, plan_for
 
-STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps (one small collective)
+STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
 
 __all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU."""
+    """'auto' picks CUDA, then Apple's MPS, then the CPU. Under torchrun, CUDA means this process's own GPU
+    (cuda:LOCAL_RANK)."""
+    if name in ("auto", "cuda") and torch.cuda.is_available() and dist.launched():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -104,7 +108,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
-    device = dist.local_device(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     n = len(data)
     batch, steps_per_epoch, total_steps = schedule_length(cfg, n)
@@ -172,17 +176,17 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         state.loss_sum.copy_(restored["loss_sum"])
     sampling_model = for_sampling(ema_model, device, cfg.cuda_graphs)
 
-    def save(epoch_done: int, batch_done: int) -> None:
+    def save(epoch_done: int, batch_done: int, loss_sum=None) -> None:
         ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
-                        perm=perm, loss_sum=state.loss_sum, metrics_rows=metrics_rows, frames=frames,
+                        perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
                         seconds=seconds_before + time.perf_counter() - start, skipped=skipped,
                         shape=data.shape, classes=data.classes, world_size=world)
 
-    def stop_requested() -> bool:  # one process: look every step; several: agree now and then (a collective)
+    def stop_requested(last_of_epoch: bool) -> bool:  # one process: look every step; several: agree now and then
         if world == 1:
             return stop.signum is not None
-        return step % STOP_CHECK_EVERY == 0 and dist.any_rank(stop.signum is not None, device)
+        return (last_of_epoch or step % STOP_CHECK_EVERY == 0) and dist.any_rank(stop.signum is not None, device)
 
     # non-finite guard without a host sync per step: the step remembers the first bad step in a tensor, the
     # loop looks once per epoch (before anything is written); --skip-nonfinite N must look every step, and does
@@ -213,11 +217,12 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                     log(f"torch.compile: the first step took {compile_seconds:.1f} s (compilation included)")
                 scheduler.step()
                 step += 1
-                if stop_requested():
+                if stop_requested(i == epoch_steps - 1):
                     if cfg.skip_nonfinite == 0 and dist.maximum(state.first_bad).item() >= 0:
                         raise ckpt.nonfinite_error(dist.maximum(state.first_bad).item(), cfg, out)
+                    loss_sum = dist.mean(state.loss_sum)  # every rank resumes with the ranks' mean
                     if out is not None:
-                        save(epoch, i + 1)
+                        save(epoch, i + 1, loss_sum)
                     raise stop.stopped(f"after step {step} (in epoch {epoch + 1})", out)
             start_batch = 0
             epoch_loss = (dist.mean(state.loss_sum) / epoch_steps).item()  # the one host sync per epoch
@@ -239,7 +244,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             if out is not None and (epoch + 1 == n_epochs or (cfg.checkpoint_every > 0 and
                                                               (epoch + 1) % cfg.checkpoint_every == 0)):
                 save(epoch + 1, 0)
-        if stop.signum is not None and not finished:
+        if not finished and (stop.signum is not None if world == 1 else dist.any_rank(stop.signum is not None, device)):
             raise stop.stopped("after the last epoch, before the final files", out)
     bar.close()
     train_seconds = seconds_before + time.perf_counter() - start
