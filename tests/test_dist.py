@@ -205,6 +205,30 @@ def test_batch_not_split_evenly_is_one_line_on_every_rank(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """32 8x8 grayscale images of a bar on the left or on the right; no class folders, so no classifier to train."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imgs")
+    for i in range(32):
+        img = np.random.default_rng(i).integers(0, 40, (8, 8))
+        img[:, [1, 2] if i % 2 else [5, 6]] = 230
+        Image.fromarray(img.astype(np.uint8), mode="L").save(root / f"{i}.png")
+    return root
+
+
+def test_two_ranks_train_the_one_process_image_model(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINY_DIFFUSION_DATA", str(tmp_path / "cache"))  # decoded folder and classifier, shared
+    values = dict(dataset=str(image_folder), base_channels=4, channel_mult="1,2", timesteps=50, batch_size=8,
+                  kimg=0.064, flip="on", frames=1, frame_points=4, eval_n=8, eval_steps=2, frame_steps=2, device="cpu")
+    assert main(["train", *flags(values), "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    results = launch(["train", *flags(values), "--out", str(tmp_path / "two"), "--quiet"], tmp_path, setup=no_writes)
+    assert [code for code, _ in results] == [0, 0], results
+    assert_close_runs(tmp_path / "one", tmp_path / "two")
+    assert json.loads((tmp_path / "two" / runs.QUALITY).read_text())["world_size"] == 2
+
+
 def test_sampling_splits_the_seeds_and_gathers_what_one_process_draws(one_process, tmp_path):
     assert main(["sample", str(one_process), "--n", "37", "--seed", "5", "--out", str(tmp_path / "one.npy")]) == 0
     results = launch(["sample", str(one_process), "--n", "37", "--seed", "5", "--out", str(tmp_path / "two.npy")],
@@ -217,7 +241,7 @@ def test_sampling_splits_the_seeds_and_gathers_what_one_process_draws(one_proces
 
 def torchrun(args: list[str], cwd: Path, n: int = 2, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           "-m", "tiny_diffusion", *args]
+           "-m", "tiny_diffusion", "--", *args]  # `--`: sample's --n would be taken for an abbreviation of torchrun's
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
@@ -249,7 +273,8 @@ def test_torchrun_a_killed_rank_stops_the_run(tmp_path):
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert "lost contact with another process" in err or "SIGKILL" in err
+    assert "rank 0 of 2: lost contact with another process of this run" in err  # ours, one line
+    assert "Signal 9 (SIGKILL)" in err  # torchrun's summary names the rank that died
     assert runs.load_checkpoint(tmp_path / "run" / runs.CHECKPOINT)["epoch"] >= 1
     assert not runs.is_finished(tmp_path / "run")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 
 import torch
 import torch.distributed as dist
@@ -62,7 +63,8 @@ def session():
     except RuntimeError as e:  # gloo raises RuntimeError, NCCL DistBackendError (a RuntimeError) on a lost peer
         if not _lost_peer(e):
             raise
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        text = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip())  # gloo prefixes its source file and line
+        first = text.split(". ")[0][:160] if text else type(e).__name__
         raise TrainingStopped(f"rank {rank()} of {world_size()}: lost contact with another process of this run "
                               f"({first}); torchrun's summary names the one that failed first", exit_code=1) from None
     finally:
