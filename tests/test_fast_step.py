@@ -206,3 +206,18 @@ def test_graphed_sampling_net_matches_the_model_on_the_gpu():
     a = sample(model, result.diffusion, 300, 3, device="cuda", steps=10)
     b = sample(graphs.GraphedNet(model), result.diffusion, 300, 3, device="cuda", steps=10)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_gpu_bench_runs_its_smoke_sizes_here():
+    """bench/gpu.py is run on a GPU by hand (docs); its --smoke sizes check every part on this machine."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "bench" / "gpu.py"), "--smoke", "--device", "cpu"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for part in ("dino train", "default MLP step", "ancestral steps", "our loop", "plain loop", "classifier-FID"):
+        assert part in r.stdout, part
