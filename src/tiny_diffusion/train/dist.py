@@ -153,9 +153,13 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor | None:
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DistributedDataParallel around `model` when several processes train, else the model itself."""
+    """DistributedDataParallel around `model` when several processes train, else the model itself. On GPUs
+    BatchNorm layers (the tutorial's SimpleUnet) become SyncBatchNorm, in place, so their statistics are the
+    global batch's; torch has no SyncBatchNorm on the CPU, where each rank normalises its own rows."""
     if world_size() == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
