@@ -167,7 +167,7 @@ def test_run_folder_records_how_it_ran(tmp_path):
 
 
 def test_how_it_runs_may_change_on_resume_and_in_sweeps():
-    from tiny_diffusion.train.state import RESUMABLE_CHANGES, config_for_resume  # noqa: F401
+    from tiny_diffusion.train.state import RESUMABLE_CHANGES
 
     assert {"cuda_graphs", "autocast", "compile"} <= set(RESUMABLE_CHANGES)
 
