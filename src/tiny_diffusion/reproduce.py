@@ -98,7 +98,8 @@ def ablations(preset: str) -> list[Ablation]:
 def _fast_default() -> dict:
     """Our default training config's changes to the classic one (what `tiny-diffusion train` uses)."""
     default = TrainConfig().to_dict()
-    skip = {"dataset", "seed", "device", "frames", "frame_points", "n_points", "frame_sampler", "frame_steps"}
+    skip = {"dataset", "seed", "device", "frames", "frame_points", "n_points", "frame_sampler", "frame_steps",
+            "cuda_graphs", "autocast", "compile"}
     return {k: v for k, v in default.items() if k not in skip and CLASSIC.get(k) != v}
 
 

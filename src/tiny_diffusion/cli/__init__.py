@@ -48,6 +48,12 @@ def _config_spelling(argv: list[str]) -> list[str]:
     return out
 
 
+def _rank_prefix() -> str:
+    """'rank R: ' on the other ranks of a torchrun run (rank 0 and single processes print plain lines)."""
+    rank = os.environ.get("RANK", "0")
+    return f"rank {rank}: " if rank != "0" and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     parser = build_parser()
@@ -62,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         with torch_threads(getattr(args, "threads", 0)):  # train, sample and evaluate take --threads
             return args.func(args)
     except InputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):  # quiet: rank 0's error, raised again on another torchrun rank
+            print(f"{_rank_prefix()}{PROG}: error: {e}", file=sys.stderr)
         return 2
     except TrainingStopped as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
+        print(f"{_rank_prefix()}{PROG}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

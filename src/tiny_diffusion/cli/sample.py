@@ -23,14 +23,33 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..train import dist
+
+    with dist.session():  # under torchrun: the seeds split across the ranks, rank 0 writes
+        return _sample(args)
+
+
+def _sample(args) -> int:
+    import torch
+
+    from ..samplers import describe_grid, sample
+    from ..train import dist
+    from ..train.graphs import for_sampling
+
     if not _folder_like(args.out):  # the file type is checked before the (slow) run loading
         output_path(args.out, (".csv", ".npy", ".png"))
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
-    from ..samplers import describe_grid, sample
-
     options = sampling_options(args, diffusion, cfg)
-    x = sample(model, diffusion, args.n, args.seed, device=device, **options).cpu()
+    # sample i depends only on (seed, i) (samplers.trajectory), so each rank draws its own range of i and the
+    # gathered whole is what one process draws
+    lo, hi = dist.shard(args.n)
+    net = for_sampling(model, device, cfg.cuda_graphs)
+    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options).cpu() if hi > lo
+         else torch.empty((0, *model.sample_shape)))
+    x = dist.gather_rows(x)
+    if not dist.is_main():
+        return 0
     if cfg.images:
         save_images(out, x)
     else:
