@@ -21,7 +21,8 @@ from tiny_diffusion.models import build_model
 from tiny_diffusion.train import graphs, loop, train
 from tiny_diffusion.train.step import Plan, ema_update, plan_for
 
-TINY = dict(dataset="moons", n_points=512, batch_size=128, epochs=3, timesteps=20, hidden_size=16, hidden_layers=1,
+TINY = dict(dataset="moons", n_points=512, batch_size=128, epochs=3, timesteps=20, terminal_alpha_bar=1e-4,
+            hidden_size=16, hidden_layers=1,
             emb_size=8, frames=0, frame_points=64, device="cpu")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)")
 
