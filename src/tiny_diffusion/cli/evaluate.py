@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                    "needed for image files)")
     p.add_argument("--data-dir", help="folder holding the image data set's files (else downloaded once)")
     p.add_argument("--n", type=positive_int, default=None,
-                   help="points per set (default 1000; a run's own samples: as many as its final samples)")
+                   help="points per set (default 1000; one sampler and step count from a run: as many samples as "
+                        "its final ones, scored against references of 1000, as train scores them)")
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="sampling seed for a run folder (default: that of the run's final samples, 1234, so that "
                         "`evaluate RUN` repeats the numbers train printed)")
@@ -49,7 +50,7 @@ def run(args) -> int:
         cfg, model, diffusion, device = load_run_on(str(target), args.device)
         dataset = args.dataset or cfg.dataset
         if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
-            return _steps_curve(args, target, model, diffusion, dataset, device, run_seed(args, cfg))
+            return _steps_curve(args, target, model, diffusion, dataset, device, _run_seed(args, cfg))
         x, what = _run_samples(args, target, cfg, model, diffusion, device)
         x = x.cpu().numpy()
     else:
@@ -70,7 +71,7 @@ def run(args) -> int:
     return 0
 
 
-def run_seed(args, cfg) -> int:
+def _run_seed(args, cfg) -> int:
     """--seed, else the seed of the run's final samples."""
     from ..train.hooks import final_sampling
 
@@ -83,7 +84,7 @@ def _run_samples(args, target: Path, cfg, model, diffusion, device):
     from ..train.hooks import final_sampling
 
     n = args.n or final_sampling(cfg)["n"]
-    seed = run_seed(args, cfg)
+    seed = _run_seed(args, cfg)
     options = sampling_options(args, diffusion, cfg)
     grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
                          images=cfg.images)
