@@ -78,7 +78,8 @@ def test_config_file_and_flag_override(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[train]\ndataset = "moons"\nepochs = 1\nhidden_size = 16\n')
     out = tmp_path / "run"
-    assert main(["train", "--config", str(cfg), *TINY[:-6], "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    assert main(["train", "--config", str(cfg), *TINY[:-6], "--epochs", "1", "--terminal-alpha-bar", "1e-4",
+                 "--out", str(out), "--quiet"]) == 0  # a schedule that ends at noise: no warning
     import json
 
     saved = json.loads((out / "config.json").read_text())
@@ -225,3 +226,24 @@ def test_plot_forward_of_a_run_uses_its_data_and_schedule(run_dir, tmp_path, mon
     own = run_config(run_dir)
     assert (seen[0].dataset, seen[0].timesteps, seen[0].schedule) == (own.dataset, own.timesteps, own.schedule)
     assert seen[1].timesteps == 7 and seen[1].dataset == own.dataset  # a flag changes only what it names
+
+
+def _quality_lines(stdout: str) -> list[str]:
+    """The numbers of the quality line and of the data floor's line."""
+    return [line.split(": ", 1)[1].strip() for line in stdout.splitlines()
+            if line.startswith(("quality of", "data floor"))]
+
+
+def test_evaluate_a_run_repeats_the_numbers_train_printed(tmp_path):
+    run = tmp_path / "run"
+    trained = _run("train", *TINY, "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    evaluated = _run("evaluate", str(run))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert len(_quality_lines(trained.stdout)) == 2
+    assert _quality_lines(evaluated.stdout) == _quality_lines(trained.stdout), (trained.stdout, evaluated.stdout)
+    assert "100 samples of" in evaluated.stdout and "ddpm, all 20 steps, seed 1234" in evaluated.stdout
+    # other samples give other numbers, so the equality above is not for free; the data floor stays
+    other = _run("evaluate", str(run), "--seed", "0")
+    assert _quality_lines(other.stdout)[0] != _quality_lines(trained.stdout)[0]
+    assert _quality_lines(other.stdout)[1] == _quality_lines(trained.stdout)[1]

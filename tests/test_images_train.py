@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,16 +167,28 @@ def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
     assert main(["evaluate", str(run), "--nll"]) == 2
 
 
-def test_plots_and_animations_of_an_image_run(run, folder, tmp_path):
+def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch):
+    from tiny_diffusion import figures
+    from tiny_diffusion.viz import images as vi
+
     assert main(["plot", "forward", "--dataset", str(folder), "--n", "3", "--panels", "5",
                  "--out", str(tmp_path / "f.png")]) == 0
     strip = Image.open(tmp_path / "f.png")
+    real, labels = vi.process_strip, []
+    monkeypatch.setattr(vi, "process_strip", lambda traj, path, shown: real(traj, path, labels.extend(shown) or shown))
     assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--out", str(tmp_path / "r.png")]) == 0
-    assert Image.open(tmp_path / "r.png").size == strip.size  # the same rows x columns of 8x8 images
+    assert Image.open(tmp_path / "r.png").size[0] >= strip.size[0]  # the same columns, perhaps wider for the labels
+    # x_T, then steps evenly in log-SNR from lambda -2.5 (this cosine schedule ends at lambda -10), then x_0
+    steps = [re.fullmatch(r"t = (\d+)\nlambda = (\S+)", label) for label in labels]
+    ts, lams = [int(m[1]) for m in steps], [float(m[2]) for m in steps]
+    assert ts[0] == TINY["timesteps"] and ts[-1] == 0 and len(ts) == 5 and lams[-1] == float("inf")
+    assert lams[1] == pytest.approx(figures.SHAPE_FROM, abs=0.3) and lams[0] < lams[1] < lams[2] < lams[3]
     assert main(["animate", str(run)]) == 0
     assert main(["animate", str(run), "--reverse", "--n", "4"]) == 0
-    train_gif, reverse_gif = Image.open(run / "animation.gif"), Image.open(run / "reverse.gif")
-    assert train_gif.n_frames == TINY["frames"] and reverse_gif.n_frames > TINY["frames"]
+    for name, n_frames in (("animation.gif", TINY["frames"]), ("reverse.gif", TINY["timesteps"] + 1)):
+        with Image.open(run / name) as gif:
+            gif.seek(gif.n_frames - 1)  # the last frame stays up HOLD_LAST seconds
+            assert gif.n_frames <= n_frames and gif.info["duration"] == 1000 * figures.HOLD_LAST
 
 
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
@@ -259,3 +272,28 @@ def test_run_files_honour_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_image_run_given_steps_samples_on_logsnr(run, tmp_path, capsys):
+    """--steps K on an image run: the logsnr grid from t = T - 1 (as its final samples use), not diffusers' trailing;
+    --spacing trailing is honoured."""
+    _, model, diffusion = runs.load_run(run)
+    flags = ["--n", "3", "--sampler", "ddim", "--steps", "5"]
+    assert main(["sample", str(run), *flags, "--out", str(tmp_path / "x.npy")]) == 0
+    assert main(["sample", str(run), *flags, "--spacing", "trailing", "--out", str(tmp_path / "t.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "(ddim, 5 steps, logsnr, seed 0)" in out and "(ddim, 5 steps, trailing, seed 0)" in out
+    for name, spacing in (("x", "logsnr"), ("t", "trailing")):
+        expected = sample(model, diffusion, 3, 0, sampler="ddim", steps=5, spacing=spacing).clamp(-1, 1).numpy()
+        assert np.array_equal(np.load(tmp_path / f"{name}.npy"), expected), name
+    assert not np.array_equal(np.load(tmp_path / "x.npy"), np.load(tmp_path / "t.npy"))
+
+
+def test_evaluate_an_image_run_repeats_the_numbers_train_wrote(run, capsys):
+    from tiny_diffusion.eval.images import ImageQuality
+
+    saved = json.loads((run / runs.QUALITY).read_text())
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{TINY['eval_n']} samples of" in out and "seed 1234" in out
+    assert str(ImageQuality(**saved["quality"])) in out and str(ImageQuality(**saved["data_floor"])) in out, out

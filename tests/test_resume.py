@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,8 +26,9 @@ from tiny_diffusion.errors import InputError, TrainingStopped
 from tiny_diffusion.train import train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TINY = dict(dataset="moons", n_points=256, batch_size=64, epochs=8, timesteps=20, hidden_size=16, hidden_layers=1,
-            emb_size=8, frames=4, frame_points=64, checkpoint_every=2, device="cpu")
+# terminal_alpha_bar: 20 steps that end at noise, so no warning about shrunk samples (these tests compare runs)
+TINY = dict(dataset="moons", n_points=256, batch_size=64, epochs=8, timesteps=20, terminal_alpha_bar=1e-4,
+            hidden_size=16, hidden_layers=1, emb_size=8, frames=4, frame_points=64, checkpoint_every=2, device="cpu")
 DETERMINISTIC = ("epoch", "step", "loss", "lr")  # metrics.csv columns; `seconds` is wall-clock time
 
 
@@ -45,9 +47,20 @@ def assert_same_run(a, b):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), f"{k} differs"
-    rows = [[{c: r[c] for c in DETERMINISTIC} for r in csv.DictReader(open(Path(d) / runs.METRICS))] for d in (a, b)]
-    assert rows[0] == rows[1]
+    assert metrics_rows(a) == metrics_rows(b)
     assert np.array_equal(np.load(Path(a) / runs.FRAMES), np.load(Path(b) / runs.FRAMES))
+
+
+def metrics_rows(run_dir) -> list[dict]:
+    """metrics.csv's deterministic columns, as strings."""
+    with open(Path(run_dir) / runs.METRICS, newline="") as f:
+        return [{c: r[c] for c in DETERMINISTIC} for r in csv.DictReader(f)]
+
+
+def checkpoint_rows(run_dir) -> list[dict]:
+    """The metrics rows the checkpoint holds, in metrics.csv's spelling."""
+    rows = torch.load(Path(run_dir) / runs.CHECKPOINT, weights_only=True)["metrics"]
+    return [{c: str(r[c]) for c in DETERMINISTIC} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +92,15 @@ def test_a_signal_stops_after_the_step_and_resume_is_exact(reference_run, tmp_pa
     assert e.value.exit_code == 128 + sig
     assert torch.load(out / runs.CHECKPOINT, weights_only=True)["batch"] == 1  # stopped mid-epoch, one step on
     assert not runs.is_finished(out)
+    assert metrics_rows(out) == checkpoint_rows(out) != []  # the finished epochs' rows, before the run ends
     monkeypatch.undo()
-    train(tiny(), out, progress=False, resume=True)
+    said = []
+    train(tiny(), out, progress=False, resume=True, log=said.append)
     assert runs.is_finished(out)
     assert_same_run(reference_run, out)
+    # the stop and the resume name the same point: the same step and epoch numbers
+    stopped_at, resumed_at = str(e.value).split(";")[0], said[0]
+    assert re.findall(r"(step|epoch) (\d+)", stopped_at) == re.findall(r"(step|epoch) (\d+)", resumed_at) != []
 
 
 def test_crash_resumes_from_the_last_interval_checkpoint(reference_run, tmp_path, monkeypatch):
@@ -95,6 +113,7 @@ def test_crash_resumes_from_the_last_interval_checkpoint(reference_run, tmp_path
     with pytest.raises(MemoryError):       # before its checkpoint: the one after epoch 4 is the last good one
         train(tiny(), out, progress=False)
     assert torch.load(out / runs.CHECKPOINT, weights_only=True)["epoch"] == 4
+    assert metrics_rows(out) == checkpoint_rows(out) == metrics_rows(reference_run)[:4]  # the rows up to it
     monkeypatch.undo()
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
     assert_same_run(reference_run, out)
@@ -135,15 +154,21 @@ def _cli(*args):
 
 
 def _check_files_whole(run_dir: Path):
-    """Every file a reader might open is complete, whatever moment the kill hit."""
+    """Every file a reader might open is complete, whatever moment the kill hit, and metrics.csv holds the
+    rows up to the last checkpoint: exactly those, or (killed between the two writes of a checkpoint, the
+    metrics first) the next checkpoint's too."""
     if (run_dir / runs.CONFIG).exists():
         runs.run_config(run_dir)
+    saved = []
     if (run_dir / runs.CHECKPOINT).exists():
         runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+        saved = checkpoint_rows(run_dir)
     if (run_dir / runs.FRAMES).exists():
         np.load(run_dir / runs.FRAMES)
-    if (run_dir / runs.METRICS).exists():
-        assert len(list(csv.DictReader(open(run_dir / runs.METRICS)))) == KILL_CFG["epochs"]
+    if saved or (run_dir / runs.METRICS).exists():
+        rows = metrics_rows(run_dir)
+        ahead = min(KILL_CFG["checkpoint_every"], KILL_CFG["epochs"] - len(saved))
+        assert rows[:len(saved)] == saved and len(rows) - len(saved) in (0, ahead)
 
 
 KILL_CFG = {**TINY, "epochs": 150, "checkpoint_every": 7}

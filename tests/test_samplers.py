@@ -8,7 +8,8 @@ from tiny_diffusion.diffusion import PREDICTIONS, Diffusion, bound_x0
 from tiny_diffusion.exact import MixtureDenoiser
 from tiny_diffusion.models import MLP
 from tiny_diffusion.noise import SampleNoise
-from tiny_diffusion.samplers import SAMPLERS, SPACINGS, ddim, ddpm, sample, timesteps
+from tiny_diffusion.samplers import (FEW_STEP_LAMBDA_MIN, SAMPLERS, SPACINGS, ddim, ddpm, default_grid, grid,
+                                    log_snr, sample, steps_from, timesteps)
 from tiny_diffusion.schedules import make_betas
 
 T = 1000
@@ -27,7 +28,7 @@ def _diffusion(prediction="eps", timesteps_=T):
 @pytest.mark.parametrize("prediction", PREDICTIONS)
 @pytest.mark.parametrize("sampler,steps,kwargs", [
     ("ddpm", 1000, {}), ("ddpm", 1000, {"variance": "beta"}), ("ddim", 1000, {}), ("ddim", 1000, {"eta": 0.5}),
-    ("dpm++", 50, {}),
+    ("dpm++", 50, {"spacing": "logsnr"}),  # from t = T - 1: a later start would bias this off-centre Gaussian
 ])
 def test_oracle_denoiser_gives_the_target_gaussian(prediction, sampler, steps, kwargs):
     d = _diffusion(prediction)
@@ -61,8 +62,8 @@ def test_ddim_eta_one_is_ancestral_on_the_same_steps(spacing):
 
 def test_ddim_eta_one_matches_ancestral_statistics():
     d = _diffusion()
-    a = sample(Oracle(d), d, 4000, seed=3, sampler="ddim", steps=100, eta=1.0)
-    b = sample(Oracle(d), d, 4000, seed=4, sampler="ddpm", steps=100)
+    a = sample(Oracle(d), d, 4000, seed=3, sampler="ddim", steps=100, eta=1.0, spacing="trailing")
+    b = sample(Oracle(d), d, 4000, seed=4, sampler="ddpm", steps=100, spacing="trailing")
     assert torch.allclose(a.mean(0), b.mean(0), atol=0.08)
     assert torch.allclose(a.std(0) / b.std(0), torch.ones(2), atol=0.05)
 
@@ -200,7 +201,9 @@ def test_every_sampler_yields_steps_plus_one_states_and_calls_back():
         traj = list(fn(net, d, (10, 2), torch.Generator().manual_seed(0), 7,
                        callback=lambda i, t, x, x0: seen.append((i, t))))
         assert len(traj) == 8 and all(x.shape == (10, 2) for x in traj), name
-        assert [t for _, t in seen] == timesteps(50, 7).tolist() and [i for i, _ in seen] == list(range(7))
+        spacing, lambda_min = grid(name, d, 7)
+        assert [t for _, t in seen] == timesteps(50, 7, spacing, d.alpha_bar.double().numpy(), lambda_min).tolist()
+        assert [i for i, _ in seen] == list(range(7))
 
 
 def test_sample_rejects_eta_for_other_samplers():
@@ -219,3 +222,63 @@ def test_karras_spacing_follows_sigma_ramp():
     root = (np.sqrt((1 - ab[ts]) / ab[ts])) ** (1 / 7)
     gaps = -np.diff(root)
     assert gaps.max() / gaps.min() < 1.05  # evenly spaced up to rounding t to integers
+
+
+def _visited(sampler, d, x_T, **kwargs) -> list[int]:
+    """The timesteps a sampler visits (the callback sees each), with a network that predicts eps = 0."""
+    seen = []
+    net = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    for _ in SAMPLERS[sampler](net, d, x_T, torch.Generator().manual_seed(0),
+                               callback=lambda i, t, x, x0: seen.append(t), **kwargs):
+        pass
+    return seen
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_few_steps_default_to_the_measured_grid(sampler):
+    """K < T steps of points, no spacing named: logsnr from FEW_STEP_LAMBDA_MIN (measured on the dino); images:
+    logsnr from t = T - 1; a named spacing is honoured (diffusers' trailing, for comparisons), with lambda_min off
+    unless given."""
+    d = _diffusion()
+    ab = d.alpha_bar.double().numpy()
+    lam_min = FEW_STEP_LAMBDA_MIN[sampler]
+    measured = timesteps(T, 10, "logsnr", ab, lambda_min=lam_min).tolist()
+    assert log_snr(ab)[measured[0]] >= lam_min > log_snr(ab)[measured[0] + 1]  # it starts where it says
+    assert _visited(sampler, d, (5, 2), steps=10) == measured
+    assert _visited(sampler, d, (5, 1, 4, 4), steps=10) == timesteps(T, 10, "logsnr", ab).tolist()
+    assert _visited(sampler, d, (5, 2), steps=10, spacing="trailing") == timesteps(T, 10, "trailing").tolist()
+    assert _visited(sampler, d, (5, 2), steps=10, spacing="logsnr") == timesteps(T, 10, "logsnr", ab).tolist()
+    assert _visited(sampler, d, (5, 2), steps=10, lambda_min=-3.0) == timesteps(T, 10, "logsnr", ab, -3.0).tolist()
+    # the same through sample(), the Python API: defaults equal the measured grid named explicitly
+    net = MLP(hidden_size=16, hidden_layers=1, emb_size=8).eval()
+    default = sample(net, d, 20, seed=1, sampler=sampler, steps=10)
+    assert torch.equal(default, sample(net, d, 20, seed=1, sampler=sampler, steps=10, spacing="logsnr",
+                                       lambda_min=lam_min))
+    assert not torch.equal(default, sample(net, d, 20, seed=1, sampler=sampler, steps=10, spacing="trailing"))
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_all_steps_visit_every_timestep_as_before(sampler):
+    """steps None or T: every timestep from T - 1 down, whatever the data (train's final samples stay the same)."""
+    d = _diffusion(timesteps_=60)
+    for steps in (None, 60):
+        for shape in ((5, 2), (5, 1, 4, 4)):
+            assert _visited(sampler, d, shape, steps=steps) == list(range(59, -1, -1))
+            assert default_grid(sampler, steps, 60, d.alpha_bar.double().numpy(), len(shape) > 2) == ("trailing", None)
+
+
+def test_default_grid_start_fits_the_steps_and_the_schedule():
+    ab = _diffusion().alpha_bar.double().numpy()
+    lam = log_snr(ab)
+    for sampler, lam_min in FEW_STEP_LAMBDA_MIN.items():
+        fit = steps_from(ab, lam_min)  # the steps with lambda >= lam_min
+        assert default_grid(sampler, fit, T, ab, images=False) == ("logsnr", lam_min)
+        # more steps than fit above lam_min: start lower, at the (fit + 1)-th least noisy step, and visit them all
+        spacing, start = default_grid(sampler, fit + 1, T, ab, images=False)
+        assert start == lam[fit] < lam_min
+        assert timesteps(T, fit + 1, spacing, ab, start).tolist() == list(range(fit, -1, -1))
+        assert default_grid(sampler, 10, T, ab, images=True) == ("logsnr", None)
+    # a schedule that never gets as noisy as lam_min (the classic T = 50: alpha_bar_T = 0.6) starts at T - 1
+    short = _diffusion(timesteps_=50).alpha_bar.double().numpy()
+    assert log_snr(short)[-1] > max(FEW_STEP_LAMBDA_MIN.values())
+    assert all(default_grid(s, 10, 50, short, images=False) == ("logsnr", None) for s in SAMPLERS)

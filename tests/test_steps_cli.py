@@ -111,3 +111,64 @@ def test_cli_name_lists_mirror_the_library():
     from tiny_diffusion.samplers import SAMPLERS, SPACINGS
 
     assert SAMPLER_NAMES == tuple(SAMPLERS) and SPACING_NAMES == SPACINGS
+
+
+def _model(run_dir):
+    from tiny_diffusion.runs import load_run
+
+    _, model, diffusion = load_run(run_dir)
+    return model, diffusion
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
+def test_few_steps_without_grid_flags_take_the_measured_grid(run_dir, tmp_path, capsys, sampler):
+    """`sample --steps 10` with no --spacing / --lambda-min samples exactly as with the measured grid named, and
+    says so; an explicit --spacing trailing (diffusers') is honoured."""
+    from tiny_diffusion.samplers import FEW_STEP_LAMBDA_MIN, sample
+
+    lam = FEW_STEP_LAMBDA_MIN[sampler]
+    flags = ["--n", "40", "--device", "cpu", "--sampler", sampler, "--steps", "10"]
+    grids = {"default": [], "named": ["--spacing", "logsnr", "--lambda-min", str(lam)],
+             "trailing": ["--spacing", "trailing"]}
+    x = {}
+    for name, extra in grids.items():
+        assert main(["sample", str(run_dir), "--out", str(tmp_path / f"{name}.npy"), *flags, *extra]) == 0
+        x[name] = np.load(tmp_path / f"{name}.npy")
+    out = capsys.readouterr().out
+    assert out.count(f"({sampler}, 10 steps, logsnr from lambda {lam:g}, seed 0)") == 2, out
+    assert f"({sampler}, 10 steps, trailing, seed 0)" in out
+    assert np.array_equal(x["default"], x["named"]) and not np.allclose(x["default"], x["trailing"])
+    model, diffusion = _model(run_dir)
+    assert np.array_equal(x["trailing"], sample(model, diffusion, 40, 0, sampler=sampler, steps=10, spacing="trailing"))
+
+
+def test_evaluate_and_its_steps_curve_use_and_record_the_default_grid(run_dir, tmp_path, capsys):
+    from tiny_diffusion.samplers import FEW_STEP_LAMBDA_MIN
+
+    lam = FEW_STEP_LAMBDA_MIN["dpm++"]
+    base = ["--n", "100", "--device", "cpu", "--sampler", "dpm++"]
+    assert main(["evaluate", str(run_dir), *base, "--steps", "10"]) == 0
+    single = capsys.readouterr().out
+    assert f"(dpm++, 10 steps, logsnr from lambda {lam:g}, seed 1234)" in single, single
+    csv_path = tmp_path / "c.csv"
+    assert main(["evaluate", str(run_dir), *base, "--steps", "10,50", "--csv", str(csv_path),
+                 "--figure", str(tmp_path / "c.png")]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["steps"], r["spacing"], r["lambda_min"]) for r in rows] == [("10", "logsnr", str(lam)),
+                                                                          ("50", "trailing", "")]
+    # the curve's 10-step point is the single run's samples (same grid, seed and n): the same energy
+    assert f"energy {float(rows[0]['energy']):.4f}" in single
+    assert main(["evaluate", str(run_dir), *base, "--steps", "10,50", "--spacing", "trailing", "--csv",
+                 str(csv_path), "--figure", str(tmp_path / "c.png")]) == 0
+    assert [r["spacing"] for r in csv.DictReader(csv_path.open())] == ["trailing", "trailing"]
+
+
+def test_evaluate_nll_prints_both_numbers_as_nlls(run_dir, capsys):
+    from tiny_diffusion.likelihood import held_out_likelihood
+
+    assert main(["evaluate", str(run_dir), "--nll", "--n", "100", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    model, diffusion = _model(run_dir)
+    lik = held_out_likelihood(model, diffusion, "dino", 100)
+    assert (f"probability-flow ODE {lik['nll']:.4f} (its exact NLL); ancestral DDPM <= {lik['elbo']:.4f} (the -ELBO"
+            in out), out

@@ -158,6 +158,14 @@ class TrainConfig:
     # bookkeeping
     seed: int = _f(0, "seed for data, initialisation, batches and noise", low=0, high=2**63 - 1)
     device: str = _f("auto", "where to train", choices=DEVICES)
+    # how the step runs (not what it computes: a run may resume with other values, see train/step.py)
+    cuda_graphs: str = _f("auto", "capture the whole training step (and sampling's network call) as a CUDA graph "
+                          "(auto: on for one CUDA process without --skip-nonfinite or --compile)",
+                          choices=("auto", "on", "off"))
+    autocast: str = _f("auto", "the network's forward under bf16 autocast (never fp16) or off (fp32); auto: bf16 "
+                       "for images on CUDA, else off", choices=("auto", "off", "bf16"))
+    compile: str = _f("off", "run the network through torch.compile (its compile time is logged)",
+                      choices=("off", "on"))
     frames: int = _auto("number of sample snapshots saved in frames.npy during training", low=0, high=100_000)
     frame_points: int = _auto("samples per snapshot (points: also the final samples' count)", low=1,
                               high=10_000_000)

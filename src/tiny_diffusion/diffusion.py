@@ -136,11 +136,12 @@ class Diffusion:
         return torch.searchsorted(self.t_cdf, u).clamp_(max=self.T - 1)
 
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
-             kind: str = "l2") -> torch.Tensor:
+             kind: str = "l2", t: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
         """Simple DDPM loss (Ho et al. eq. 14): the mean squared (kind "l2") or absolute ("l1") error between
-        the network output and its target at a t drawn from the training distribution. y: class labels."""
-        t = self.sample_t(x0.shape[0], x0.device, generator)
-        eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        the network output and its target at a t drawn from the training distribution. y: class labels.
+        t, eps: the steps and noise to use instead of drawing them (the training step draws a global batch's)."""
+        t = self.sample_t(x0.shape[0], x0.device, generator) if t is None else t
+        eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator) if eps is None else eps
         xt = self.q_sample(x0, t, eps)
         err = (model(xt, t) if y is None else model(xt, t, y)) - self.target(x0, eps, t)
         return torch.mean(err ** 2) if kind == "l2" else torch.mean(err.abs())

@@ -9,9 +9,13 @@ Two estimates:
         Heun's method on the schedule's own sigma levels (the network only knows integer t), then add
         log N(x_T; 0, I), the sampler's prior. Between levels we integrate x itself in u = log sigma
         (dx/du = sqrt(1 - alpha_bar) eps - (1 - alpha_bar) x), where x stays O(1) however large sigma gets.
-  elbo  the DDPM variational bound (Ho et al. 2020 eq. 5): KL(q(x_T|x0) || N(0, I))
+  elbo  the negative DDPM variational bound, -ELBO (Ho et al. 2020 eq. 5): KL(q(x_T|x0) || N(0, I))
         + sum_t KL(q(x_{t-1}|x_t, x0) || p(x_{t-1}|x_t)) - log N(x0; mu(x_1), beta_1 I), with the
-        reverse variance the sampler uses (beta_tilde). An upper bound on -log p, one noise draw per t.
+        reverse variance the sampler uses (beta_tilde), one noise draw per t. An upper bound on
+        -log p(x0) of the ancestral sampler's model (the Markov chain p(x_{t-1}|x_t) from N(0, I)).
+
+Both are NLL-type numbers (lower is better), but of two different models: the ODE's and the ancestral
+chain's share the network, not their densities, so the -ELBO may well lie below the ODE's NLL.
 """
 
 from __future__ import annotations
@@ -120,7 +124,8 @@ def elbo_nll(model, diffusion: Diffusion, x0: torch.Tensor, seed: int = 0) -> to
 # 100 ODE levels (Heun between them): under 0.001 nats of error on the Gaussian check with T = 1000
 def run_likelihood(model, diffusion: Diffusion, x0: np.ndarray, ode_steps: int | None = 100, seed: int = 0,
                    batch: int = 2000) -> dict:
-    """{'nll', 'elbo'}: mean nats per point of held-out points x0 (n, 2) under a model."""
+    """{'nll', 'elbo'}: mean nats per point of held-out points x0 (n, 2) under a model: the probability-flow
+    ODE's exact NLL and the -ELBO, an upper bound on the ancestral sampler's NLL (both lower is better)."""
     model.eval()
     device = diffusion.betas.device
     eps = eps_fn(model, diffusion)
@@ -141,3 +146,9 @@ def held_out_likelihood(model, diffusion: Diffusion, dataset: str, n: int = 1000
     from .data import load_dataset
 
     return run_likelihood(model, diffusion, load_dataset(dataset, n, HELD_OUT_SEED), ode_steps)
+
+
+def describe(lik: dict) -> str:
+    """The two numbers of `run_likelihood` in one line, both as NLLs in nats per point (lower is better)."""
+    return (f"probability-flow ODE {lik['nll']:.4f} (its exact NLL); ancestral DDPM <= {lik['elbo']:.4f} "
+            f"(the -ELBO, an upper bound on its NLL); nats/point, lower is better")

@@ -3,9 +3,6 @@ matplotlib with the Agg backend (files only, no screen)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -85,30 +82,31 @@ def process_grid(trajectory: np.ndarray, path: Path, n_panels: int = 10, label: 
 
 
 def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps: int = 10,
-            limit: float = LIMIT) -> Path:
-    """An animation of (frames, n, 2): GIF with Pillow, or MP4 through ffmpeg when path ends in .mp4."""
+            hold_last: float = 1.0, limit: float = LIMIT) -> Path:
+    """An animation of (frames, n, 2) on fixed axes [-limit, limit]^2: GIF, or MP4 through ffmpeg when path
+    ends in .mp4; the last frame stays hold_last seconds. Points outside the axes (early in training they
+    lie far out) are drawn at the edge in another colour, and the title counts them."""
     from PIL import Image
 
+    from .viz.images import check_animation, save_animation
+
+    check_animation(path, fps, hold_last)
     plt = _plt()
     images = []
     fig, ax = plt.subplots(figsize=(4, 4))
     for i, pts in enumerate(frames):
         ax.clear()
-        _scatter_ax(ax, pts, limit, titles[i] if titles else None, size=3.0)
+        outside = ~(np.abs(pts) <= limit).all(axis=1)  # NaN counts as outside
+        title = titles[i] if titles else ""
+        if outside.any():
+            title += f"\n{outside.sum()} of {len(pts)} points beyond the axes, shown at the edge"
+        _scatter_ax(ax, pts[~outside], limit, title or None, size=3.0)
+        edge = np.clip(pts[outside], -limit, limit)
+        ax.scatter(edge[:, 0], edge[:, 1], s=6.0, marker="x", color="tab:red", linewidths=0.8, clip_on=False)
         fig.canvas.draw()
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
     plt.close(fig)
-    path = Path(path)
-    if path.suffix == ".mp4":
-        with tempfile.TemporaryDirectory() as tmp:
-            for i, im in enumerate(images):
-                im.save(Path(tmp) / f"{i:05d}.png")
-            subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-y", "-loglevel", "error", "-framerate", str(fps),
-                            "-i", str(Path(tmp) / "%05d.png"), "-pix_fmt", "yuv420p",
-                            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(path)], check=True)
-    else:
-        images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return path
+    return save_animation(images, path, fps, hold_last)
 
 
 def sweep_grid(rows: list[tuple[str, list[tuple[int, dict, np.ndarray]]]], path: Path, limit: float = LIMIT,

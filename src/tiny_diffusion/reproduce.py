@@ -98,7 +98,8 @@ def ablations(preset: str) -> list[Ablation]:
 def _fast_default() -> dict:
     """Our default training config's changes to the classic one (what `tiny-diffusion train` uses)."""
     default = TrainConfig().to_dict()
-    skip = {"dataset", "seed", "device", "frames", "frame_points", "n_points", "frame_sampler", "frame_steps"}
+    skip = {"dataset", "seed", "device", "frames", "frame_points", "n_points", "frame_sampler", "frame_steps",
+            "cuda_graphs", "autocast", "compile"}
     return {k: v for k, v in default.items() if k not in skip and CLASSIC.get(k) != v}
 
 
@@ -184,7 +185,7 @@ def _fmt(v, digits=3):
 def _table(rows: list[dict]) -> str:
     cols = ["energy", "precision", "coverage", "nll", "elbo", "alpha_bar_T", "train_seconds"]
     extra = ["outside"] if any("outside" in r for r in rows) else []
-    head = "| run | energy ↓ | precision ↑ | coverage ↑ | NLL ↓ (nats) | ELBO ↓ (nats) | alpha_bar_T | train s |"
+    head = "| run | energy ↓ | precision ↑ | coverage ↑ | NLL ↓ (nats) | -ELBO ↓ (nats) | alpha_bar_T | train s |"
     head += " outside ↓ |" * bool(extra)
     lines = [head, "|" + "---|" * (len(cols) + 1 + len(extra))]
     for r in rows:
@@ -278,8 +279,10 @@ def render(preset: str, study: list[Ablation], tables: dict, seconds: float, job
         + ", ".join(f"{k} {v}" for k, v in base.items() if k not in ("device", "seed")) + ".",
         "",
         f"Numbers are of the final snapshot ({base['frame_points'] if 'frame_points' in base else TrainConfig().frame_points} samples) against fresh data: energy distance (0 is perfect), "
-        "precision and coverage (k-NN, 1 is perfect), and on 1000 held-out points the probability-flow NLL and "
-        "the DDPM ELBO (nats per point, lower is better). Grid figures: rows are runs, columns snapshot epochs.",
+        "precision and coverage (k-NN, 1 is perfect), and on 1000 held-out points the probability-flow ODE's exact NLL "
+        "and the DDPM -ELBO, an upper bound on the ancestral sampler's NLL (both nats per point, lower is better; "
+        "they are NLLs of two different models, so the -ELBO may lie below the ODE's NLL). Grid figures: rows are "
+        "runs, columns snapshot epochs.",
         "",
         "## Conclusions",
         "",

@@ -6,9 +6,10 @@ Every sampler has one signature:
             lambda_min, ...)
 x_T is the initial noise (a tensor) or a shape to draw it in; `generator` is a torch.Generator or a
 `noise.SampleNoise` (per-sample seeding); `steps` network evaluations on the subsequence of timesteps
-`timesteps(T, steps, spacing, lambda_min=...)` (None: all T); `callback(i, t, x, x0)` sees every
-step's result and its predicted x0. Each yields steps + 1 tensors. The last step always lands on
-alpha_bar = 1, i.e. x_0 is the final prediction of x0 with no noise added.
+`timesteps(T, steps, spacing, lambda_min=...)` (None: all T); spacing None (the default) takes the grid
+`default_grid` measured best for that sampler and number of steps (`grid` resolves it);
+`callback(i, t, x, x0)` sees every step's result and its predicted x0. Each yields steps + 1 tensors.
+The last step always lands on alpha_bar = 1, i.e. x_0 is the final prediction of x0 with no noise added.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from .noise import SampleNoise, randn_like
 SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 # trailing starts every subsequence at t = T - 1, where x_T really is N(0, I); 'leading' (diffusers'
 # DDIM default) starts at T - T/K and wastes part of the few-step budget (Lin et al. 2024, Table 2).
+# timesteps()' default; the samplers' own default is `default_grid`.
 DEFAULT_SPACING = "trailing"
+# Where a few-step grid of 2D points starts (its log-SNR lambda_min), per sampler: on the default dino model
+# (`bench/default_grid.py`, 10 seeds), the best precision + coverage at 10 and 20 steps among the starts whose
+# energy is within seed noise (0.002) of the lowest; tables and reasons in docs/samplers.md.
+FEW_STEP_LAMBDA_MIN = {"ddpm": -1.5, "ddim": -2.0, "dpm++": -1.5}
 
 
 def log_snr(alpha_bar) -> np.ndarray:
@@ -95,8 +101,49 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     return ts.astype(np.int64).copy()
 
 
-def _pairs(diffusion: Diffusion, steps, spacing, lambda_min=None):
+def default_grid(sampler: str, steps: int | None, T: int, alpha_bar, images: bool) -> tuple[str, float | None]:
+    """(spacing, lambda_min): the timesteps a `steps`-step run of `sampler` visits when the caller names none.
+
+    All T steps (steps None or T): every timestep, as ever. Fewer: the `logsnr` spacing, which beat
+    diffusers' `trailing` at every K <= 50 for every sampler on the default dino model; for 2D points
+    started at lambda_min = FEW_STEP_LAMBDA_MIN[sampler] (the noisiest steps barely move a point cloud),
+    or lower where K steps do not fit above it (then at the K-th least noisy step, so the grid is every
+    step from there), or not at all where the schedule never gets that noisy (docs/samplers.md). Images
+    start at t = T - 1: lambda_min was not measured on their (cosine) schedule."""
+    if steps is None or steps >= T:
+        return DEFAULT_SPACING, None
+    if images:
+        return "logsnr", None
+    lam = log_snr(alpha_bar)
+    start = min(FEW_STEP_LAMBDA_MIN[sampler], lam[steps - 1])  # K steps have lambda >= lam[K - 1]
+    return "logsnr", float(start) if start > lam[T - 1] else None
+
+
+def grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
+         lambda_min: float | None = None, images: bool = False) -> tuple[str, float | None]:
+    """The (spacing, lambda_min) a sampler runs on: the caller's spacing (with their lambda_min, None =
+    from t = T - 1), else `default_grid`'s spacing with the caller's lambda_min or else its own."""
+    if spacing is not None:
+        return spacing, lambda_min
+    ab = diffusion.alpha_bar.double().cpu().numpy()
+    spacing, default_lambda = default_grid(sampler, steps, diffusion.T, ab, images)
+    return spacing, default_lambda if lambda_min is None else lambda_min
+
+
+def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
+                  lambda_min: float | None = None, images: bool = False) -> str:
+    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -1.5', 'ddpm, all 1000 steps'."""
+    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, images)
+    start = "" if lambda_min is None else f" from lambda {lambda_min:.3g}"
+    usable = diffusion.T if lambda_min is None else steps_from(diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+    if steps is None or steps >= usable:
+        return f"{sampler}, all {usable} steps{start}"
+    return f"{sampler}, {steps} steps, {spacing}{start}"
+
+
+def _pairs(diffusion: Diffusion, steps, spacing, lambda_min, sampler: str, x: torch.Tensor):
     """(i, t, t_prev, alpha_bar_t, alpha_bar_prev) for each step; t_prev = -1 means alpha_bar = 1."""
+    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, images=x.dim() > 2)
     ab = diffusion.alpha_bar.double().cpu()
     ts = timesteps(diffusion.T, steps, spacing, ab.numpy(), lambda_min).tolist()
     for i, t in enumerate(ts):
@@ -119,7 +166,7 @@ def _predict(model, diffusion, x, t, clip, threshold):
 @torch.inference_mode()
 def ddpm(
     model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
-    callback: Callable | None = None, *, spacing: str = DEFAULT_SPACING, clip: float | None = None,
+    callback: Callable | None = None, *, spacing: str | None = None, clip: float | None = None,
     threshold: float | None = None, lambda_min: float | None = None, variance: str = "posterior",
 ) -> Iterator[torch.Tensor]:
     """Ancestral sampling, Ho et al. 2020 Algorithm 2, on a subsequence t -> s of timesteps:
@@ -131,7 +178,7 @@ def ddpm(
         raise ValueError(f"unknown variance {variance!r}; choose posterior or beta")
     x = _start(x_T, generator)
     yield x
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min, "ddpm", x):
         x0, _ = _predict(model, diffusion, x, t, clip, threshold)
         beta = 1 - ab / ab_prev
         c0 = math.sqrt(ab_prev) * beta / (1 - ab)  # Ho et al. eq. 7 with alpha_t -> alpha_bar_t / alpha_bar_s
@@ -149,7 +196,7 @@ def ddpm(
 @torch.inference_mode()
 def ddim(
     model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
-    callback: Callable | None = None, *, spacing: str = DEFAULT_SPACING, clip: float | None = None,
+    callback: Callable | None = None, *, spacing: str | None = None, clip: float | None = None,
     threshold: float | None = None, lambda_min: float | None = None, eta: float = 0.0,
 ) -> Iterator[torch.Tensor]:
     """DDIM, Song et al. 2021 eq. 12: x_s = sqrt(alpha_bar_s) x0 + sqrt(1 - alpha_bar_s - sigma^2) eps
@@ -159,7 +206,7 @@ def ddim(
         raise ValueError(f"eta = {eta} must be >= 0")
     x = _start(x_T, generator)
     yield x
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min, "ddim", x):
         x0, eps = _predict(model, diffusion, x, t, clip, threshold)
         sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
         x_new = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
@@ -174,7 +221,7 @@ def ddim(
 @torch.inference_mode()
 def dpm_solver_pp(
     model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
-    callback: Callable | None = None, *, spacing: str = DEFAULT_SPACING, clip: float | None = None,
+    callback: Callable | None = None, *, spacing: str | None = None, clip: float | None = None,
     threshold: float | None = None, lambda_min: float | None = None,
 ) -> Iterator[torch.Tensor]:
     """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2: a multistep second-order solver of the
@@ -184,7 +231,7 @@ def dpm_solver_pp(
     x = _start(x_T, generator)
     yield x
     x0_prev, h_prev = None, None
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min, "dpm++", x):
         x0, _ = _predict(model, diffusion, x, t, clip, threshold)
         if t_prev < 0:
             x_new = x0

@@ -22,25 +22,25 @@ COLUMNS = ("sampler", "spacing", "lambda_min", "steps", "nfe", "energy", "precis
 def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str], n: int = 1000, seed: int = 0,
           device="cpu", spacing: str | None = None, eta: float | None = None, lambda_min: float | None = None,
           log=None) -> list[dict]:
-    """One row per (sampler, steps): quality of n samples and the seconds sampling took."""
-    from .samplers import DEFAULT_SPACING, sample
+    """One row per (sampler, steps): quality of n samples and the seconds sampling took. spacing None: each
+    sampler on its default grid for that many steps (`samplers.default_grid`); the row records the grid."""
+    from .samplers import describe_grid, grid, sample
 
     refs = references(dataset, n=n)
     rows = []
     for name in samplers:
         for k in steps:
             start = time.perf_counter()
-            x = sample(model, diffusion, n, seed, device=device, sampler=name, steps=k,
-                       spacing=spacing or DEFAULT_SPACING, eta=eta if name == "ddim" else None,
-                       lambda_min=lambda_min)
+            x = sample(model, diffusion, n, seed, device=device, sampler=name, steps=k, spacing=spacing,
+                       eta=eta if name == "ddim" else None, lambda_min=lambda_min)
             x = x.cpu().numpy()
             seconds = time.perf_counter() - start
             q = quality(x, refs)
-            rows.append({"sampler": name, "spacing": spacing or DEFAULT_SPACING, "lambda_min": lambda_min,
-                         "steps": k, "nfe": k,
+            used_spacing, used_lambda_min = grid(name, diffusion, k, spacing, lambda_min)
+            rows.append({"sampler": name, "spacing": used_spacing, "lambda_min": used_lambda_min, "steps": k, "nfe": k,
                          **q.as_dict(), "seconds": round(seconds, 4)})
             if log:
-                log(f"{name:6s} {k:5d} NFE  {q}  ({seconds:.2f} s)")
+                log(f"{describe_grid(name, diffusion, k, spacing, lambda_min):40s}  {q}  ({seconds:.2f} s)")
     return rows
 
 

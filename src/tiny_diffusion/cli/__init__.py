@@ -14,7 +14,7 @@ import warnings
 from ..config import TrainConfig
 from ..errors import InputError, TrainingStopped
 from . import animate, datasets, evaluate, export, plot, reproduce, sample, sweep, train
-from .common import PROG, SAMPLER_NAMES, SPACING_NAMES, Parser, flag_name  # noqa: F401  (the names tests and users import from here)
+from .common import PROG, SAMPLER_NAMES, SPACING_NAMES, Parser, flag_name, torch_threads  # noqa: F401  (the names tests and users import from here)
 
 COMMANDS = (train, sample, evaluate, plot, animate, export, sweep, reproduce, datasets)  # in --help's order
 
@@ -48,6 +48,12 @@ def _config_spelling(argv: list[str]) -> list[str]:
     return out
 
 
+def _rank_prefix() -> str:
+    """'rank R: ' on the other ranks of a torchrun run (rank 0 and single processes print plain lines)."""
+    rank = os.environ.get("RANK", "0")
+    return f"rank {rank}: " if rank != "0" and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     parser = build_parser()
@@ -59,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        return args.func(args)
+        with torch_threads(getattr(args, "threads", 0)):  # train, sample and evaluate take --threads
+            return args.func(args)
     except InputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):  # quiet: rank 0's error, raised again on another torchrun rank
+            print(f"{_rank_prefix()}{PROG}: error: {e}", file=sys.stderr)
         return 2
     except TrainingStopped as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
+        print(f"{_rank_prefix()}{PROG}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=positive_int, default=None, help="samples for --reverse (default 1000 points or a "
                    "grid of 64 images)")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the sampling noise for --reverse (default 0)")
-    p.add_argument("--fps", type=positive_int, default=10, help="frames per second (default 10)")
+    p.add_argument("--fps", type=positive_int, default=None,  # figures.PLAY_SECONDS, MAX_FPS, HOLD_LAST (no torch here)
+                   help="frames per second (default: the frames play in about 5 s, at most 10 fps); the last frame "
+                   "stays 2 s")
     add_device_flag(p)
     add_class_flags(p)  # --reverse only
     p.set_defaults(func=run)

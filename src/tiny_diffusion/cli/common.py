@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ..errors import InputError
 
 PROG = "tiny-diffusion"
 MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
+MAX_THREADS = 1024  # --threads: more than any machine's cores; a larger pool only costs memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,16 +105,20 @@ def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> 
     """--sampler, --steps, --eta, --spacing (and --clip for single runs); lists=True takes comma lists."""
     many = " (comma-separated list)" if lists else ""
     parser.add_argument("--sampler", type=list_of(str, SAMPLER_NAMES), default=None, metavar="|".join(SAMPLER_NAMES),
-                        help=f"sampler{many} (default ddpm" + ("; all three for a sweep)" if lists else ")"))
+                        help=f"sampler{many} (default ddpm, or without --steps the run's eval_sampler, as its final "
+                             "samples: dpm++ for images" + ("; all three for a sweep)" if lists else ")"))
     parser.add_argument("--steps", type=list_of(int), default=None, metavar="K" + (",K..." if lists else ""),
-                        help=f"network evaluations{many}, at most the run's timesteps (default: all of them)")
+                        help=f"network evaluations{many}, at most the run's timesteps (default: all of them, or "
+                             "without --sampler the run's eval_steps: 50 for images)")
     parser.add_argument("--eta", type=float, default=None,
                         help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
     parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,
-                        help="which timesteps a K-step run visits (default trailing)")
+                        help="which timesteps a K-step run visits (default: the grid measured best for the sampler "
+                             "and K, logsnr when K is below the run's timesteps; docs/samplers.md)")
     parser.add_argument("--lambda-min", type=float, default=None, metavar="L",
                         help="start at the noisiest step with log-SNR lambda = log(alpha/sigma) >= L instead of "
-                             "at t = T-1 (default: off; -2.5 with --spacing logsnr for few steps, docs/samplers.md)")
+                             "at t = T-1 (default: off, except on the default grid of a K-step run of points, "
+                             "which starts where it was measured best: -1.5 or -2.0 by sampler; docs/samplers.md)")
     if not lists:
         parser.add_argument("--clip", type=float, default=None, metavar="R",
                             help="clip each predicted x0 to [-R, R] (default: off)")
@@ -142,24 +148,22 @@ def check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
 
 def sampling_options(args, diffusion, cfg=None) -> dict:
     """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
-    and --steps, an image run samples as its final samples were (cfg's eval_sampler and eval_steps, logsnr)."""
-    run_defaults = cfg is not None and cfg.images and not args.sampler and not args.steps
+    and --steps, a run samples as its final samples were (cfg's eval_sampler and eval_steps). Without
+    --spacing, the sampler takes samplers.default_grid's grid for its number of steps."""
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
-    if run_defaults:
-        sampler, steps, spacing = cfg.eval_sampler, cfg.eval_steps or None, args.spacing or "logsnr"
+    if cfg is not None and not args.sampler and not args.steps:
+        sampler, steps = cfg.eval_sampler, cfg.eval_steps or None
     else:
-        sampler, steps, spacing = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None, args.spacing
+        sampler, steps = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None
     check_steps([steps or diffusion.T], diffusion, args.lambda_min)
     if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
         raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
     clip = getattr(args, "clip", None)
     if clip is not None and not 0 < clip < float("inf"):
         raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
-    options = {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "lambda_min": args.lambda_min}
-    if spacing:
-        options["spacing"] = spacing
-    return options
+    return {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "spacing": args.spacing,
+            "lambda_min": args.lambda_min}
 
 
 def print_quality(what: str, dataset: str, q, floor) -> None:
@@ -175,6 +179,38 @@ def print_quality(what: str, dataset: str, q, floor) -> None:
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where to run (default auto: CUDA, then MPS, then CPU)")
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
+                        help="CPU threads torch may use (default 0: torch's own choice, one per core); beside "
+                             "another busy process fewer can be faster (bench/threads.py)")
+
+
+def thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 (torch's choice) to {MAX_THREADS}")
+    return value
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch.set_num_threads(n) while the block runs (then the old count again); 0 leaves torch as it is."""
+    if n == 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def device_of(name: str):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import (add_device_flag, add_sampling_flags, check_steps, load_run_on, output_path, positive_int,
-                     print_quality, sampling_options, seed_arg)
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, load_run_on, output_path,
+                     positive_int, print_quality, sampling_options, seed_arg)
 from .conditional import add_class_flags
 
 
@@ -19,24 +19,30 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", help="the true distribution (default: the run's data set, or dino for a point file; "
                    "needed for image files)")
     p.add_argument("--data-dir", help="folder holding the image data set's files (else downloaded once)")
-    p.add_argument("--n", type=positive_int, default=1000, help="points per set (default 1000)")
-    p.add_argument("--seed", type=seed_arg, default=0, help="sampling seed for a run folder (default 0)")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="points per set (default 1000; one sampler and step count from a run: as many samples as "
+                        "its final ones, scored against references of 1000, as train scores them)")
+    p.add_argument("--seed", type=seed_arg, default=None,
+                   help="sampling seed for a run folder (default: that of the run's final samples, 1234, so that "
+                        "`evaluate RUN` repeats the numbers train printed)")
     add_device_flag(p)
+    add_threads_flag(p)
     add_sampling_flags(p, lists=True)
     add_class_flags(p, lists=True)
     p.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers "
                    "(or guidance_curve.csv with several --guidance weights)")
     p.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png, or "
                    "guidance_curve.png)")
-    p.add_argument("--nll", action="store_true", help="also the exact NLL (probability-flow ODE) and the DDPM "
-                   "ELBO of held-out points, nats per point (run folders only)")
+    p.add_argument("--nll", action="store_true", help="also the exact NLL of the probability-flow ODE and the DDPM "
+                   "-ELBO (an upper bound on the ancestral sampler's NLL) of held-out points, nats per point, lower is "
+                   "better (run folders only)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..metrics import COVERAGE_K, data_floor, quality, references
+    from ..metrics import COVERAGE_K, N_EVAL, data_floor, quality, references
 
-    if not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances must fit in memory
+    if args.n is not None and not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances
         raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
 
     target = Path(args.target)
@@ -48,14 +54,11 @@ def run(args) -> int:
         raise InputError(f"{target}: --nll needs a run folder (a model), not a point file")
     if target.is_dir():
         cfg, model, diffusion, device = load_run_on(str(target), args.device)
-        from ..samplers import sample
-
         dataset = args.dataset or cfg.dataset
         if len(args.steps or []) > 1 or len(args.sampler or []) > 1:
-            return _steps_curve(args, target, model, diffusion, dataset, device)
-        options = sampling_options(args, diffusion)
-        x = sample(model, diffusion, args.n, args.seed, device=device, **options).cpu().numpy()
-        what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
+            return _steps_curve(args, target, model, diffusion, dataset, device, _run_seed(args, cfg))
+        x, what = _run_samples(args, target, cfg, model, diffusion, device)
+        x = x.cpu().numpy()
     else:
         from ..data import read_points
 
@@ -64,17 +67,35 @@ def run(args) -> int:
         x = read_points(target)
         dataset = args.dataset or "dino"
         what = f"{len(x)} points of {target}"
-    refs = references(dataset, n=args.n)
-    q, floor = quality(x, refs), data_floor(dataset, n=args.n)
-    print(f"{what} vs {dataset}: {q}")
-    print(f"data floor (real vs real): {floor}")
+    n_refs = args.n or N_EVAL  # as train scores its final samples: against references of N_EVAL points
+    print_quality(what, dataset, quality(x, references(dataset, n=n_refs)), data_floor(dataset, n=n_refs))
     if args.nll:
-        from ..likelihood import held_out_likelihood
+        from ..likelihood import describe, held_out_likelihood
 
-        lik = held_out_likelihood(model, diffusion, dataset, args.n)
-        print(f"NLL of {args.n} held-out {dataset} points: {lik['nll']:.4f} nats/point (probability-flow ODE), "
-              f"ELBO bound {lik['elbo']:.4f} nats/point")
+        print(f"NLL of {n_refs} held-out {dataset} points: "
+              f"{describe(held_out_likelihood(model, diffusion, dataset, n_refs))}")
     return 0
+
+
+def _run_seed(args, cfg) -> int:
+    """--seed, else the seed of the run's final samples."""
+    from ..train.hooks import final_sampling
+
+    return final_sampling(cfg)["seed"] if args.seed is None else args.seed
+
+
+def _run_samples(args, target: Path, cfg, model, diffusion, device):
+    """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them."""
+    from ..samplers import describe_grid, sample
+    from ..train.hooks import final_sampling
+
+    n = args.n or final_sampling(cfg)["n"]
+    seed = _run_seed(args, cfg)
+    options = sampling_options(args, diffusion, cfg)
+    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
+                         images=cfg.images)
+    x = sample(model, diffusion, n, seed, device=device, **options)
+    return x, f"{n} samples of {target} ({grid}, seed {seed})"
 
 
 def _is_image_target(target: Path, dataset: str | None) -> bool:
@@ -98,14 +119,12 @@ def _evaluate_images(args, target: Path) -> int:
         raise InputError("several --steps or --sampler values (a steps curve) are for points only; give one of each")
     changes = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None}
     if (target / CONFIG).is_file():
-        from ..samplers import sample
         from ..viz.images import to_uint8
 
         cfg, model, diffusion, device = load_run_on(str(target), args.device)
         cfg = cfg.replace(**changes) if changes else cfg
-        options = sampling_options(args, diffusion, cfg)
-        images = to_uint8(sample(model, diffusion, args.n, args.seed, device=device, **options))
-        what = f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps)"
+        images, what = _run_samples(args, target, cfg, model, diffusion, device)
+        images = to_uint8(images)
     else:
         from ..train import resolve_device
         from ..viz.images import read_images
@@ -137,6 +156,8 @@ def _conditional(args, target: Path) -> int:
     from .. import guidance_curve
     from ..guidance import request
     from ..runs import CONFIG, run_config
+    from ..samplers import describe_grid
+    from ..train.hooks import final_sampling
 
     if not os.path.isfile(target / CONFIG):
         raise InputError(f"{target}: --class and --guidance need a class-conditional run folder to sample from")
@@ -145,33 +166,38 @@ def _conditional(args, target: Path) -> int:
                          f"drop --dataset and --nll")
     cfg, model, diffusion, device = load_run_on(str(target), args.device)
     cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
-    cond = request(model, cfg, args.n, args.classes, (args.guidance or [None])[0])  # one-line errors first
+    n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # default: the run's final samples
+    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
     options = sampling_options(args, diffusion, cfg)
     weights = args.guidance or [cond["guidance"]]
-    print(f"{args.n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps) per weight")
+    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
+                         images=cfg.images)
+    print(f"{n} samples of {target} ({grid}, seed {seed}) per guidance weight")
     if len(weights) == 1:
-        rows = guidance_curve.sweep(model, diffusion, cfg, weights, cond, args.n, args.seed, device, options)
+        rows = guidance_curve.sweep(model, diffusion, cfg, weights, cond, n, seed, device, options)
         if not cfg.images:
             print("\n".join(guidance_curve.describe(r) for r in rows))
         return 0
     csv_path = output_path(args.csv or str(target / "guidance_curve.csv"), (".csv",), "--csv")
     figure = output_path(args.figure or str(target / "guidance_curve.png"), (".png", ".pdf", ".svg"), "--figure")
-    guidance_curve.run(model, diffusion, cfg, weights, cond, args.n, args.seed, device, options, csv_path, figure,
-                       title=f"{target.name}: {args.n} samples per weight")
+    guidance_curve.run(model, diffusion, cfg, weights, cond, n, seed, device, options, csv_path, figure,
+                       title=f"{target.name}: {n} samples per weight")
     print(f"wrote {csv_path} and {figure}")
     return 0
 
 
-def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device) -> int:
+def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device, seed: int) -> int:
     from .. import steps_curve
+    from ..metrics import N_EVAL
     from ..samplers import SAMPLERS
 
     steps = args.steps or [diffusion.T]
     check_steps(steps, diffusion, args.lambda_min)
     csv_path = output_path(args.csv or str(run_dir / "steps_curve.csv"), (".csv",), "--csv")
     figure = output_path(args.figure or str(run_dir / "steps_curve.png"), (".png", ".pdf", ".svg"), "--figure")
-    steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, args.n,
-                    args.seed, device, args.spacing, args.eta, args.lambda_min,
-                    title=f"{run_dir.name}: {args.n} samples vs {dataset}")
+    n = args.n or N_EVAL
+    steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, n,
+                    seed, device, args.spacing, args.eta, args.lambda_min,
+                    title=f"{run_dir.name}: {n} samples (seed {seed}) vs {dataset}")
     print(f"wrote {csv_path} and {figure}")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .common import add_device_flag, add_sampling_flags, load_run_on, output_path, positive_int, sampling_options, seed_arg
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, load_run_on, output_path, positive_int,
+                     sampling_options, seed_arg)
 from .conditional import add_class_flags
 
 
@@ -17,27 +18,51 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="points: FILE.csv (header x,y) or FILE.npy; images: FILE.npy "
                    "(float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid) or DIR/ (one PNG per image)")
     add_device_flag(p)
+    add_threads_flag(p)
     add_sampling_flags(p)
     add_class_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..train import dist
+
+    with dist.session():  # under torchrun: the seeds split across the ranks, rank 0 writes
+        return _sample(args)
+
+
+def _sample(args) -> int:
+    import torch
+
+    from ..guidance import request
+    from ..samplers import describe_grid, sample
+    from ..train import dist
+    from ..train.graphs import for_sampling
+
     if not _folder_like(args.out):  # the file type is checked before the (slow) run loading
         output_path(args.out, (".csv", ".npy", ".png"))
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
-    from ..guidance import request
-    from ..samplers import sample
-
+    options = sampling_options(args, diffusion, cfg)
     cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
-    x = sample(model, diffusion, args.n, args.seed, device=device, **sampling_options(args, diffusion, cfg), **cond).cpu()
+    # sample i depends only on (seed, i) (samplers.trajectory) and its class, so each rank draws its own range
+    # of i and the gathered whole is what one process draws
+    lo, hi = dist.shard(args.n)
+    mine = {"y": cond["y"][lo:hi], "guidance": cond["guidance"]} if cond else {}
+    net = for_sampling(model, device, cfg.cuda_graphs)
+    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options, **mine).cpu() if hi > lo
+         else torch.empty((0, *model.sample_shape)))
+    x = dist.gather_rows(x)
+    if not dist.is_main():
+        return 0
     labels = cond["y"].numpy() if cond else None
     if cfg.images:
         save_images(out, x, labels, model.classes)
     else:
         save_points(out, x.numpy())
-    print(f"wrote {len(x)} samples to {out}")
+    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
+                         images=cfg.images)
+    print(f"wrote {len(x)} samples to {out} ({grid}, seed {args.seed})")
     if cond:  # the class each sample was asked for, beside the samples
         from ..runs import labels_path, write_labels
 

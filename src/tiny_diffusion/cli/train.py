@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import add_config_flags, config_overrides, print_quality
+from .common import add_config_flags, add_threads_flag, config_overrides, print_quality
 
 
 def add_parser(sub) -> None:
@@ -17,20 +17,32 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where its last "
                                                        "checkpoint left it (with the run's own config)")
+    add_threads_flag(p)
     add_config_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    overrides = config_overrides(args)
-    if args.resume:
-        return _resume_train(args, overrides)
-    cfg = TrainConfig.from_toml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "command line")
-    out = args.out or Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from ..train import train
+    from ..train import dist
 
+    with dist.session():  # under torchrun: one process group for the whole command (nothing otherwise)
+        overrides = config_overrides(args)
+        if args.resume:
+            return _resume_train(args, overrides)
+        return _train(args, overrides)
+
+
+def _train(args, overrides: dict) -> int:
+    from ..train import dist, train
+
+    cfg = TrainConfig.from_toml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "command line")
+    # one name for every rank: rank 0's clock decides it
+    out = args.out or dist.on_main(lambda: Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-"
+                                                         f"{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
     result = train(cfg, out, progress=None if not args.quiet else False)
+    if not dist.is_main():
+        return 0
     print(f"run folder: {result.out_dir}")
     length = f"{cfg.kimg:g} kimg" if cfg.kimg > 0 else f"{cfg.epochs} epochs"
     print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
@@ -67,15 +79,18 @@ def _print_classes(result) -> None:
 def _resume_train(args, changes: dict) -> int:
     from ..train.state import config_for_resume
     from ..runs import is_finished
-    from ..train import train
+    from ..train import dist, train
 
     if args.config or args.out:
         raise InputError("--resume RUN_DIR continues that run with its own config; drop --config and --out")
-    if is_finished(args.resume):
-        print(f"{args.resume}: already finished (quality.json exists); nothing to do")
+    if dist.on_main(lambda: is_finished(args.resume)):  # rank 0 reads the run folder; the others need no copy
+        if dist.is_main():
+            print(f"{args.resume}: already finished (quality.json exists); nothing to do")
         return 0
-    cfg = config_for_resume(args.resume, changes)
+    cfg = dist.on_main(lambda: config_for_resume(args.resume, changes))
     result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True)
+    if not dist.is_main():
+        return 0
     print(f"run folder: {result.out_dir}")
     print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
     return 0

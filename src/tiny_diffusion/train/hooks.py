@@ -18,6 +18,13 @@ FRAME_SEED = 1234  # every frame starts from the same noise, so the animation sh
 SAMPLES_DIR = "samples"  # the final images, one PNG each (pytorch-fid / clean-fid read such folders)
 
 
+def final_sampling(cfg) -> dict:
+    """How a run's final samples are drawn, as `sample()` keywords (n, seed, sampler, steps): train scores
+    them, and `tiny-diffusion evaluate RUN` draws the same ones by default, so it repeats train's numbers."""
+    return {"n": cfg.eval_n if cfg.images else cfg.frame_points, "seed": FRAME_SEED, "sampler": cfg.eval_sampler,
+            "steps": cfg.eval_steps or None}
+
+
 def conditioning(cfg, data, n: int) -> dict:
     """sample()'s label arguments for n samples of a run: a class-conditional run's samples cycle through its
     classes (sample i asks for class i % K) at the run's guidance weight; an unconditional run's take none."""
@@ -49,10 +56,9 @@ class PointHooks:
         """(samples, quality, floor): the final samples (Ho et al. Alg. 2 by default) and their scores."""
         from ..metrics import data_floor, per_class, quality, references
 
-        cfg = self.cfg
-        cond = conditioning(cfg, self.data, cfg.frame_points)
-        samples = sample(model, diffusion, cfg.frame_points, FRAME_SEED, device=self.device, sampler=cfg.eval_sampler,
-                         steps=cfg.eval_steps or None, **cond).cpu().numpy()
+        cfg, final = self.cfg, final_sampling(self.cfg)
+        cond = conditioning(cfg, self.data, final["n"])
+        samples = sample(model, diffusion, device=self.device, **final, **cond).cpu().numpy()
         if cond:
             self.per_class = per_class(samples, cond["y"].numpy(), cfg.dataset)
         return samples, quality(samples, references(cfg.dataset)), data_floor(cfg.dataset)
@@ -108,14 +114,15 @@ class ImageHooks:
                 "confidence": q.confidence}
 
     def final(self, model, diffusion):
-        cfg = self.cfg
-        samples = self._sample(model, diffusion, cfg.eval_n, cfg.eval_sampler, cfg.eval_steps or None)
+        final = final_sampling(self.cfg)
+        samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"])
         if self.metric is None:
             return samples, None, None
-        if cfg.class_cond:
+        if self.cfg.class_cond:
             from ..eval.classifier import accuracy
 
-            self.as_requested = accuracy(self.metric.classifier, samples, conditioning(cfg, self.data, len(samples))["y"])
+            requested = conditioning(self.cfg, self.data, len(samples))["y"]
+            self.as_requested = accuracy(self.metric.classifier, samples, requested)
         return samples, self.metric.score(samples), self.metric.floor(len(samples))
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,16 +23,23 @@ from ..config import TrainConfig
 from ..data.source import load_source
 from ..diffusion import Diffusion
 from ..errors import InputError
-from ..guidance import drop_labels
 from ..models import build_model
+from . import dist
 from . import state as ckpt
+from .graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
 from .hooks import FRAME_SEED, hooks_for
+from .step import TrainStep, ema_decay, plan_for
+
+STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
 
 __all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU."""
+    """'auto' picks CUDA, then Apple's MPS, then the CPU. Under torchrun, CUDA means this process's own GPU
+    (cuda:LOCAL_RANK)."""
+    if name in ("auto", "cuda") and torch.cuda.is_available() and dist.launched():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -91,23 +99,34 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
     last checkpoint exactly as if it had never stopped (on the CPU: bit-identical weights and metrics).
-    A folder without a checkpoint starts from scratch; a finished one (runs.is_finished) is not rewritten."""
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    A folder without a checkpoint starts from scratch; a finished one (runs.is_finished) is not rewritten.
+
+    Under torchrun (train/dist.py) every rank calls this: the model is the same whatever the number of
+    processes, rank 0 alone writes the run folder and logs, and the other ranks return a result without
+    samples (samples, quality and out_dir None)."""
+    main, world = dist.is_main(), dist.world_size()
+    log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
     device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
-    torch.manual_seed(cfg.seed)  # model initialisation
-    model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
-    out = Path(out_dir) if resume else runs.new_run_dir(out_dir) if out_dir is not None else None
-    ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
-    diffusion = Diffusion.from_config(cfg, device, warn=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    params, ema_params = list(model.parameters()), list(ema_model.parameters())
-    hooks = hooks_for(cfg, data, device, log)
-
     n = len(data)
     batch, steps_per_epoch, total_steps = schedule_length(cfg, n)
+    rows = dist.rows(batch)
+    plan = plan_for(cfg, device, world, data.images)
+    torch.manual_seed(cfg.seed)  # model initialisation
+    model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if out_dir is not None:
+        out = dist.on_main(lambda: Path(out_dir) if resume else runs.new_run_dir(out_dir))
+    else:
+        out = None
+    ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
+    diffusion = Diffusion.from_config(cfg, device, warn=main)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hooks = hooks_for(cfg, data, device, log) if main else None
+
     n_epochs = -(-total_steps // steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
@@ -116,9 +135,12 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     metrics_rows, frames = [], []
     step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
-    perm = loss_sum = None
-    restored = ckpt.load_state(out, cfg, device) if resume else None
-    if resume:  # a folder with no checkpoint yet (or none at all) simply starts there: resume is "start or continue"
+    perm = None
+    restored = dist.on_main(lambda: ckpt.load_state(out, cfg, device)) if resume else None
+    finished = resume and dist.on_main(lambda: runs.is_finished(out))
+    if not main:
+        out = None  # rank 0 alone writes
+    if resume and out is not None:  # a folder with no checkpoint yet (or none at all) simply starts there
         out.mkdir(parents=True, exist_ok=True)
         ckpt.clean_stale_temp_files(out)
     if restored is not None:
@@ -134,100 +156,122 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             metrics_rows = list(restored["metrics"])
             frames = list(restored["frames"].numpy()) if restored["frames"] is not None else []
             if start_batch > 0:
-                perm, loss_sum = restored["perm"].to(device), restored["loss_sum"].to(device)
+                perm = restored["perm"].to(device)
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-            raise InputError(f"{out / runs.CHECKPOINT}: training state does not fit the config "
+            raise InputError(f"{Path(out_dir) / runs.CHECKPOINT}: training state does not fit the config "
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
-        log(f"resuming {out} after epoch {start_epoch}, step {step}")
-    finished = resume and runs.is_finished(out)
+        log(f"resuming {out} after {ckpt.position(step, start_epoch, start_batch)}")
     if out is not None and not finished:
         runs.write_json(out / runs.CONFIG, cfg.to_dict())
+        if restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
+            runs.write_csv(out / runs.METRICS, metrics_rows)
 
-    def save(epoch_done: int, batch_done: int) -> None:
+    net = dist.wrap(model, device)
+    if plan.compile:
+        net = torch.compile(net)
+    train_step = TrainStep(cfg, net, model, ema_model, optimizer, diffusion, data, generator, rows, plan)
+    if plan.graphs:
+        make_graph_safe(optimizer, device)
+        train_step = GraphedStep(train_step, batch, optimizer, CudaGraphBackend(generator))
+    state = train_step.step if plan.graphs else train_step  # the loss sum and non-finite marker live there
+    if restored is not None and start_batch > 0:
+        state.loss_sum.copy_(restored["loss_sum"])
+    sampling_model = for_sampling(ema_model, device, cfg.cuda_graphs)
+
+    def save(epoch_done: int, batch_done: int, loss_sum=None) -> None:
+        if metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
+            runs.write_csv(out / runs.METRICS, metrics_rows)
         ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
                         perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
                         seconds=seconds_before + time.perf_counter() - start, skipped=skipped,
-                        shape=data.shape, classes=data.classes)
+                        shape=data.shape, classes=data.classes, world_size=world)
 
-    # non-finite guard without a host sync per step: remember the first bad step in a tensor, look once
-    # per epoch (before anything is written); --skip-nonfinite N must look every step, and does
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)
-    show = sys.stderr.isatty() if progress is None else progress
+    def stop_requested(last_of_epoch: bool) -> bool:  # one process: look every step; several: agree now and then
+        if world == 1:
+            return stop.signum is not None
+        return (last_of_epoch or step % STOP_CHECK_EVERY == 0) and dist.any_rank(stop.signum is not None, device)
+
+    # non-finite guard without a host sync per step: the step remembers the first bad step in a tensor, the
+    # loop looks once per epoch (before anything is written); --skip-nonfinite N must look every step, and does
+    show = main and (sys.stderr.isatty() if progress is None else progress)
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start_epoch, n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
                initial=start_epoch, total=n_epochs)
     start = time.perf_counter()
+    compile_seconds = None
     with ckpt.StopSignals() as stop:
         for epoch in bar:
             model.train()
             epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
             if start_batch == 0:
                 perm = torch.randperm(n, device=device, generator=generator)
-                loss_sum = torch.zeros((), device=device)
+                state.loss_sum.zero_()
             for i in range(start_batch, epoch_steps):
-                idx = perm[i * batch:(i + 1) * batch]
-                x0 = data.batch(idx, generator)  # (B, 2) or (B, C, H, W)
-                y = drop_labels(data.labels[idx], cfg.cond_drop, generator) if cfg.class_cond else None  # (B,)
-                loss = diffusion.loss(model, x0, generator, y=y, kind=cfg.loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                # the total gradient norm, clipped to grad_clip (inf: measured only)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-                finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
-                if cfg.skip_nonfinite > 0 and not finite:  # a host sync per step, only in this mode
-                    skipped += 1
+                first = plan.compile and compile_seconds is None
+                t0 = time.perf_counter() if first else 0.0
+                if train_step(perm[i * batch:(i + 1) * batch], step + 1, ema_decay(cfg.ema, step + 1)):
+                    skipped += 1  # only with --skip-nonfinite: a non-finite step left the weights alone
                     if skipped > cfg.skip_nonfinite:
                         raise ckpt.nonfinite_error(step + 1, cfg, out)
                     log(f"skipping step {step + 1}: non-finite loss or gradient ({skipped}/{cfg.skip_nonfinite})")
-                else:
-                    optimizer.step()
-                    loss_sum += loss.detach()
-                first_bad = torch.where((first_bad < 0) & ~finite, step + 1, first_bad)
+                if first:
+                    compile_seconds = _synced_seconds(t0, device)
+                    log(f"torch.compile: the first step took {compile_seconds:.1f} s (compilation included)")
                 scheduler.step()
                 step += 1
-                if cfg.ema > 0:  # EMA with the usual warm-up: short runs are not dominated by the initial weights
-                    decay = min(cfg.ema, (1 + step) / (10 + step))
-                    torch._foreach_lerp_(ema_params, params, 1 - decay)
-                if stop.signum is not None:
-                    if cfg.skip_nonfinite == 0 and first_bad.item() >= 0:
-                        raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
+                if stop_requested(i == epoch_steps - 1):
+                    if cfg.skip_nonfinite == 0 and dist.maximum(state.first_bad).item() >= 0:
+                        raise ckpt.nonfinite_error(dist.maximum(state.first_bad).item(), cfg, out)
+                    loss_sum = dist.mean(state.loss_sum)  # every rank resumes with the ranks' mean
                     if out is not None:
-                        save(epoch, i + 1)
-                    raise stop.stopped(f"after step {step} (in epoch {epoch + 1})", out)
+                        save(epoch, i + 1, loss_sum)
+                    raise stop.stopped(f"after {ckpt.position(step, epoch, i + 1)}", out)
             start_batch = 0
-            epoch_loss = (loss_sum / epoch_steps).item()  # the one host sync per epoch
-            if cfg.skip_nonfinite == 0 and first_bad.item() >= 0:
-                raise ckpt.nonfinite_error(first_bad.item(), cfg, out)
+            epoch_loss = (dist.mean(state.loss_sum) / epoch_steps).item()  # the one host sync per epoch
+            first_bad = dist.maximum(state.first_bad).item()
+            if cfg.skip_nonfinite == 0 and first_bad >= 0:
+                raise ckpt.nonfinite_error(first_bad, cfg, out)
             elapsed = seconds_before + time.perf_counter() - start
-            row = {"epoch": epoch + 1, "step": step, "loss": epoch_loss, "lr": optimizer.param_groups[0]["lr"],
+            row = {"epoch": epoch + 1, "step": step, "loss": epoch_loss, "lr": float(optimizer.param_groups[0]["lr"]),
                    "seconds": round(elapsed, 3)}
             if data.images:
                 bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{step * batch / max(elapsed, 1e-9):.0f}")
             else:
                 bar.set_postfix(loss=f"{epoch_loss:.4f}")
-            if epoch in snapshot_at:
+            if epoch in snapshot_at and main:
                 ema_model.eval()
-                frames.append(hooks.snapshot(ema_model, diffusion))
+                frames.append(hooks.snapshot(sampling_model, diffusion))
                 row.update(hooks.snapshot_metrics(frames[-1]))
             metrics_rows.append(row)
             if out is not None and (epoch + 1 == n_epochs or (cfg.checkpoint_every > 0 and
                                                               (epoch + 1) % cfg.checkpoint_every == 0)):
                 save(epoch + 1, 0)
-        if stop.signum is not None and not finished:
+        if not finished and (stop.signum is not None if world == 1 else dist.any_rank(stop.signum is not None, device)):
             raise stop.stopped("after the last epoch, before the final files", out)
     bar.close()
     train_seconds = seconds_before + time.perf_counter() - start
     ema_model.eval()
+    if not main:
+        return TrainResult(cfg, ema_model, diffusion, None, None, None, train_seconds, None)
 
-    samples, q, floor = hooks.final(ema_model, diffusion)
+    samples, q, floor = hooks.final(sampling_model, diffusion)
     if out is not None and not finished:
-        runs.write_csv(out / runs.METRICS, metrics_rows)
         runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
         from .. import plots
 
         plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
-        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)]}
+        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)],
+                 "world_size": world, "device": device.type, **plan.as_dict()}
+        if compile_seconds is not None:
+            extra["compile_seconds"] = round(compile_seconds, 3)
         hooks.write(out, samples, q, floor, extra)  # quality.json last: it marks the run finished
     return TrainResult(cfg, ema_model, diffusion, samples, q, floor, train_seconds, out)
+
+
+def _synced_seconds(t0: float, device: torch.device) -> float:
+    """Seconds since t0 once the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0

@@ -24,7 +24,7 @@ from ..errors import InputError, TrainingStopped
 
 # config fields that may differ between a run and its resumption: they change how the run is kept
 # safe, not what it computes
-RESUMABLE_CHANGES = ("checkpoint_every", "skip_nonfinite", "device")
+RESUMABLE_CHANGES = ("checkpoint_every", "skip_nonfinite", "device", "cuda_graphs", "autocast", "compile")
 
 
 # -- RNG states ------------------------------------------------------------------------------
@@ -60,10 +60,12 @@ def _as_tuples(x):
 
 def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, scheduler, generator,
                epoch: int, batch: int, step: int, perm, loss_sum, metrics_rows, frames, seconds: float,
-               skipped: int, shape: tuple[int, ...], classes: list[str] | None) -> None:
+               skipped: int, shape: tuple[int, ...], classes: list[str] | None, world_size: int = 1) -> None:
     """Write the training state atomically to `path`. `epoch` epochs are complete and `batch` steps of
     the next one are done (with `perm` its batch order and `loss_sum` its running loss). `shape` is one
-    sample's shape and `classes` the data's class names: what sampling needs without the data."""
+    sample's shape and `classes` the data's class names: what sampling needs without the data. Every rank
+    of a torchrun run holds the same state (the same weights, generator and batch order), so rank 0's
+    checkpoint is what each needs to resume; `world_size` is recorded for the reader."""
     runs.save_checkpoint(path, {
         "version": runs.FORMAT_VERSION,
         "config": cfg.to_dict(),
@@ -84,7 +86,16 @@ def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, sch
         "frames": torch.from_numpy(np.stack(frames)) if frames else None,
         "seconds": float(seconds),
         "skipped": int(skipped),
+        "world_size": int(world_size),
     })
+
+
+def position(step: int, epoch: int, batch: int) -> str:
+    """Where a checkpoint stands, in the words of both the stop and the resume message: `epoch` epochs
+    complete and `batch` steps of the next one done, `step` steps in all."""
+    if batch > 0:
+        return f"step {step} (step {batch} of epoch {epoch + 1})"
+    return f"step {step} (the end of epoch {epoch})"
 
 
 def load_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
@@ -153,9 +164,10 @@ class StopSignals:
         return False
 
     def stopped(self, where: str, out: Path | None) -> TrainingStopped:
-        name = signal.Signals(self.signum).name
+        signum = self.signum or signal.SIGTERM  # under torchrun a rank may stop because another one was signalled
+        name = signal.Signals(signum).name
         how = f"; continue with `tiny-diffusion train --resume {out}`" if out is not None else ""
-        return TrainingStopped(f"stopped by {name} {where}{how}", exit_code=128 + self.signum)
+        return TrainingStopped(f"stopped by {name} {where}{how}", exit_code=128 + signum)
 
 
 def nonfinite_error(step: int, cfg: TrainConfig, out: Path | None) -> TrainingStopped:

@@ -362,19 +362,9 @@ def animate_grids(frames, path, titles: list[str] | None = None, fps: int = 10, 
     seconds, the last one max(1 / fps, hold_last) so the result can be seen. Returns path."""
     x = _images(frames, "frames", ndim=5)
     n_frames, n, c, h, w = x.shape
-    path = Path(path)
-    if path.suffix.lower() not in (".gif", ".mp4"):
-        raise InputError(f"{path}: cannot write animations of type {path.suffix or '(no suffix)'!r}; use .gif or .mp4")
-    fps = _whole(fps, 1, "fps")
-    if isinstance(hold_last, bool) or not isinstance(hold_last, (int, float)) or not 0 <= hold_last < math.inf:
-        raise InputError(f"hold_last = {hold_last!r}: must be a number of seconds >= 0")
     if titles is not None and len(titles) != n_frames:
         raise InputError(f"titles: {len(titles)} given for {n_frames} frames; give one title per frame")
-    mp4 = path.suffix.lower() == ".mp4"
-    ffmpeg = shutil.which("ffmpeg") if mp4 else None
-    if mp4 and ffmpeg is None:
-        raise InputError(f"{path}: MP4 needs ffmpeg on PATH; install it or write a .gif")
-    path = _output(path)
+    path = check_animation(path, fps, hold_last)
     cols, _ = _layout(n, None)
     scale = _auto_scale(w, cols)
     images = [Image.fromarray(make_grid(frame, cols, PAD, scale)) for frame in x]
@@ -382,13 +372,36 @@ def animate_grids(frames, path, titles: list[str] | None = None, fps: int = 10, 
         titles = [str(t) for t in titles]
         width = max(images[0].width, max(_text_width(t) for t in titles) + 2 * GAP)
         images = [_top_band(_widen(im, width), [t], [width / 2], titles) for im, t in zip(images, titles)]
-    if not mp4:
-        ms = [round(1000 / fps)] * (n_frames - 1) + [round(1000 * max(1 / fps, hold_last))]
+    return save_animation(images, path, fps, hold_last)
+
+
+def check_animation(path, fps, hold_last) -> Path:
+    """InputError unless path is a .gif (or a .mp4 with ffmpeg on PATH), fps a whole number >= 1 and
+    hold_last seconds >= 0: checked before any frame is drawn. Returns path as a Path."""
+    path = Path(path)
+    if path.suffix.lower() not in (".gif", ".mp4"):
+        raise InputError(f"{path}: cannot write animations of type {path.suffix or '(no suffix)'!r}; use .gif or .mp4")
+    _whole(fps, 1, "fps")
+    if isinstance(hold_last, bool) or not isinstance(hold_last, (int, float)) or not 0 <= hold_last < math.inf:
+        raise InputError(f"hold_last = {hold_last!r}: must be a number of seconds >= 0")
+    if path.suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
+        raise InputError(f"{path}: MP4 needs ffmpeg on PATH; install it or write a .gif")
+    return path
+
+
+def save_animation(images: list[Image.Image], path, fps: int = 10, hold_last: float = 1.0) -> Path:
+    """Pillow images of one size as an animation, written atomically: a GIF looping forever, or an MP4
+    through ffmpeg when path ends in .mp4. Each frame lasts 1 / fps seconds, the last one
+    max(1 / fps, hold_last). Returns path."""
+    path = _output(check_animation(path, fps, hold_last))
+    if path.suffix.lower() == ".gif":
+        ms = [round(1000 / fps)] * (len(images) - 1) + [round(1000 * max(1 / fps, hold_last))]
         return _atomic(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True,
                                                         append_images=images[1:], duration=ms, loop=0))
     repeats = max(1, round(hold_last * fps))  # frames showing the last image
     try:
-        return _atomic(path, lambda tmp: _write_mp4(images + images[-1:] * (repeats - 1), tmp, fps, ffmpeg))
+        return _atomic(path, lambda tmp: _write_mp4(images + images[-1:] * (repeats - 1), tmp, fps,
+                                                    shutil.which("ffmpeg")))
     except subprocess.CalledProcessError as e:
         why = (e.stderr or "").strip().splitlines()
         raise InputError(f"{path}: ffmpeg failed ({why[-1] if why else f'exit code {e.returncode}'}); "

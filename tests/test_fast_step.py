@@ -1,0 +1,224 @@
+"""The one-GPU paths, exercised where the CPU can: the step the loop calls is the plain eager loop bit for bit;
+the CUDA-graph plumbing (static inputs refilled each replay, the LR tensor, the EMA on tensors) run through
+a stand-in for the graph; which flags resolve to what, and the one-line errors; bf16 autocast and
+torch.compile on the CPU. What needs a real GPU is skipped here with the reason."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tiny_diffusion import runs
+from tiny_diffusion.cli import main
+from tiny_diffusion.config import TrainConfig
+from tiny_diffusion.data.source import load_source
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.errors import InputError
+from tiny_diffusion.models import build_model
+from tiny_diffusion.train import graphs, loop, train
+from tiny_diffusion.train.step import Plan, ema_update, plan_for
+
+TINY = dict(dataset="moons", n_points=512, batch_size=128, epochs=3, timesteps=20, terminal_alpha_bar=1e-4,
+            hidden_size=16, hidden_layers=1,
+            emb_size=8, frames=0, frame_points=64, device="cpu")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)")
+
+
+def tiny(**changes) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, **changes})
+
+
+def _weights(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def plain_loop(cfg: TrainConfig):
+    """The training loop as it was before steps, ranks and graphs: the reference the CPU path must equal."""
+    data = load_source(cfg, "cpu")
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data.shape)
+    ema = [p.detach().clone() for p in model.parameters()]
+    diffusion = Diffusion.from_config(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batch, per_epoch, total = loop.schedule_length(cfg, len(data))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: loop.lr_factor(s, total, cfg.warmup, cfg.lr_decay))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(data), generator=gen)
+        for i in range(per_epoch):
+            x0 = data.batch(perm[i * batch:(i + 1) * batch], gen)
+            loss = diffusion.loss(model, x0, gen, kind=cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            torch._foreach_lerp_(ema, list(model.parameters()), 1 - min(cfg.ema, (1 + step) / (10 + step)))
+    return _weights(model), ema
+
+
+def test_the_cpu_step_is_the_plain_eager_loop_bit_for_bit(tmp_path):
+    cfg = tiny()
+    train(cfg, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / runs.CHECKPOINT, weights_only=True)
+    weights, ema = plain_loop(cfg)
+    assert all(torch.equal(a, b) for a, b in zip(state["model"].values(), weights))
+    assert all(torch.equal(a, b) for a, b in zip(state["ema"].values(), ema))
+    assert not all(torch.equal(a, b) for a, b in zip(weights, ema))  # the EMA is not the raw weights
+
+
+class Replay:
+    """A CPU stand-in for a CUDA graph: capture keeps the function, each replay calls it again, so it reads
+    only what the static inputs hold at that moment (as a replayed graph does)."""
+
+    def __init__(self):
+        self.warmed = self.captured = self.replays = 0
+
+    def warm(self, fn):
+        self.warmed += 1
+        return fn()
+
+    def capture(self, fn):
+        self.captured += 1
+
+        def replay():
+            self.replays += 1
+            fn()
+        return replay
+
+
+def _cpu_graph_safe(optimizer, device):
+    """make_graph_safe's CPU counterpart: the LR as a tensor the scheduler fills (single-tensor AdamW takes it)."""
+    for group in optimizer.param_groups:
+        group["lr"], group["foreach"] = torch.tensor(float(group["lr"])), False
+
+
+def test_the_graph_path_replays_the_eager_step(monkeypatch):
+    """Through the graph wrapper (static idx, step number, EMA decay and LR tensors) the run equals the eager one
+    up to the EMA's rounding (mul + add instead of lerp on the captured path)."""
+    cfg = tiny(epochs=4)
+    eager = train(cfg, progress=False)
+    backend = Replay()
+    monkeypatch.setattr(loop, "plan_for", lambda *a: Plan(graphs=True, bf16=False, compile=False, channels_last=False))
+    monkeypatch.setattr(loop, "CudaGraphBackend", lambda generator: backend)
+    monkeypatch.setattr(loop, "make_graph_safe", _cpu_graph_safe)
+    graphed = train(cfg, progress=False)
+    steps = cfg.epochs * (cfg.n_points // cfg.batch_size)
+    assert (backend.warmed, backend.captured, backend.replays) == (graphs.WARMUP_STEPS, 1, steps - graphs.WARMUP_STEPS)
+    for a, b in zip(_weights(eager.model), _weights(graphed.model)):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+
+
+def test_a_replaced_lr_tensor_is_refused():
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.AdamW([p], lr=0.1)
+    _cpu_graph_safe(opt, "cpu")
+    step = graphs.GraphedStep(type("S", (), {"loss_sum": torch.zeros(())})(), 4, opt, Replay())
+    opt.param_groups[0]["lr"] = torch.tensor(0.1)
+    with pytest.raises(RuntimeError, match="learning-rate tensor"):
+        step(torch.arange(4), 1, 0.5)
+
+
+def test_ema_on_tensors_matches_the_float_update():
+    a, b = [torch.randn(5, 3), torch.randn(7)], [torch.randn(5, 3), torch.randn(7)]
+    c = [t.clone() for t in a]
+    ema_update(a, b, 0.9)
+    ema_update(c, b, torch.tensor(0.9))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a, c))
+
+
+def test_plans_resolve_auto_by_device_and_refuse_what_cannot_run():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # plan_for only reads the device's type
+    assert plan_for(tiny(), cpu, 1, False) == Plan(False, False, False, False)
+    assert plan_for(tiny(), cuda, 1, False).graphs
+    assert plan_for(tiny(), cuda, 1, True) == Plan(True, True, False, True)  # images: bf16, channels-last
+    assert not plan_for(tiny(), cuda, 2, True).graphs  # DDP runs eagerly
+    assert not plan_for(tiny(skip_nonfinite=3), cuda, 1, False).graphs
+    assert not plan_for(tiny(compile="on"), cuda, 1, False).graphs
+    assert plan_for(tiny(compile="on", cuda_graphs="on"), cuda, 1, False).graphs
+    assert not plan_for(tiny(cuda_graphs="off"), cuda, 1, False).graphs
+    assert not plan_for(tiny(autocast="off"), cuda, 1, True).bf16
+    for cfg, device, world, what in [(tiny(cuda_graphs="on"), cpu, 1, "need a CUDA GPU"),
+                                     (tiny(cuda_graphs="on"), cuda, 2, "for one process"),
+                                     (tiny(cuda_graphs="on", skip_nonfinite=1), cuda, 1, "skip-nonfinite"),
+                                     (tiny(autocast="bf16"), torch.device("mps"), 1, "autocast bf16")]:
+        with pytest.raises(InputError, match=what):
+            plan_for(cfg, device, world, False)
+
+
+def test_cuda_graphs_on_without_cuda_is_one_line_and_no_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["train", "--device", "cpu", "--cuda-graphs", "on", "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--cuda-graphs on: CUDA graphs need a CUDA GPU" in err
+    assert not out.exists()
+
+
+def test_run_folder_records_how_it_ran(tmp_path):
+    train(tiny(), tmp_path / "run", progress=False)
+    q = json.loads((tmp_path / "run" / runs.QUALITY).read_text())
+    assert {k: q[k] for k in ("world_size", "device", "cuda_graphs", "autocast", "compile")} == \
+        {"world_size": 1, "device": "cpu", "cuda_graphs": False, "autocast": "off", "compile": False}
+
+
+def test_how_it_runs_may_change_on_resume_and_in_sweeps():
+    from tiny_diffusion.train.state import RESUMABLE_CHANGES
+
+    assert {"cuda_graphs", "autocast", "compile"} <= set(RESUMABLE_CHANGES)
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_changes_the_arithmetic():
+    fp32, bf16 = train(tiny(), progress=False), train(tiny(autocast="bf16"), progress=False)
+    diff = max((a - b).abs().max().item() for a, b in zip(_weights(fp32.model), _weights(bf16.model)))
+    assert 0 < diff < 0.5 and all(torch.isfinite(p).all() for p in bf16.model.parameters())
+
+
+@pytest.mark.slow
+def test_compile_on_the_cpu_trains_the_same_model_and_reports_its_time(tmp_path):
+    eager = train(tiny(), progress=False)
+    compiled = train(tiny(compile="on"), tmp_path / "run", progress=False)
+    for a, b in zip(_weights(eager.model), _weights(compiled.model)):
+        assert torch.allclose(a, b, atol=1e-4)
+    seconds = json.loads((tmp_path / "run" / runs.QUALITY).read_text())["compile_seconds"]
+    assert math.isfinite(seconds) and seconds > 0
+
+
+@CUDA
+def test_cuda_graph_step_matches_eager_on_the_gpu():
+    cfg = tiny(device="cuda", epochs=4)
+    eager, graphed = train(cfg.replace(cuda_graphs="off"), progress=False), train(cfg.replace(cuda_graphs="on"), progress=False)
+    # the graph draws its noise from the same generator by another route: same distribution, other numbers
+    assert all(torch.isfinite(p).all() for p in graphed.model.parameters())
+    assert abs(eager.quality.energy - graphed.quality.energy) < 0.5
+
+
+@CUDA
+def test_graphed_sampling_net_matches_the_model_on_the_gpu():
+    from tiny_diffusion.samplers import sample
+
+    result = train(tiny(device="cuda", cuda_graphs="off"), progress=False)
+    model = result.model.eval()
+    a = sample(model, result.diffusion, 300, 3, device="cuda", steps=10)
+    b = sample(graphs.GraphedNet(model), result.diffusion, 300, 3, device="cuda", steps=10)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_gpu_bench_runs_its_smoke_sizes_here():
+    """bench/gpu.py is run on a GPU by hand (docs); its --smoke sizes check every part on this machine."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "bench" / "gpu.py"), "--smoke", "--device", "cpu"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for part in ("dino train", "default MLP step", "ancestral steps", "our loop", "plain loop", "classifier-FID"):
+        assert part in r.stdout, part
