@@ -38,22 +38,23 @@ def _one(k, n, rng):
     return CENTRES[k] + 0.3 * rng.normal(size=(n, 2))
 
 
+def _register_two(mp: pytest.MonkeyPatch) -> None:
+    """A labelled point set 'two' (classes left and right) registered as datasaurus is, for the whole pipeline."""
+    mp.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
+    mp.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
+    for k, name in enumerate(("left", "right")):
+        mp.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))
+
+
 @pytest.fixture
 def two_classes(monkeypatch):
-    """A labelled point set 'two' (classes left and right) registered as datasaurus is, for the whole pipeline."""
-    monkeypatch.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
-    monkeypatch.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
-    for k, name in enumerate(("left", "right")):
-        monkeypatch.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))
+    _register_two(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def two_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
-        mp.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
-        for k, name in enumerate(("left", "right")):
-            mp.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))
+        _register_two(mp)
         out = tmp_path_factory.mktemp("two") / "run"
         train(TrainConfig.from_dict(TWO), out, progress=False)
     return out
