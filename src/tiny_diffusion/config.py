@@ -25,6 +25,7 @@ SAMPLERS = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS
 MODELS = ("mlp", "unet", "simple-unet")  # mirrors models.MODELS
 LOSSES = ("l2", "l1")
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
+BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
@@ -58,6 +59,7 @@ POINT_DEFAULTS = dict(
     eval_n=1000,  # final samples scored against fresh true points
     eval_sampler="ddpm",  # full ancestral sampling (Ho et al. Alg. 2): the points' final samples
     eval_steps=0,  # 0 = all T steps
+    guidance=1.0,  # placeholder, set by measurement below
 )
 IMAGE_DEFAULTS = dict(
     # measured on 4000 MNIST digits (bench/mnist_recipes.py, docs/images.md): at the same images seen, v-prediction
@@ -80,6 +82,7 @@ IMAGE_DEFAULTS = dict(
     # classifier-FID 2.1 where 20 steps gave 2.8 and 10 steps 6.1 (docs/images.md)
     eval_sampler="dpm++",
     eval_steps=50,
+    guidance=1.0,  # placeholder, set by measurement below
 )
 
 
@@ -132,6 +135,13 @@ class TrainConfig:
     attn_resolutions: str = _f("auto", "U-Net: resolutions with self-attention, comma-separated (auto: the lowest "
                                "one; none: no attention)")
     dropout: float = _f(0.0, "U-Net: dropout in the residual blocks", low=0.0, high=0.99)
+    # class labels (docs/conditional.md): the label's embedding is added to the time embedding
+    class_cond: bool = _f(False, "train on the data's class labels (a labelled data set: mnist, fashion-mnist, "
+                          "cifar10, a folder with class subfolders, datasaurus); sample with --class and --guidance")
+    cond_drop: float = _f(0.1, "class-cond: share of training labels replaced by the learned 'no label' class, so "
+                          "one network also predicts unconditionally (what guidance needs)", low=0.0, high=1.0)
+    guidance: float = _auto("class-cond: guidance weight W of the final samples and the default of sample/evaluate "
+                            "(W = 1 plain conditional, 0 unconditional, > 1 guided)", low=0.0, high=1000.0)
     # optimisation
     epochs: int = _auto("passes over the training data (points: 600 x 7 steps, about 15 s on 2 cores)", low=1,
                         high=10_000_000)
@@ -236,6 +246,8 @@ class TrainConfig:
                     raise InputError(f"{source}: {f.name} = {value} must be <= {m['high']}")
         if self.terminal_alpha_bar is not None and not 0 < self.terminal_alpha_bar < 1:
             raise InputError(f"{source}: terminal_alpha_bar = {self.terminal_alpha_bar} must be in (0, 1), e.g. 1e-4")
+        if self.cond_drop >= 1:
+            raise InputError(f"{source}: cond_drop = {self.cond_drop} must be < 1 (1 never shows the network a label)")
         if self.ema >= 1:
             raise InputError(f"{source}: ema = {self.ema} must be < 1 (0 turns EMA off)")
         if self.beta_start > self.beta_end:
@@ -287,7 +299,7 @@ def read_toml(path: Path, kind: str) -> dict:
 def _type_of(f) -> type:
     """The Python type a field holds (int, float or str)."""
     t = f.type if isinstance(f.type, str) else f.type.__name__
-    return {"int": int, "float": float, "str": str}[t.split("|")[0].strip()]
+    return {"int": int, "float": float, "str": str, "bool": bool}[t.split("|")[0].strip()]
 
 
 def _coerce(f, value, source: str):
@@ -299,9 +311,9 @@ def _coerce(f, value, source: str):
         if abs(value) > 1e300:
             raise InputError(f"{source}: {f.name} = {value} is far too large for a number")
         return float(value)
-    if not isinstance(value, t) or isinstance(value, bool):
-        raise InputError(f"{source}: {f.name} = {value!r} should be {'a number' if t is not str else 'a string'}"
-                         f" ({t.__name__})")
+    if not isinstance(value, t) or (isinstance(value, bool) and t is not bool):
+        what = {str: "a string", bool: "true or false"}.get(t, "a number")
+        raise InputError(f"{source}: {f.name} = {value!r} should be {what} ({t.__name__})")
     return value
 
 
@@ -312,6 +324,10 @@ def parse_value(f, text: str):
         return None
     if f.metadata["auto"] and text.lower() == "auto":
         return None
+    if t is bool:
+        if text.lower() not in BOOLEANS:
+            raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not on or off")
+        return BOOLEANS[text.lower()]
     try:
         return t(text)
     except ValueError:

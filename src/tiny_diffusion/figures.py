@@ -68,13 +68,14 @@ def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
     return f"t = {t}{sep}lambda = {lam:.1f}"
 
 
-def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None) -> np.ndarray:
+def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, cond: dict | None = None) -> np.ndarray:
     """(steps + 1, n, *model.sample_shape): x_T ... x_0 of ancestral sampling, or only the indices in
-    `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8."""
+    `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8. cond: class labels and
+    guidance (`guidance.request`) of a class-conditional model."""
     from .samplers import trajectory
 
     states = []
-    for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device)):
+    for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **(cond or {}))):
         if keep is None or i in keep:
             states.append(_to_numpy(x, images=x.dim() == 4))
     return np.stack(states)
@@ -116,14 +117,18 @@ def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: 
 
 
 def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, panels: int = 10,
-                   device="cpu") -> Path:
+                   device="cpu", classes: str | None = None, guidance: float | None = None) -> Path:
     """x_T ... x_0 of ancestral sampling from a run: `panels` steps spaced in log-SNR (reverse_columns), each
-    titled with its t and lambda; for images rows = samples, columns = steps."""
+    titled with its t and lambda; for images rows = samples, columns = steps. classes, guidance: a
+    class-conditional run's --class and --guidance (`guidance.request`)."""
+    from .guidance import request
+
     cfg, model, diffusion = runs.load_run(run_dir, device)
     n = n or default_n(cfg.images)
     alpha_bar = _alpha_bar(diffusion)
     cols = reverse_columns(alpha_bar, panels)
-    traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()))
+    cond = request(model, cfg, n, classes, guidance)
+    traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()), cond=cond)
     if cfg.images:
         from .viz.images import process_strip
 
@@ -159,14 +164,18 @@ def training_animation(run_dir, out: Path, fps: int | None = None) -> Path:
 
 
 def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int | None = None,
-                      device="cpu") -> Path:
+                      device="cpu", classes: str | None = None, guidance: float | None = None) -> Path:
     """The sampling trajectory x_T ... x_0: at most MAX_ANIMATION_FRAMES states of it, spaced in log-SNR
-    (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps."""
+    (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps.
+    classes, guidance: as `reverse_figure`."""
+    from .guidance import request
+
     cfg, model, diffusion = runs.load_run(run_dir, device)
     n = n or default_n(cfg.images, animation=True)
     alpha_bar = _alpha_bar(diffusion)
     keep = reverse_columns(alpha_bar, MAX_ANIMATION_FRAMES)
-    frames = sampling_trajectory(model, diffusion, n, seed, device, keep=set(keep.tolist()))
+    cond = request(model, cfg, n, classes, guidance)
+    frames = sampling_trajectory(model, diffusion, n, seed, device, keep=set(keep.tolist()), cond=cond)
     return _animate(cfg.images, frames, out, [step_title(diffusion.T - c, alpha_bar) for c in keep], fps)
 
 

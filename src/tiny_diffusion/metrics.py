@@ -81,3 +81,19 @@ def data_floor(dataset: str, n: int = N_EVAL, n_refs: int = N_REFS) -> Quality:
     from .data import load_dataset
 
     return quality(load_dataset(dataset, n, seed=20_000), references(dataset, n, n_refs))
+
+
+def per_class(fake: np.ndarray, labels: np.ndarray, dataset: str, n_refs: int = N_REFS) -> dict[str, dict]:
+    """A labelled point set's samples scored class by class: for each requested class (name -> ...), the
+    quality of its samples against fresh points of that class alone, beside that class's data floor at the
+    same n. Classes with too few samples for the k-NN radii (<= COVERAGE_K) are left out."""
+    from .data.points import LABELLED, class_dataset
+
+    names = LABELLED[dataset][1]
+    out = {}
+    for k in np.unique(labels).tolist():
+        pts, name = fake[labels == k], class_dataset(dataset, k)
+        if len(pts) > COVERAGE_K:
+            out[names[k]] = {"n": len(pts), "quality": quality(pts, references(name, len(pts), n_refs)),
+                             "data_floor": data_floor(name, len(pts), n_refs)}
+    return out

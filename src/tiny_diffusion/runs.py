@@ -71,6 +71,18 @@ def write_csv(path: Path, rows: list[dict], fieldnames=None) -> None:
     atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
+def labels_path(out: Path) -> Path:
+    """Where the class labels of samples written to `out` go: FILE.labels.csv beside a file, labels.csv in a folder."""
+    out = Path(out)
+    return out / "labels.csv" if not out.suffix else out.with_name(out.stem + ".labels.csv")
+
+
+def write_labels(path: Path, labels, classes: list[str]) -> None:
+    """The requested class of each sample as a CSV: index (the sample's row, or its PNG's number), label, class."""
+    write_csv(path, [{"index": i, "label": int(k), "class": classes[int(k)]} for i, k in enumerate(labels)],
+              ("index", "label", "class"))
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
@@ -154,7 +166,7 @@ def frame_epochs_of(run_dir: str | Path) -> list[int]:
 
 def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
     """(config, model in eval mode, diffusion) of a run, the EMA weights by default; the model's
-    `sample_shape` is the shape of one sample."""
+    `sample_shape` is the shape of one sample, its `classes` the class names of a class-conditional run (else None)."""
     from .diffusion import Diffusion
     from .models import build_model
 
@@ -163,7 +175,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
         raise InputError(f"{run_dir}: no such run folder")
     state = load_checkpoint(run_dir / CHECKPOINT)
     cfg = TrainConfig.from_dict(state["config"], source=str(run_dir / CHECKPOINT))
-    model = build_model(cfg, tuple(state.get("shape", (2,))))
+    model = build_model(cfg, tuple(state.get("shape", (2,))), classes=state.get("classes") if cfg.class_cond else None)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict(weights)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .diffusion import Diffusion
+from .guidance import Guided
 from .noise import SampleNoise, randn_like
 
 SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
@@ -255,21 +256,27 @@ IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, l
 
 def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
                sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
-               y: torch.Tensor | None = None, **kwargs) -> Iterator[torch.Tensor]:
+               y: torch.Tensor | None = None, guidance: float = 1.0, **kwargs) -> Iterator[torch.Tensor]:
     """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
     (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
     depends only on (seed, i): its x_T and every step's noise come from its own stream
     (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
     (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit.
-    y: (n,) class labels passed to the model, aligned the same way. eta is DDIM's (ddim only)."""
+    y: (n,) class labels passed to the model, aligned the same way (negative: the "no label" class), and
+    `guidance` their classifier-free guidance weight W (`guidance.Guided`: 1 plain conditional, 0 unconditional;
+    both predictions in one call per block, each sample at its same rows). eta is DDIM's (ddim only)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if eta is not None:
         if sampler != "ddim":
             raise ValueError(f"eta applies to the ddim sampler only, not {sampler}")
         kwargs["eta"] = eta
+    if guidance != 1 and y is None:
+        raise ValueError(f"guidance = {guidance} needs class labels y to guide towards")
     shape = tuple(shape or getattr(model, "sample_shape", (2,)))
     noise = SampleNoise(seed, n, shape, device=device, start=start)
+    if y is not None:
+        model, y = Guided(model, guidance), y.to(device)
     aligned = AlignedBatches(model, start, POINT_BLOCK if len(shape) == 1 else IMAGE_BLOCK, y)
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .common import add_device_flag, device_of, output_path, positive_int, seed_arg
+from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
@@ -21,6 +22,7 @@ def add_parser(sub) -> None:
                    help="frames per second (default: the frames play in about 5 s, at most 10 fps); the last frame "
                    "stays 2 s")
     add_device_flag(p)
+    add_class_flags(p)  # --reverse only
     p.set_defaults(func=run)
 
 
@@ -39,7 +41,10 @@ def run(args) -> int:
     if out.suffix == ".mp4" and not shutil.which("ffmpeg"):
         raise InputError(f"--out {out}: MP4 needs ffmpeg on PATH; install it or write a .gif")
     if args.reverse:
-        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device))
+        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device), args.classes,
+                                  args.guidance)
+    elif args.classes is not None or args.guidance is not None:
+        raise InputError("--class and --guidance apply to --reverse (the training snapshots are already drawn)")
     else:
         figures.training_animation(run_dir, out, args.fps)
     print(f"wrote {out}")

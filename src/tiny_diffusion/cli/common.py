@@ -34,9 +34,11 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
         m = f.metadata
         extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
         default = (f"{POINT_DEFAULTS[f.name]} for points, {IMAGE_DEFAULTS[f.name]} for images" if m["auto"]
-                   else f.default)
-        parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                            help=f"{m['help']}{extra}; default {default}")
+                   else ("on" if f.default else "off") if isinstance(f.default, bool) else f.default)
+        switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
+            {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
+        parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
+                            help=f"{m['help']}{extra}; default {default}", **switch)
 
 
 def config_overrides(args: argparse.Namespace, names=None) -> dict:

@@ -9,6 +9,7 @@ from ..config import TrainConfig
 from ..errors import InputError
 from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, load_run_on, output_path,
                      positive_int, print_quality, sampling_options, seed_arg)
+from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
@@ -27,8 +28,11 @@ def add_parser(sub) -> None:
     add_device_flag(p)
     add_threads_flag(p)
     add_sampling_flags(p, lists=True)
-    p.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers")
-    p.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png)")
+    add_class_flags(p, lists=True)
+    p.add_argument("--csv", help="sweep table (default RUN_DIR/steps_curve.csv); with several --steps or samplers "
+                   "(or guidance_curve.csv with several --guidance weights)")
+    p.add_argument("--figure", help="sweep figure .png|.pdf|.svg (default RUN_DIR/steps_curve.png, or "
+                   "guidance_curve.png)")
     p.add_argument("--nll", action="store_true", help="also the exact NLL of the probability-flow ODE and the DDPM "
                    "-ELBO (an upper bound on the ancestral sampler's NLL) of held-out points, nats per point, lower is "
                    "better (run folders only)")
@@ -42,6 +46,8 @@ def run(args) -> int:
         raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
 
     target = Path(args.target)
+    if args.classes is not None or args.guidance is not None or _is_conditional_run(target):
+        return _conditional(args, target)
     if _is_image_target(target, args.dataset):
         return _evaluate_images(args, target)
     if args.nll and not target.is_dir():
@@ -135,6 +141,47 @@ def _evaluate_images(args, target: Path) -> int:
     print_quality(what, cfg.dataset, report.quality, report.floor)
     print(f"noise images:  {report.noise}")
     print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
+    return 0
+
+
+def _is_conditional_run(target: Path) -> bool:
+    from ..runs import CONFIG, run_config
+
+    return os.path.isfile(target / CONFIG) and run_config(target).class_cond
+
+
+def _conditional(args, target: Path) -> int:
+    """A class-conditional run: its samples of the requested classes scored class by class (points) or by the
+    classifier (images), at one guidance weight or, with several, as the trade-off curve (CSV + figure)."""
+    from .. import guidance_curve
+    from ..guidance import request
+    from ..runs import CONFIG, run_config
+
+    if not os.path.isfile(target / CONFIG):
+        raise InputError(f"{target}: --class and --guidance need a class-conditional run folder to sample from")
+    if args.nll or args.dataset not in (None, run_config(target).dataset):
+        raise InputError(f"{target}: a class-conditional run is scored against its own data set, without --nll; "
+                         f"drop --dataset and --nll")
+    cfg, model, diffusion, device = load_run_on(str(target), args.device)
+    cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
+    from ..train.hooks import final_sampling
+
+    n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # by default: the run's final samples
+    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
+    options = sampling_options(args, diffusion, cfg)
+    weights = args.guidance or [cond["guidance"]]
+    print(f"{n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps, seed {seed}) "
+          f"per weight")
+    if len(weights) == 1:
+        rows = guidance_curve.sweep(model, diffusion, cfg, weights, cond, n, seed, device, options)
+        if not cfg.images:
+            print("\n".join(guidance_curve.describe(r) for r in rows))
+        return 0
+    csv_path = output_path(args.csv or str(target / "guidance_curve.csv"), (".csv",), "--csv")
+    figure = output_path(args.figure or str(target / "guidance_curve.png"), (".png", ".pdf", ".svg"), "--figure")
+    guidance_curve.run(model, diffusion, cfg, weights, cond, n, seed, device, options, csv_path, figure,
+                       title=f"{target.name}: {n} samples per weight")
+    print(f"wrote {csv_path} and {figure}")
     return 0
 
 

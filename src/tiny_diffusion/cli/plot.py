@@ -6,6 +6,7 @@ from ..config import TrainConfig
 from ..errors import InputError
 from .common import (SCHEDULE_FIELDS, add_config_flags, add_device_flag, config_overrides, device_of, flag_name,
                      output_path, positive_int, seed_arg)
+from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
@@ -21,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--panels", type=positive_int, default=10, help="snapshots in the grid (default 10)")
     add_device_flag(p)
     add_config_flags(p, SCHEDULE_FIELDS)
+    add_class_flags(p)  # reverse only
     p.set_defaults(func=run)
 
 
@@ -39,6 +41,8 @@ def run(args) -> int:
         else:
             changes = {"dataset": args.dataset or "dino", **({"data_dir": args.data_dir} if args.data_dir else {})}
             cfg = TrainConfig.from_dict({**given, **changes})
+        if args.classes is not None or args.guidance is not None:
+            raise InputError("plot forward noises real data, which asks for no class; drop --class and --guidance")
         figures.forward_figure(cfg, out, args.n, args.seed, args.panels)
     else:
         if not args.run_dir:
@@ -47,6 +51,7 @@ def run(args) -> int:
                   ["--data-dir"] * (args.data_dir is not None)
         if ignored:
             raise InputError(f"plot reverse samples the run's own model, data and schedule; drop {', '.join(ignored)}")
-        figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, device_of(args.device))
+        figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, device_of(args.device),
+                               args.classes, args.guidance)
     print(f"wrote {out}")
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .common import (add_device_flag, add_sampling_flags, add_threads_flag, load_run_on, output_path, positive_int,
                      sampling_options, seed_arg)
+from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
@@ -19,6 +20,7 @@ def add_parser(sub) -> None:
     add_device_flag(p)
     add_threads_flag(p)
     add_sampling_flags(p)
+    add_class_flags(p)
     p.set_defaults(func=run)
 
 
@@ -32,6 +34,7 @@ def run(args) -> int:
 def _sample(args) -> int:
     import torch
 
+    from ..guidance import request
     from ..samplers import describe_grid, sample
     from ..train import dist
     from ..train.graphs import for_sampling
@@ -41,22 +44,30 @@ def _sample(args) -> int:
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
     options = sampling_options(args, diffusion, cfg)
+    cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
+    labels = cond["y"].numpy() if cond else None
     # sample i depends only on (seed, i) (samplers.trajectory), so each rank draws its own range of i and the
     # gathered whole is what one process draws
     lo, hi = dist.shard(args.n)
+    mine = {**cond, "y": cond["y"][lo:hi]} if cond else {}
     net = for_sampling(model, device, cfg.cuda_graphs)
-    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options).cpu() if hi > lo
+    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options, **mine).cpu() if hi > lo
          else torch.empty((0, *model.sample_shape)))
     x = dist.gather_rows(x)
     if not dist.is_main():
         return 0
     if cfg.images:
-        save_images(out, x)
+        save_images(out, x, labels, model.classes)
     else:
         save_points(out, x.numpy())
     grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
                          images=cfg.images)
     print(f"wrote {len(x)} samples to {out} ({grid}, seed {args.seed})")
+    if cond:  # the class each sample was asked for, beside the samples
+        from ..runs import labels_path, write_labels
+
+        write_labels(labels_path(out), labels, model.classes)
+        print(f"their classes (guidance {cond['guidance']:g}) in {labels_path(out)}")
     return 0
 
 
@@ -70,15 +81,18 @@ def _image_output(path: str) -> Path:
     return Path(path) if _folder_like(path) else output_path(path, (".npy", ".png"))
 
 
-def save_images(path: Path, x) -> None:
-    """Samples (N, C, H, W) in [-1, 1]: .npy as float32, .png as one grid, a folder as one PNG per image."""
+def save_images(path: Path, x, labels=None, classes=None) -> None:
+    """Samples (N, C, H, W) in [-1, 1]: .npy as float32, .png as one grid (one row per class when labels are
+    given), a folder as one PNG per image."""
     import numpy as np
 
     from ..runs import atomic_write
-    from ..viz.images import save_grid, save_png_folder
+    from ..viz.images import save_class_grid, save_grid, save_png_folder
 
     if path.suffix.lower() == ".npy":
         atomic_write(path, lambda f: np.save(f, x.clamp(-1, 1).numpy().astype(np.float32)))
+    elif path.suffix.lower() == ".png" and labels is not None:
+        save_class_grid(x.numpy(), labels, classes, path)
     elif path.suffix.lower() == ".png":
         save_grid(x.numpy(), path)
     else:

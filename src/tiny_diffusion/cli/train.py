@@ -48,7 +48,32 @@ def _train(args, overrides: dict) -> int:
     print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
           f"sampling and figures)")
     print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    _print_classes(result)
     return 0
+
+
+def _print_classes(result) -> None:
+    """A class-conditional run's final samples asked for each class in turn: how well they got it."""
+    if not result.config.class_cond or result.out_dir is None:
+        return
+    import json
+
+    from ..runs import QUALITY
+
+    q = json.loads((result.out_dir / QUALITY).read_text())
+    if "labelled_as_requested" in q:
+        print(f"labelled as the requested class (guidance {q['guidance']:g}): {q['labelled_as_requested']:.3f} "
+              f"(the classifier's accuracy on held-out real images: {q['classifier_accuracy']:.3f})")
+    elif q.get("per_class"):
+        per = list(q["per_class"].values())
+
+        def mean(part: str, key: str) -> float:
+            return sum(c[part][key] for c in per) / len(per)
+
+        print(f"each class's samples vs its own points (guidance {q['guidance']:g}, mean of {len(per)} classes): "
+              f"precision {mean('quality', 'precision'):.3f} (floor {mean('data_floor', 'precision'):.3f})  coverage "
+              f"{mean('quality', 'coverage'):.3f} (floor {mean('data_floor', 'coverage'):.3f}); per class in "
+              f"{result.out_dir / QUALITY}")
 
 
 def _resume_train(args, changes: dict) -> int:

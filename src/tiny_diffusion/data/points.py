@@ -57,6 +57,22 @@ def datasaurus_mixture(shape: str) -> tuple[np.ndarray, np.ndarray]:
     return _datasaurus_scale(_datasaurus()[shape]), DATASAURUS_JITTER * np.array([4 / 54, 4 / 48])
 
 
+def datasaurus_dozen(n: int, rng: np.random.Generator) -> np.ndarray:
+    """All 13 Datasaurus shapes, equally likely, each point labelled with its shape (train --class-cond)."""
+    return datasaurus_labelled(n, rng)[0]
+
+
+def datasaurus_labelled(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(points (n, 2), labels (n,)): each point's shape drawn uniformly from DATASAURUS_SHAPES (its index is
+    the label), then the point from that shape as `datasaurus` draws it."""
+    labels = rng.integers(0, len(DATASAURUS_SHAPES), n)
+    pts = np.empty((n, 2))
+    for k, shape in enumerate(DATASAURUS_SHAPES):
+        rows = np.flatnonzero(labels == k)
+        pts[rows] = datasaurus(shape, len(rows), rng)
+    return pts, labels
+
+
 def moons(n: int, rng: np.random.Generator) -> np.ndarray:
     """scikit-learn's make_moons(noise=0.03), then x -> (x+0.3)*2-1, y -> (y+0.3)*3-1."""
     n_out = n // 2
@@ -146,7 +162,10 @@ DATASETS = {
     "spirals": spirals,
     "gaussian": gaussian,
     **{f"datasaurus:{s}": functools.partial(datasaurus, s) for s in DATASAURUS_SHAPES},
+    "datasaurus": datasaurus_dozen,
 }
+# Labelled point sets: name -> (draw (n, rng) -> (points, labels), class names, the data set of class c).
+LABELLED = {"datasaurus": (datasaurus_labelled, DATASAURUS_SHAPES, "datasaurus:{}")}
 
 
 def dataset_names() -> list[str]:
@@ -155,6 +174,24 @@ def dataset_names() -> list[str]:
 
 def is_file_dataset(name: str) -> bool:
     return Path(name).suffix.lower() in (".csv", ".npy")
+
+
+def load_labelled(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """(points, labels, class names) of data set `name`: the points of `load_dataset(name, n, seed)`, their
+    (n,) int64 labels and the names of the classes for a labelled set (LABELLED), else None and None."""
+    if name not in LABELLED:
+        return load_dataset(name, n, seed), None, None
+    if not isinstance(n, int) or n <= 0:
+        raise InputError(f"number of points must be a positive integer, got {n!r}")
+    draw, classes, _ = LABELLED[name]
+    pts, labels = draw(n, np.random.default_rng(seed))
+    return pts.astype(np.float32), labels.astype(np.int64), list(classes)
+
+
+def class_dataset(name: str, label: int) -> str:
+    """The data set of one class of a labelled point set: class 3 of datasaurus is datasaurus:dots."""
+    _, classes, pattern = LABELLED[name]
+    return pattern.format(classes[label])
 
 
 def load_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:

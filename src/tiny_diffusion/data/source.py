@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 
 @dataclass
 class DataSource:
@@ -50,12 +52,22 @@ class DataSource:
 def load_source(cfg, device) -> DataSource:
     """The training data `cfg` names, on `device`; InputError for bad data (before any folder exists)."""
     if not cfg.images:
-        from .points import load_dataset
+        from .points import load_labelled
 
-        return DataSource(torch.from_numpy(load_dataset(cfg.dataset, cfg.n_points, cfg.seed)).to(device), None, None)
-    from .images import load_images
+        x, labels, classes = load_labelled(cfg.dataset, cfg.n_points, cfg.seed)
+        data = DataSource(torch.from_numpy(x).to(device), _on(labels, device), classes)
+    else:
+        from .images import load_images
 
-    s = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels)
-    flip = s.flip if cfg.flip == "auto" else cfg.flip == "on"
-    labels = torch.from_numpy(s.train_labels).to(device) if s.train_labels is not None else None
-    return DataSource(torch.from_numpy(s.train).to(device), labels, s.classes, flip, s.test, s.test_labels, s.name)
+        s = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels)
+        flip = s.flip if cfg.flip == "auto" else cfg.flip == "on"
+        data = DataSource(torch.from_numpy(s.train).to(device), _on(s.train_labels, device), s.classes, flip, s.test,
+                          s.test_labels, s.name)
+    if getattr(cfg, "class_cond", False) and data.labels is None:
+        raise InputError(f"--class-cond: {cfg.dataset} has no class labels; use a labelled data set (datasaurus, "
+                         f"mnist, fashion-mnist, cifar10, a folder of class subfolders) or drop --class-cond")
+    return data
+
+
+def _on(labels: np.ndarray | None, device) -> torch.Tensor | None:
+    return torch.from_numpy(labels).to(device) if labels is not None else None

@@ -20,9 +20,11 @@ class ImageReport:
     accuracy: float  # the classifier on held-out real images: the ceiling of "labelled as asked"
 
 
-def image_metric(data, device, log=None):
+def image_metric(data, device, log=None, classes: list[int] | None = None):
     """(ImageMetric, held-out accuracy) for a labelled DataSource: held-out = its test split, or else the
-    last HELD_OUT_FALLBACK training images (then the memorisation check cannot tell copies apart)."""
+    last HELD_OUT_FALLBACK training images (then the memorisation check cannot tell copies apart).
+    classes: score against real images of these classes only (held-out and training images alike), for
+    samples that asked for them; the classifier is the data set's, trained on all of its classes."""
     from ..data.images import cache_root
     from .classifier import accuracy, classifier_for
     from .images import ImageMetric
@@ -32,6 +34,9 @@ def image_metric(data, device, log=None):
     if held_x is None or held_y is None:
         held_x, held_y = train_x[-HELD_OUT_FALLBACK:], train_y[-HELD_OUT_FALLBACK:]
     clf = classifier_for(data.name, train_x, train_y, len(data.classes), cache_root() / "classifiers", device, log)
+    if classes is not None:
+        keep = np.isin(held_y, classes)
+        train_x, held_x, held_y = train_x[np.isin(train_y, classes)], held_x[keep], held_y[keep]
     return ImageMetric(clf, train_x, held_x, device=device), accuracy(clf, held_x, held_y)
 
 

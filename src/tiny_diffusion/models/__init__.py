@@ -10,7 +10,8 @@ __all__ = ["EMBEDDINGS", "MLP", "MODELS", "build_model", "make_embedding"]
 
 def _mlp(cfg, shape, label_dim):
     return MLP(hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers, emb_size=cfg.emb_size,
-               time_emb=cfg.time_emb, input_emb=cfg.input_emb, input_scale=cfg.input_scale, dim=shape[0])
+               time_emb=cfg.time_emb, input_emb=cfg.input_emb, input_scale=cfg.input_scale, dim=shape[0],
+               label_dim=label_dim)
 
 
 def _unet(cfg, shape, label_dim):
@@ -44,17 +45,20 @@ def _lowest_resolution(resolution: int, levels: int) -> int:
 MODELS = {"mlp": _mlp, "unet": _unet, "simple-unet": _simple_unet}
 
 
-def build_model(cfg, shape: tuple[int, ...] = (2,), label_dim: int = 0):
-    """The network `cfg.model` names for samples of `shape` ((2,) or (C, H, W)); label_dim > 0 adds class labels.
-    A size the network cannot take raises InputError."""
+def build_model(cfg, shape: tuple[int, ...] = (2,), label_dim: int = 0, classes: list[str] | None = None):
+    """The network `cfg.model` names for samples of `shape` ((2,) or (C, H, W)); label_dim > 0 adds class labels,
+    and so do `classes`, the names of a class-conditional model's classes (label_dim = len(classes)), which the
+    network then carries as `model.classes` (None: unconditional). A size the network cannot take raises InputError."""
     from ..errors import InputError
 
     if len(shape) == 3 and shape[1] != shape[2]:
         raise InputError(f"{cfg.dataset}: images of {shape[1]}x{shape[2]}; the networks take square images, "
                          f"set --image-size")
+    label_dim = len(classes) if classes else label_dim
     try:
         model = MODELS[cfg.model](cfg, shape, label_dim)
     except ValueError as e:
         raise InputError(f"model {cfg.model} for samples of shape {tuple(shape)}: {e}") from None
     model.sample_shape = tuple(shape)  # the network carries its samples' shape: samplers need no data set
+    model.classes = list(classes) if classes else None  # ... and its classes' names: --class needs no data set
     return model

@@ -62,3 +62,20 @@ def make_embedding(kind: str, size: int, scale: float = 1.0) -> nn.Module:
     if kind == "zero":
         return ScalarEmbedding(0.0)
     raise ValueError(f"unknown embedding {kind!r}; choose one of {', '.join(EMBEDDINGS)}")
+
+
+def add_label(emb: torch.Tensor, y: torch.Tensor | None, label_emb: nn.Embedding | None,
+               label_dim: int, batch: int) -> torch.Tensor:
+    """emb + label_emb(y), where y None or negative means the "no label" class label_dim.
+    Shared by every network (MLP, U-Net, SimpleUnet). With label_dim 0 there is no label embedding and y must be None."""
+    if label_emb is None:
+        if y is not None:
+            raise ValueError("y: labels given to a model built with label_dim=0; build it with label_dim > 0 "
+                             "or pass y=None")
+        return emb
+    if y is None:
+        y = torch.full((batch,), label_dim, dtype=torch.long, device=emb.device)
+    else:
+        y = y.reshape(-1).expand(batch)
+        y = torch.where(y < 0, label_dim, y)
+    return emb + label_emb(y)

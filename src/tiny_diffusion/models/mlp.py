@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import SinusoidalEmbedding, make_embedding
+from .embeddings import SinusoidalEmbedding, add_label, make_embedding
 
 
 class Block(nn.Module):
@@ -37,6 +37,7 @@ class MLP(nn.Module):
         input_emb: str = "sinusoidal",
         input_scale: float = 25.0,  # the classic study's scale for coordinates in about [-4, 4]
         dim: int = 2,
+        label_dim: int = 0,  # unconditional; > 0: class labels 0..label_dim-1, plus a learned "no label" class
     ):
         super().__init__()
         self.input_embs = nn.ModuleList(make_embedding(input_emb, emb_size, input_scale) for _ in range(dim))
@@ -46,6 +47,8 @@ class MLP(nn.Module):
         self.time_proj = nn.Linear(self.time_emb.size, hidden_size, bias=False)
         self.blocks = nn.Sequential(*(Block(hidden_size) for _ in range(hidden_layers)))
         self.out = nn.Linear(hidden_size, dim)
+        self.label_dim = label_dim  # the label embedding is added to the time part, as in the U-Net
+        self.label_emb = nn.Embedding(label_dim + 1, hidden_size) if label_dim else None
 
     def point_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, dim) -> (B, in_size)
         """[emb(x_1), ..., emb(x_dim)]; the sinusoidal case as one operation over all coordinates."""
@@ -55,7 +58,8 @@ class MLP(nn.Module):
         return torch.cat([emb(x[:, i]) for i, emb in enumerate(self.input_embs)], dim=-1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (B, dim); t: (B,) integer steps, or a scalar shared by the batch; y: class labels (not used yet)
+        # x: (B, dim); t: (B,) integer steps, or a scalar shared by the batch; y: (B,) class labels, or None
         t_feat = self.time_proj(self.time_emb(t.reshape(-1)))  # (B or 1, hidden)
+        t_feat = add_label(t_feat, y, self.label_emb, self.label_dim, len(x))  # (B, hidden) with labels
         h = F.gelu(self.point_proj(self.point_features(x)).add_(t_feat))  # (B, hidden)
         return self.out(self.blocks(h))  # (B, dim)

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import SinusoidalEmbedding
-from .unet import add_label
+from .embeddings import SinusoidalEmbedding, add_label
 
 
 class Block(nn.Module):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import SinusoidalEmbedding
+from .embeddings import SinusoidalEmbedding, add_label
 
 
 def count_params(module: nn.Module) -> int:
@@ -126,23 +126,6 @@ class ResAttnBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.res(x, emb)
         return self.attn(h) if self.attn is not None else h
-
-
-def add_label(emb: torch.Tensor, y: torch.Tensor | None, label_emb: nn.Embedding | None,
-               label_dim: int, batch: int) -> torch.Tensor:
-    """emb + label_emb(y), where y None or negative means the "no label" class label_dim.
-    Shared with SimpleUnet. With label_dim 0 there is no label embedding and y must be None."""
-    if label_emb is None:
-        if y is not None:
-            raise ValueError("y: labels given to a model built with label_dim=0; build it with label_dim > 0 "
-                             "or pass y=None")
-        return emb
-    if y is None:
-        y = torch.full((batch,), label_dim, dtype=torch.long, device=emb.device)
-    else:
-        y = y.reshape(-1).expand(batch)
-        y = torch.where(y < 0, label_dim, y)
-    return emb + label_emb(y)
 
 
 def _check(img_channels, img_resolution, label_dim, base_channels, channel_mult, num_res_blocks,

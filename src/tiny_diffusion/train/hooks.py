@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs
+from ..guidance import cycle_labels
 from ..samplers import sample
 
 FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
@@ -24,36 +25,60 @@ def final_sampling(cfg) -> dict:
             "steps": cfg.eval_steps or None}
 
 
+def conditioning(cfg, data, n: int) -> dict:
+    """sample()'s label arguments for n samples of a run: a class-conditional run's samples cycle through its
+    classes (sample i asks for class i % K) at the run's guidance weight; an unconditional run's take none."""
+    if not cfg.class_cond:
+        return {}
+    return {"y": cycle_labels(n, len(data.classes)), "guidance": cfg.guidance}
+
+
 class PointHooks:
-    """2D points: snapshots of frame_points points; energy / precision / coverage of the final ones."""
+    """2D points: snapshots of frame_points points; energy / precision / coverage of the final ones (and, for
+    a class-conditional run, of each class's samples against that class's own points)."""
 
     def __init__(self, cfg, data, device):
         self.cfg, self.data, self.device = cfg, data, device
+        self.per_class = None
 
     def snapshot(self, model, diffusion) -> np.ndarray:  # (frame_points, 2)
         cfg = self.cfg
         # logsnr spacing: on the default dino model, 20 DPM-Solver++ steps reach precision 0.28 with the
         # trailing spacing and about 0.7 already at 10 steps with logsnr (docs/samplers.md)
         return sample(model, diffusion, cfg.frame_points, FRAME_SEED, device=self.device, sampler=cfg.frame_sampler,
-                      steps=min(cfg.frame_steps, cfg.timesteps), spacing="logsnr").cpu().numpy()
+                      steps=min(cfg.frame_steps, cfg.timesteps), spacing="logsnr",
+                      **conditioning(cfg, self.data, cfg.frame_points)).cpu().numpy()
 
     def snapshot_metrics(self, frame) -> dict:
         return {}  # the points' numbers come from sweeps' evaluation.json, at every snapshot
 
     def final(self, model, diffusion):
         """(samples, quality, floor): the final samples (Ho et al. Alg. 2 by default) and their scores."""
-        from ..metrics import data_floor, quality, references
+        from ..metrics import data_floor, per_class, quality, references
 
-        samples = sample(model, diffusion, device=self.device, **final_sampling(self.cfg)).cpu().numpy()
-        return samples, quality(samples, references(self.cfg.dataset)), data_floor(self.cfg.dataset)
+        cfg = self.cfg
+        final = final_sampling(cfg)
+        cond = conditioning(cfg, self.data, final["n"])
+        samples = sample(model, diffusion, device=self.device, **final, **cond).cpu().numpy()
+        if cond:
+            self.per_class = per_class(samples, cond["y"].numpy(), cfg.dataset)
+        return samples, quality(samples, references(cfg.dataset)), data_floor(cfg.dataset)
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
         from .. import plots
 
         runs.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
-        plots.scatter(samples, out / "samples.png", title=f"{self.cfg.dataset}: {q}")
-        runs.write_json(out / runs.QUALITY, {"quality": q.as_dict(), "data_floor": floor.as_dict(),
-                                             "n_eval": len(samples), **extra})
+        result = {"quality": q.as_dict(), "data_floor": floor.as_dict(), "n_eval": len(samples)}
+        if self.cfg.class_cond:  # one panel per class, the labels beside the samples, the numbers per class
+            labels, classes = conditioning(self.cfg, self.data, len(samples))["y"].numpy(), self.data.classes
+            runs.write_labels(runs.labels_path(out / runs.SAMPLES), labels, classes)
+            plots.grid([(c, samples[labels == k]) for k, c in enumerate(classes)], out / "samples.png", cols=5)
+            result["guidance"] = self.cfg.guidance
+            result["per_class"] = {c: {"n": v["n"], "quality": v["quality"].as_dict(),
+                                       "data_floor": v["data_floor"].as_dict()} for c, v in self.per_class.items()}
+        else:
+            plots.scatter(samples, out / "samples.png", title=f"{self.cfg.dataset}: {q}")
+        runs.write_json(out / runs.QUALITY, {**result, **extra})
 
 
 class ImageHooks:
@@ -66,12 +91,13 @@ class ImageHooks:
         self.cfg, self.data, self.device = cfg, data, device
         self.metric, self.accuracy = image_metric(data, device, log) if data.labels is not None else (None, None)
         self._snapshot_floor = None
+        self.as_requested = None  # a class-conditional run: the share of final samples labelled as their class
 
     def _sample(self, model, diffusion, n, sampler, steps) -> np.ndarray:  # (n, C, H, W) uint8
         from ..viz.images import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
-                               sampler=sampler, steps=steps, spacing="logsnr"))
+                               sampler=sampler, steps=steps, spacing="logsnr", **conditioning(self.cfg, self.data, n)))
 
     def snapshot(self, model, diffusion) -> np.ndarray:
         cfg = self.cfg
@@ -89,18 +115,28 @@ class ImageHooks:
                 "confidence": q.confidence}
 
     def final(self, model, diffusion):
-        final = final_sampling(self.cfg)
+        cfg, final = self.cfg, final_sampling(self.cfg)
         samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"])
         if self.metric is None:
             return samples, None, None
+        if cfg.class_cond:
+            from ..eval.classifier import accuracy
+
+            self.as_requested = accuracy(self.metric.classifier, samples, conditioning(cfg, self.data, len(samples))["y"])
         return samples, self.metric.score(samples), self.metric.floor(len(samples))
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
-        from ..viz.images import save_grid, save_png_folder
+        from ..viz.images import save_class_grid, save_grid, save_png_folder
 
         save_png_folder(samples, out / SAMPLES_DIR)
-        save_grid(samples[:100], out / "samples.png")
         result = {"n_eval": len(samples), "shape": list(self.data.shape)}
+        if self.cfg.class_cond:  # one row per class, and each PNG's class in samples/labels.csv
+            labels = conditioning(self.cfg, self.data, len(samples))["y"].numpy()
+            runs.write_labels(runs.labels_path(out / SAMPLES_DIR), labels, self.data.classes)
+            save_class_grid(samples[:100], labels[:100], self.data.classes, out / "samples.png")
+            result.update(guidance=self.cfg.guidance, labelled_as_requested=self.as_requested)
+        else:
+            save_grid(samples[:100], out / "samples.png")
         if q is not None:
             noise = self.metric.noise(len(samples))
             result.update(metric="classifier-FID (docs/images.md)", quality=q.as_dict(), data_floor=floor.as_dict(),

@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     rows = dist.rows(batch)
     plan = plan_for(cfg, device, world, data.images)
     torch.manual_seed(cfg.seed)  # model initialisation
-    model = build_model(cfg, data.shape).to(device)
+    model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if out_dir is not None:

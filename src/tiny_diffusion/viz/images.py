@@ -219,6 +219,20 @@ def save_grid(images, path, nrow: int | None = None, scale: int | None = None,
     return _atomic(_output(path), lambda tmp: img.save(tmp, format=fmt))
 
 
+def save_class_grid(images, labels, classes: list[str], path, per_row: int | None = None) -> Path:
+    """A grid with one row per requested class (in order of first appearance), named on the left: row r holds
+    that class's images in order, at most per_row of them (default all); shorter rows end in blank cells."""
+    x, labels = _images(images), np.asarray(labels)
+    if len(labels) != len(x):
+        raise InputError(f"labels: {len(labels)} for {len(x)} images; give one label per image")
+    order = list(dict.fromkeys(labels.tolist()))
+    rows = [x[labels == k][:per_row] for k in order]
+    cols = max(len(r) for r in rows)
+    blank = np.full((cols, *x.shape[1:]), 255, np.uint8)
+    tiles = np.concatenate([np.concatenate([r, blank[:cols - len(r)]]) for r in rows])
+    return save_grid(tiles, path, nrow=cols, labels=[classes[k] for k in order])
+
+
 def save_png_folder(images, dir: Path, start: int = 0) -> list[Path]:
     """One PNG per image in folder `dir`, named {start:06d}.png, {start + 1:06d}.png, ...: grayscale as
     mode L, RGB as RGB, which pytorch-fid and clean-fid read. Existing files of those names are replaced.

@@ -1,0 +1,103 @@
+"""Class labels and classifier-free guidance (Ho & Salimans 2022): one network trained with and without the
+label, and at sampling time its two predictions combined with a guidance weight W:
+
+    eps_guided = eps_uncond + W (eps_cond - eps_uncond)
+
+W = 1 is the plain conditional prediction, W = 0 the unconditional one, W > 1 pushes each sample further
+towards what makes it its class (Ho & Salimans write the same as (1 + w) eps_cond - w eps_uncond, w = W - 1).
+`Guided` applies it to the network's raw output, which is exact for every prediction target: x0, eps and v
+are affine in the output with the same coefficients for both halves, and the weights (1 - W, W) sum to 1.
+
+The "no label" class: label NULL (any negative label) is the network's learned null class (the extra row
+label_dim of its label embedding). Training replaces each label by it with probability cond_drop
+(`drop_labels`), so the same weights predict eps_cond and eps_uncond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+NULL = -1  # the "no label" class, as the networks read it (models.embeddings.add_label)
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """uncond + w (cond - uncond): the guided prediction. torch.lerp is exact at both ends, so w = 1 returns
+    cond and w = 0 returns uncond bit for bit."""
+    return torch.lerp(uncond, cond, w)
+
+
+def drop_labels(y: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training labels y with each one replaced by NULL with probability p (one uniform draw per label)."""
+    drop = torch.rand(y.shape, device=y.device, generator=generator) < p
+    return torch.where(drop, NULL, y)
+
+
+class Guided(torch.nn.Module):
+    """model(x, t, y) guided with weight w. Both predictions come from ONE network call on a doubled batch:
+    rows [x; x] with labels [y; NULL], so guidance costs one wider call per step, not two. w = 1 and w = 0
+    need only one half, and call the network on it alone. Without labels (y None) the model runs as is."""
+
+    def __init__(self, model, w: float):
+        super().__init__()
+        if not w >= 0:
+            raise ValueError(f"guidance weight w = {w} must be >= 0 (1: plain conditional, 0: unconditional)")
+        self.model, self.w = model, float(w)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            return self.model(x, t)
+        if self.w == 1:
+            return self.model(x, t, y)
+        null = torch.full_like(y, NULL)
+        if self.w == 0:
+            return self.model(x, t, null)
+        both = self.model(torch.cat([x, x]), t if t.dim() == 0 else torch.cat([t, t]), torch.cat([y, null]))
+        cond, uncond = both.chunk(2)
+        return guide(cond, uncond, self.w)
+
+
+def cycle_labels(n: int, n_classes: int, start: int = 0) -> torch.Tensor:
+    """(n,) labels of samples start .. start + n - 1 cycling through the classes: sample i asks for i % n_classes."""
+    return torch.arange(start, start + n) % n_classes
+
+
+def split_labels(classes: list[int], n: int) -> torch.Tensor:
+    """(n,) labels for n samples split evenly between `classes`, in order (the first ones one more when n does
+    not divide): split_labels([3, 7], 5) -> [3, 3, 3, 7, 7]."""
+    counts = [len(part) for part in np.array_split(np.arange(n), len(classes))]
+    return torch.repeat_interleave(torch.tensor(classes, dtype=torch.long), torch.tensor(counts))
+
+
+def parse_classes(text: str, classes: list[str]) -> list[int]:
+    """'7', 'dino', '3,7' -> label indices: each item a class's name or its index; InputError naming the choices."""
+    out = []
+    for item in (i.strip() for i in text.split(",")):
+        if item in classes:
+            out.append(classes.index(item))
+        elif item.isdigit() and int(item) < len(classes):
+            out.append(int(item))
+        else:
+            raise InputError(f"--class {item!r}: not a class of this run; give an index 0..{len(classes) - 1} or a "
+                             f"name: {', '.join(classes)}")
+    return out
+
+
+def request(model, cfg, n: int, classes: str | None = None, guidance: float | None = None) -> dict:
+    """sample()'s label arguments for n samples of a run's model: `classes` (the --class text) split evenly in
+    order, or without it all the classes in turn (sample i asks for i % K), at guidance weight `guidance`
+    (default: the run's cfg.guidance). {} for an unconditional model; InputError for a flag it cannot take."""
+    names = getattr(model, "classes", None)
+    if names is None:
+        given = "--class" if classes is not None else "--guidance" if guidance is not None else None
+        if given:
+            raise InputError(f"{given}: this run was trained without class labels; drop {given}, or train a "
+                             f"conditional run with --class-cond")
+        return {}
+    w = cfg.guidance if guidance is None else guidance
+    if not 0 <= w < float("inf"):
+        raise InputError(f"--guidance {w}: must be a number >= 0 (1: plain conditional, 0: unconditional, > 1: guided)")
+    y = split_labels(parse_classes(classes, names), n) if classes is not None else cycle_labels(n, len(names))
+    return {"y": y, "guidance": w}

@@ -1,0 +1,306 @@
+"""Class-conditional training and classifier-free guidance: the guidance formula at its ends, one batched call
+per step, the label dropout rate, a known answer on two Gaussian classes, per-sample seeding with labels, the
+labelled Datasaurus set, the CLI's flags, label files and errors, and exact resume of a conditional run."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_diffusion import runs
+from tiny_diffusion.cli import main
+from tiny_diffusion.config import TrainConfig
+from tiny_diffusion.data import points
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
+from tiny_diffusion.models import build_model
+from tiny_diffusion.samplers import POINT_BLOCK, SAMPLERS, sample
+from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.train import train
+
+CENTRES = np.array([[-2.5, 0.0], [2.5, 0.0]])  # two well-separated classes, std 0.3
+TWO = dict(dataset="two", class_cond=True, n_points=2000, batch_size=250, epochs=100, hidden_size=32,
+           hidden_layers=2, emb_size=16, frames=0, frame_points=200, eval_sampler="ddpm", eval_steps=100, device="cpu")
+FAST = ["--sampler", "ddpm", "--steps", "100"]
+
+
+def _two(n, rng):
+    labels = rng.integers(0, 2, n)
+    return CENTRES[labels] + 0.3 * rng.normal(size=(n, 2)), labels
+
+
+def _one(k, n, rng):
+    return CENTRES[k] + 0.3 * rng.normal(size=(n, 2))
+
+
+@pytest.fixture
+def two_classes(monkeypatch):
+    """A labelled point set 'two' (classes left and right) registered as datasaurus is, for the whole pipeline."""
+    monkeypatch.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
+    monkeypatch.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
+    for k, name in enumerate(("left", "right")):
+        monkeypatch.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))
+
+
+@pytest.fixture(scope="module")
+def two_run(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
+        mp.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
+        for k, name in enumerate(("left", "right")):
+            mp.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))
+        out = tmp_path_factory.mktemp("two") / "run"
+        train(TrainConfig.from_dict(TWO), out, progress=False)
+    return out
+
+
+def _model(label_dim=3, seed=0):
+    torch.manual_seed(seed)
+    cfg = TrainConfig(hidden_size=16, hidden_layers=1, emb_size=8)
+    return build_model(cfg, (2,), classes=[str(k) for k in range(label_dim)]).eval()
+
+
+# -- the guidance formula ----------------------------------------------------------------------
+
+def test_guide_is_exact_at_both_ends_and_linear_between():
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = torch.randn(100, 2, generator=g), torch.randn(100, 2, generator=g)
+    assert torch.equal(guide(cond, uncond, 1.0), cond)
+    assert torch.equal(guide(cond, uncond, 0.0), uncond)
+    for w in (0.3, 2.0, 7.5):
+        torch.testing.assert_close(guide(cond, uncond, w), uncond + w * (cond - uncond))
+
+
+def test_w1_is_the_conditional_prediction_and_w0_the_unconditional_one():
+    model, x, t, y = _model(), torch.randn(50, 2), torch.tensor(7), torch.arange(50) % 3
+    with torch.no_grad():
+        cond, uncond = model(x, t, y), model(x, t, None)
+        assert not torch.allclose(cond, uncond)  # the labels matter, so the checks below can fail
+        assert torch.equal(Guided(model, 1.0)(x, t, y), cond)
+        assert torch.equal(Guided(model, 0.0)(x, t, y), uncond)
+        torch.testing.assert_close(Guided(model, 3.0)(x, t, y), uncond + 3.0 * (cond - uncond))
+        assert torch.equal(model(x, t, torch.full_like(y, NULL)), uncond)  # NULL is the "no label" class
+
+
+class Counting(torch.nn.Module):
+    """A model that records the batch size of every call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.sample_shape, self.classes, self.calls = model, model.sample_shape, model.classes, []
+
+    def forward(self, x, t, y=None):
+        self.calls.append(len(x))
+        return self.model(x, t, y)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_guidance_costs_one_call_of_a_doubled_batch_per_step(sampler):
+    diffusion = Diffusion(make_betas("cosine", 50))
+    for w, width in ((2.0, 2 * POINT_BLOCK), (1.0, POINT_BLOCK), (0.0, POINT_BLOCK)):
+        model = Counting(_model())
+        sample(model, diffusion, 300, 0, sampler=sampler, steps=10, y=cycle_labels(300, 3), guidance=w)
+        assert model.calls == [width] * 10, (w, model.calls[:3])
+
+
+def test_guidance_without_labels_is_refused():
+    with pytest.raises(ValueError, match="needs class labels"):
+        sample(_model(), Diffusion(make_betas("cosine", 20)), 5, guidance=2.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        Guided(_model(), -1.0)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_a_guided_sample_depends_only_on_seed_index_and_label(sampler):
+    """Per-sample seeding holds with labels and guidance: sample i is the same in a batch of 7 and of 300, and
+    at an offset start."""
+    model, diffusion = _model(), Diffusion(make_betas("cosine", 30))
+    kw = dict(sampler=sampler, steps=8, guidance=2.5)
+    big = sample(model, diffusion, 300, 4, y=cycle_labels(300, 3), **kw)
+    assert torch.equal(sample(model, diffusion, 7, 4, y=cycle_labels(7, 3), **kw), big[:7])
+    part = sample(model, diffusion, 5, 4, start=100, y=cycle_labels(5, 3, start=100), **kw)
+    assert torch.equal(part, big[100:105])
+
+
+# -- training ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.1, 0.35])
+def test_drop_labels_replaces_the_configured_share(p):
+    n = 200_000
+    y = torch.arange(n) % 7
+    out = drop_labels(y, p, torch.Generator().manual_seed(1))
+    dropped = out == NULL
+    assert abs(dropped.float().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)  # 5 sigma
+    assert torch.equal(out[~dropped], y[~dropped])  # the others keep their label
+
+
+def test_training_shows_the_network_the_null_class_at_cond_drop(monkeypatch):
+    """The labels the network sees in training: a share cond_drop of them the 'no label' class."""
+    from tiny_diffusion.train import loop
+
+    seen = []
+
+    def build(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, a: seen.append(a[2].clone()) if m.training else None)
+        return model
+
+    monkeypatch.setattr(loop, "build_model", build)
+    cfg = TrainConfig(dataset="datasaurus", class_cond=True, cond_drop=0.25, n_points=4000, batch_size=1000, epochs=5,
+                      timesteps=20, schedule="cosine", hidden_size=16, hidden_layers=1, emb_size=8, frames=0, frame_points=100,
+                      eval_sampler="ddim", eval_steps=2, device="cpu")
+    train(cfg, None, progress=False)
+    y = torch.cat(seen)
+    assert len(y) == 20_000 and y.max() < 13
+    assert abs((y == NULL).float().mean().item() - 0.25) < 5 * math.sqrt(0.25 * 0.75 / len(y))
+
+
+def test_unconditional_models_have_no_label_weights():
+    """The default runs are unchanged: no label embedding, so the same weights from the same seed."""
+    cfg = TrainConfig()
+    assert not any("label" in k for k in build_model(cfg).state_dict())
+    cond = build_model(cfg, classes=["a", "b", "c"])
+    assert cond.state_dict()["label_emb.weight"].shape == (4, cfg.hidden_size)  # 3 classes + "no label"
+    torch.manual_seed(0)
+    a = build_model(cfg).state_dict()
+    torch.manual_seed(0)
+    b = build_model(cfg, classes=["a", "b"]).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the label embedding is drawn last
+
+
+def test_a_conditional_model_of_two_gaussians_draws_the_requested_class(two_run, two_classes):
+    """Known answer: class k's samples are N(CENTRES[k], 0.3^2 I) (W = 1); guided ones stay on their side."""
+    cfg, model, diffusion = runs.load_run(two_run)
+    assert model.classes == ["left", "right"]
+    for k in (0, 1):
+        for w in (1.0, 3.0):
+            x = sample(model, diffusion, 400, 0, sampler="ddpm", steps=100, y=torch.full((400,), k), guidance=w).numpy()
+            assert np.mean(np.sign(x[:, 0]) == np.sign(CENTRES[k, 0])) >= 0.99
+            assert abs(x[:, 0].mean() - CENTRES[k, 0]) < 0.3
+            if w == 1:  # the conditional law itself
+                assert np.abs(x.mean(0) - CENTRES[k]).max() < 0.15 and np.all(np.abs(x.std(0) - 0.3) < 0.1)
+    x = sample(model, diffusion, 1000, 0, sampler="ddpm", steps=100).numpy()  # unconditional: both classes
+    assert 0.3 < np.mean(x[:, 0] < 0) < 0.7
+
+
+# -- data --------------------------------------------------------------------------------------
+
+def test_the_labelled_datasaurus_set_labels_each_point_with_its_shape():
+    x, y, classes = points.load_labelled("datasaurus", 5000, seed=3)
+    assert classes == list(points.DATASAURUS_SHAPES) and y.dtype == np.int64
+    assert np.array_equal(x, points.load_dataset("datasaurus", 5000, seed=3))
+    assert np.bincount(y, minlength=13).min() > 300  # every shape, about equally often
+    for k, shape in enumerate(classes):
+        means, std = points.datasaurus_mixture(shape)
+        d = np.sqrt((((x[y == k, None, :] - means[None]) / std) ** 2).sum(-1)).min(1)  # in jitter units
+        assert np.quantile(d, 0.99) < 4  # each point is jitter away from one of its own shape's points
+    assert points.class_dataset("datasaurus", 3) == "datasaurus:dino"
+    assert points.load_labelled("dino", 10)[1] is None
+
+
+def test_label_choices():
+    assert split_labels([3, 7], 5).tolist() == [3, 3, 3, 7, 7]
+    assert split_labels([1], 3).tolist() == [1, 1, 1]
+    assert cycle_labels(5, 2, start=3).tolist() == [1, 0, 1, 0, 1]
+    assert parse_classes("dino,0, star", list(points.DATASAURUS_SHAPES)) == [3, 0, 9]
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def _labels(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_sample_writes_the_requested_classes_beside_the_samples(two_run, two_classes, tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    assert main(["sample", str(two_run), "--n", "5", *FAST, "--out", str(out)]) == 0
+    rows = _labels(tmp_path / "x.labels.csv")  # without --class: the classes in turn
+    assert [(r["index"], r["label"], r["class"]) for r in rows] == [
+        ("0", "0", "left"), ("1", "1", "right"), ("2", "0", "left"), ("3", "1", "right"), ("4", "0", "left")]
+    x = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert np.array_equal(np.sign(x[:, 0]), [-1, 1, -1, 1, -1])
+    assert main(["sample", str(two_run), "--n", "5", *FAST, "--class", "right,0", "--guidance", "2", "--out",
+                 str(tmp_path / "y.npy")]) == 0
+    assert [r["class"] for r in _labels(tmp_path / "y.labels.csv")] == ["right"] * 3 + ["left"] * 2
+    assert np.array_equal(np.sign(np.load(tmp_path / "y.npy")[:, 0]), [1, 1, 1, -1, -1])
+
+
+def test_evaluate_writes_the_guidance_curve_per_class(two_run, two_classes, tmp_path, capsys):
+    csv_path = tmp_path / "g.csv"
+    assert main(["evaluate", str(two_run), "--guidance", "0,1,3", "--n", "60", *FAST, "--csv", str(csv_path),
+                 "--figure", str(tmp_path / "g.png")]) == 0
+    rows = _labels(csv_path)
+    assert [(r["guidance"], r["class"]) for r in rows] == [(w, c) for w in ("0.0", "1.0", "3.0") for c in ("left", "right")]
+    assert all(float(r["precision"]) > 0.9 for r in rows if r["guidance"] != "0.0")  # both classes are easy
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["evaluate", str(two_run), "--class", "left", "--n", "60", *FAST]) == 0
+    assert "left" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--class", "up"], "--class 'up': not a class of this run; give an index 0..1 or a name: left, right"),
+    (["--class", "2"], "--class '2': not a class"),
+    (["--guidance", "-1"], "--guidance: -1 must be >= 0"),
+])
+def test_bad_classes_and_weights_exit_2_with_one_line(two_run, two_classes, args, message, tmp_path, capsys):
+    for command in (["sample", str(two_run), "--out", str(tmp_path / "x.csv")], ["evaluate", str(two_run)],
+                    ["plot", "reverse", str(two_run), "--out", str(tmp_path / "r.png")]):
+        assert main([*command, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_class_flags_on_an_unconditional_run_and_class_cond_without_labels_exit_2(tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = TrainConfig(n_points=256, epochs=1, batch_size=128, timesteps=10, terminal_alpha_bar=1e-4, hidden_size=8,
+                      hidden_layers=1, emb_size=4, frames=0, frame_points=20, device="cpu")
+    train(cfg, run, progress=False)
+    for flags in (["--class", "0"], ["--guidance", "2"]):
+        assert main(["sample", str(run), *flags, "--out", str(tmp_path / "x.csv")]) == 2
+        err = capsys.readouterr().err
+        assert f"{flags[0]}: this run was trained without class labels" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--dataset", "dino", "--class-cond", "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err
+    assert "--class-cond: dino has no class labels" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_class_cond_is_a_switch_in_flags_and_toml(tmp_path):
+    from tiny_diffusion.cli import build_parser
+    from tiny_diffusion.cli.common import config_overrides
+
+    parse = build_parser().parse_args
+    assert config_overrides(parse(["train", "--class-cond"]))["class_cond"] is True
+    assert config_overrides(parse(["train", "--class-cond", "off"]))["class_cond"] is False
+    (tmp_path / "c.toml").write_text("class_cond = true\ncond_drop = 0.2\n")
+    assert TrainConfig.from_toml(tmp_path / "c.toml").class_cond is True
+    with pytest.raises(Exception, match="true or false"):
+        TrainConfig.from_dict({"class_cond": "yes"})
+    with pytest.raises(Exception, match="cond_drop = 1.0 must be < 1"):
+        TrainConfig.from_dict({"cond_drop": 1.0})
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+def test_a_conditional_run_resumes_exactly(tmp_path, monkeypatch):
+    """Stopped by SIGTERM mid-run and resumed: the weights, metrics and frames of the uninterrupted run."""
+    import signal
+
+    from test_resume import TINY, _stop_at_frame, assert_same_run
+    from tiny_diffusion.errors import TrainingStopped
+
+    cfg = TrainConfig.from_dict({**TINY, "dataset": "datasaurus", "class_cond": True, "guidance": 2.0})
+    train(cfg, tmp_path / "ref", progress=False)
+    _stop_at_frame(monkeypatch, 2, lambda: signal.raise_signal(signal.SIGTERM))
+    with pytest.raises(TrainingStopped):
+        train(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    train(cfg, tmp_path / "run", progress=False, resume=True)
+    assert_same_run(tmp_path / "ref", tmp_path / "run")
