@@ -166,8 +166,8 @@ def training_animation(run_dir, out: Path, fps: int | None = None) -> Path:
 def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int | None = None,
                       device="cpu", classes: str | None = None, guidance: float | None = None) -> Path:
     """The sampling trajectory x_T ... x_0: at most MAX_ANIMATION_FRAMES states of it, spaced in log-SNR
-    (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps.
-    classes, guidance: as `reverse_figure`."""
+    (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps. classes,
+    guidance: as `reverse_figure`."""
     from .guidance import request
 
     cfg, model, diffusion = runs.load_run(run_dir, device)

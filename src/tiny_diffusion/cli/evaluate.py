@@ -156,6 +156,8 @@ def _conditional(args, target: Path) -> int:
     from .. import guidance_curve
     from ..guidance import request
     from ..runs import CONFIG, run_config
+    from ..samplers import describe_grid
+    from ..train.hooks import final_sampling
 
     if not os.path.isfile(target / CONFIG):
         raise InputError(f"{target}: --class and --guidance need a class-conditional run folder to sample from")
@@ -164,14 +166,13 @@ def _conditional(args, target: Path) -> int:
                          f"drop --dataset and --nll")
     cfg, model, diffusion, device = load_run_on(str(target), args.device)
     cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
-    from ..train.hooks import final_sampling
-
-    n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # by default: the run's final samples
+    n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # default: the run's final samples
     cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
     options = sampling_options(args, diffusion, cfg)
     weights = args.guidance or [cond["guidance"]]
-    print(f"{n} samples of {target} ({options['sampler']}, {options['steps'] or diffusion.T} steps, seed {seed}) "
-          f"per weight")
+    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
+                         images=cfg.images)
+    print(f"{n} samples of {target} ({grid}, seed {seed}) per guidance weight")
     if len(weights) == 1:
         rows = guidance_curve.sweep(model, diffusion, cfg, weights, cond, n, seed, device, options)
         if not cfg.images:

@@ -45,17 +45,17 @@ def _sample(args) -> int:
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
     options = sampling_options(args, diffusion, cfg)
     cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
-    labels = cond["y"].numpy() if cond else None
-    # sample i depends only on (seed, i) (samplers.trajectory), so each rank draws its own range of i and the
-    # gathered whole is what one process draws
+    # sample i depends only on (seed, i) (samplers.trajectory) and its class, so each rank draws its own range
+    # of i and the gathered whole is what one process draws
     lo, hi = dist.shard(args.n)
-    mine = {**cond, "y": cond["y"][lo:hi]} if cond else {}
+    mine = {"y": cond["y"][lo:hi], "guidance": cond["guidance"]} if cond else {}
     net = for_sampling(model, device, cfg.cuda_graphs)
     x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options, **mine).cpu() if hi > lo
          else torch.empty((0, *model.sample_shape)))
     x = dist.gather_rows(x)
     if not dist.is_main():
         return 0
+    labels = cond["y"].numpy() if cond else None
     if cfg.images:
         save_images(out, x, labels, model.classes)
     else:

@@ -56,8 +56,7 @@ class PointHooks:
         """(samples, quality, floor): the final samples (Ho et al. Alg. 2 by default) and their scores."""
         from ..metrics import data_floor, per_class, quality, references
 
-        cfg = self.cfg
-        final = final_sampling(cfg)
+        cfg, final = self.cfg, final_sampling(self.cfg)
         cond = conditioning(cfg, self.data, final["n"])
         samples = sample(model, diffusion, device=self.device, **final, **cond).cpu().numpy()
         if cond:
@@ -115,14 +114,15 @@ class ImageHooks:
                 "confidence": q.confidence}
 
     def final(self, model, diffusion):
-        cfg, final = self.cfg, final_sampling(self.cfg)
+        final = final_sampling(self.cfg)
         samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"])
         if self.metric is None:
             return samples, None, None
-        if cfg.class_cond:
+        if self.cfg.class_cond:
             from ..eval.classifier import accuracy
 
-            self.as_requested = accuracy(self.metric.classifier, samples, conditioning(cfg, self.data, len(samples))["y"])
+            requested = conditioning(self.cfg, self.data, len(samples))["y"]
+            self.as_requested = accuracy(self.metric.classifier, samples, requested)
         return samples, self.metric.score(samples), self.metric.floor(len(samples))
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:

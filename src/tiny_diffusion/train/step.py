@@ -78,30 +78,30 @@ class TrainStep:
     def __init__(self, cfg, net, model, ema_model, optimizer, diffusion, data, generator, rows: slice, plan: Plan):
         self.net, self.optimizer, self.diffusion, self.data, self.generator = net, optimizer, diffusion, data, generator
         self.rows, self.plan, self.kind = rows, plan, cfg.loss
+        self.cond_drop = cfg.cond_drop if cfg.class_cond else None  # class-conditional: the label dropout rate
         self.params = list(model.parameters())
         self.ema_params = list(ema_model.parameters()) if ema_model is not model else None
         self.clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # inf: the norm measured only
         self.skip_nonfinite = cfg.skip_nonfinite > 0
-        self.cond_drop = cfg.cond_drop if cfg.class_cond else None  # None: no labels drawn or passed
         device = data.x.device
         self.loss_sum = torch.zeros((), device=device)  # this epoch's (this rank's) summed loss
         self.first_bad = torch.full((), -1, device=device, dtype=torch.long)  # the first non-finite step, or -1
 
     def draw(self, idx: torch.Tensor):
-        """(x0, y, t, eps) of this rank's rows; the random numbers are drawn for the whole global batch.
-        y: the class labels, each dropped to the null class with probability cond_drop (None: unconditional)."""
+        """(x0, t, eps, y) of this rank's rows; the random numbers are drawn for the whole global batch. y: the
+        class labels of a class-conditional run, each replaced by the "no label" class with probability
+        cond_drop (guidance.drop_labels), else None (and no draw)."""
         x0 = self.data.batch(idx, self.generator)  # (B, 2) or (B, C, H, W); images: flips drawn here
-        y = drop_labels(self.data.labels[idx], self.cond_drop, self.generator) if self.cond_drop is not None else None
+        y = None if self.cond_drop is None else drop_labels(self.data.labels[idx], self.cond_drop, self.generator)
         t = self.diffusion.sample_t(len(idx), x0.device, self.generator)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=self.generator)
         x0, t, eps = x0[self.rows], t[self.rows], eps[self.rows]
-        y = y[self.rows] if y is not None else None
         if self.plan.channels_last:
             x0, eps = (v.contiguous(memory_format=torch.channels_last) for v in (x0, eps))
-        return x0, y, t, eps
+        return x0, t, eps, (y[self.rows] if y is not None else None)
 
     def __call__(self, idx: torch.Tensor, step_no, decay) -> bool:
-        x0, y, t, eps = self.draw(idx)
+        x0, t, eps, y = self.draw(idx)
         with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=self.plan.bf16, cache_enabled=False):
             loss = self.diffusion.loss(self.net, x0, y=y, kind=self.kind, t=t, eps=eps)
         self.optimizer.zero_grad(set_to_none=True)
