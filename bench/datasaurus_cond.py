@@ -34,6 +34,7 @@ from tiny_diffusion.samplers import sample
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "datasaurus-cond.toml"
 TOLERANCE = 0.1  # precision and coverage within this of the shape's data floor
 BUDGET_S = 60.0
+DINO_README_S = 12.7  # the default dino run's training seconds on the README's machine (2 idle cores)
 
 
 def train(out: Path, flags: list[str]) -> float:
@@ -42,6 +43,14 @@ def train(out: Path, flags: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - start
+
+
+def dino_seconds() -> float:
+    """Training seconds of the default dino run here and now: the yardstick of a busy machine."""
+    from tiny_diffusion.config import TrainConfig
+    from tiny_diffusion.train import train as train_run
+
+    return train_run(TrainConfig(device="cpu"), None, progress=False).train_seconds
 
 
 def score(run: Path, weights: list[float] | None, n: int, sampler: str, steps: int | None) -> list[dict]:
@@ -74,14 +83,22 @@ def main():
     p.add_argument("--sampler", default="ddpm")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--calibrate", action="store_true", help="also time the default dino run before and after "
+                   f"training, and scale the training time to the README's machine (dino: {DINO_README_S} s)")
     p.add_argument("flags", nargs="*", help="extra `train` flags after --")
     args = p.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}", flush=True)
     run = Path(args.run) if args.run else Path(args.out or tempfile.mkdtemp()) / "datasaurus-cond"
     if not args.run:
+        before = dino_seconds() if args.calibrate else None
         wall = train(run, args.flags)
         seconds = json.loads((run / "quality.json").read_text())["train_seconds"]
+        if args.calibrate:
+            dino = (before + dino_seconds()) / 2
+            print(f"the default dino run trained in {dino:.1f} s here (mean of before and after; {DINO_README_S} s on "
+                  f"the README's machine): this training scales to {seconds * DINO_README_S / dino:.1f} s there",
+                  flush=True)
         print(f"trained in {seconds:.1f} s ({wall:.1f} s wall with start-up, final samples and figures); budget "
               f"{BUDGET_S:.0f} s: {'met' if seconds <= BUDGET_S else 'MISSED'} (timing on a shared machine is only "
               f"indicative)", flush=True)
