@@ -546,3 +546,16 @@ def test_load_cifar_downloads_and_extracts_safely(server, monkeypatch, tmp_path)
     assert not (tmp_path / "cache" / "escape.bin").exists() and not (tmp_path / "escape.bin").exists()
     load_images("cifar10", log=lambda m: None)
     assert len(server.requests) == 1
+
+
+def test_a_point_set_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`--dataset dino` in a folder that holds a dino/ folder (e.g. an earlier `sample --out dino/`) is the
+    dinosaur; ./dino is the folder."""
+    from tiny_diffusion.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dino").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "dino" / "a.png")
+    assert not TrainConfig(dataset="dino").images
+    assert TrainConfig(dataset="./dino").images
+    assert TrainConfig(dataset="mnist").images

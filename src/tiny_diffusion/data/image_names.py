@@ -12,5 +12,13 @@ IMAGE_DATASETS = {  # the built-in image sets, downloaded on first use (or read 
 
 
 def is_image_dataset(name: str) -> bool:
-    """True for a built-in image set's name or a path to an existing directory (a folder of images)."""
-    return name in IMAGE_DATASETS or os.path.isdir(name)
+    """True for a built-in image set's name or a path to an existing directory (a folder of images). A
+    built-in point set's name wins over a folder of that name in the working directory (`--dataset dino`
+    beside a folder dino/ means the dinosaur; write ./dino for the folder)."""
+    if name in IMAGE_DATASETS:
+        return True
+    if not os.path.isdir(name):
+        return False
+    from .points import DATASETS  # numpy: imported only when a folder is named
+
+    return name not in DATASETS
