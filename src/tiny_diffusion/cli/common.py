@@ -166,6 +166,14 @@ def sampling_options(args, diffusion, cfg=None) -> dict:
             "lambda_min": args.lambda_min}
 
 
+def grid_text(options: dict, diffusion, cfg) -> str:
+    """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
+    from ..samplers import describe_grid
+
+    return describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
+                         images=cfg.images)
+
+
 def print_quality(what: str, dataset: str, q, floor) -> None:
     """The quality line and the data floor's beneath it (None: a data set without labels for the metrics)."""
     if q is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import InputError
 from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, load_run_on, output_path,
-                     positive_int, print_quality, sampling_options, seed_arg)
+                     grid_text, positive_int, print_quality, sampling_options, seed_arg)
 from .conditional import add_class_flags
 
 
@@ -86,14 +86,13 @@ def _run_seed(args, cfg) -> int:
 
 def _run_samples(args, target: Path, cfg, model, diffusion, device):
     """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them."""
-    from ..samplers import describe_grid, sample
+    from ..samplers import sample
     from ..train.hooks import final_sampling
 
     n = args.n or final_sampling(cfg)["n"]
     seed = _run_seed(args, cfg)
     options = sampling_options(args, diffusion, cfg)
-    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
-                         images=cfg.images)
+    grid = grid_text(options, diffusion, cfg)
     x = sample(model, diffusion, n, seed, device=device, **options)
     return x, f"{n} samples of {target} ({grid}, seed {seed})"
 
@@ -156,7 +155,6 @@ def _conditional(args, target: Path) -> int:
     from .. import guidance_curve
     from ..guidance import request
     from ..runs import CONFIG, run_config
-    from ..samplers import describe_grid
     from ..train.hooks import final_sampling
 
     if not os.path.isfile(target / CONFIG):
@@ -170,8 +168,7 @@ def _conditional(args, target: Path) -> int:
     cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
     options = sampling_options(args, diffusion, cfg)
     weights = args.guidance or [cond["guidance"]]
-    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
-                         images=cfg.images)
+    grid = grid_text(options, diffusion, cfg)
     print(f"{n} samples of {target} ({grid}, seed {seed}) per guidance weight")
     if len(weights) == 1:
         rows = guidance_curve.sweep(model, diffusion, cfg, weights, cond, n, seed, device, options)

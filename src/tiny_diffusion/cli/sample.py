@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .common import (add_device_flag, add_sampling_flags, add_threads_flag, load_run_on, output_path, positive_int,
-                     sampling_options, seed_arg)
+                     grid_text, sampling_options, seed_arg)
 from .conditional import add_class_flags
 
 
@@ -35,7 +35,7 @@ def _sample(args) -> int:
     import torch
 
     from ..guidance import request
-    from ..samplers import describe_grid, sample
+    from ..samplers import sample
     from ..train import dist
     from ..train.graphs import for_sampling
 
@@ -60,8 +60,7 @@ def _sample(args) -> int:
         save_images(out, x, labels, model.classes)
     else:
         save_points(out, x.numpy())
-    grid = describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
-                         images=cfg.images)
+    grid = grid_text(options, diffusion, cfg)
     print(f"wrote {len(x)} samples to {out} ({grid}, seed {args.seed})")
     if cond:  # the class each sample was asked for, beside the samples
         from ..runs import labels_path, write_labels
