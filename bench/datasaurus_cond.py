@@ -8,7 +8,7 @@
 
 Training is `tiny-diffusion train --config configs/datasaurus-cond.toml` as a user runs it; every shape is then
 drawn by name (`sample --class NAME`: n = 1000, full ancestral sampling, seed 0) and scored against fresh points of
-that shape, beside the shape's own data floor at the same n (metrics.py). Quality is deterministic for a given
+that shape, beside the shape's own data floor at the same n (eval/points.py). Quality is deterministic for a given
 thread count; the training seconds depend on how busy the machine is.
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from tiny_diffusion.data.points import DATASAURUS_SHAPES
-from tiny_diffusion.metrics import data_floor, quality, references
+from tiny_diffusion.eval.points import data_floor, quality, references
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.samplers import sample
+from tiny_diffusion.core.samplers import sample
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "datasaurus-cond.toml"
 TOLERANCE = 0.1  # precision and coverage within this of the shape's data floor

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from tiny_diffusion.data.points import datasaurus_mixture
-from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.exact import MixtureDenoiser
-from tiny_diffusion.metrics import quality, references
-from tiny_diffusion.schedules import make_betas
-from tiny_diffusion.samplers import sample, timesteps
+from tiny_diffusion.core.diffusion import Diffusion
+from tiny_diffusion.core.exact import MixtureDenoiser
+from tiny_diffusion.eval.points import quality, references
+from tiny_diffusion.core.schedules import make_betas
+from tiny_diffusion.core.samplers import sample, timesteps
 
 FEW = {"sampler": "dpm++", "steps": 10, "spacing": "logsnr", "lambda_min": -2.5}  # the recommended few-step setting
 SETTINGS = [

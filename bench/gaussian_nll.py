@@ -20,7 +20,7 @@ import torch
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import load_dataset
 from tiny_diffusion.data.points import gaussian_entropy, gaussian_log_density
-from tiny_diffusion.likelihood import HELD_OUT_SEED, elbo_nll, eps_fn, ode_nll
+from tiny_diffusion.eval.likelihood import HELD_OUT_SEED, elbo_nll, eps_fn, ode_nll
 from tiny_diffusion.train import train
 
 

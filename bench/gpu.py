@@ -105,9 +105,9 @@ def dino(device: torch.device, size: dict, tmp: Path) -> None:
 def step_ms(device: torch.device, size: dict) -> None:
     from tiny_diffusion.config import TrainConfig
     from tiny_diffusion.data.source import load_source
-    from tiny_diffusion.diffusion import Diffusion
+    from tiny_diffusion.core.diffusion import Diffusion
     from tiny_diffusion.models import build_model
-    from tiny_diffusion.train.graphs import CudaGraphBackend, GraphedStep, make_graph_safe
+    from tiny_diffusion.runtime.graphs import CudaGraphBackend, GraphedStep, make_graph_safe
     from tiny_diffusion.train.step import Plan, TrainStep
 
     batch = size["step_batch"]
@@ -139,10 +139,10 @@ def step_ms(device: torch.device, size: dict) -> None:
 
 def sampling(device: torch.device, size: dict) -> None:
     from tiny_diffusion.config import TrainConfig
-    from tiny_diffusion.diffusion import Diffusion
+    from tiny_diffusion.core.diffusion import Diffusion
     from tiny_diffusion.models import build_model
-    from tiny_diffusion.samplers import sample
-    from tiny_diffusion.train.graphs import GraphedNet
+    from tiny_diffusion.core.samplers import sample
+    from tiny_diffusion.runtime.graphs import GraphedNet
 
     cfg = TrainConfig(device=device.type, timesteps=size["point_steps"])
     torch.manual_seed(0)

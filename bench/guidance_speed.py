@@ -19,10 +19,10 @@ import time
 import torch
 
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.guidance import NULL, cycle_labels, guide
+from tiny_diffusion.core.diffusion import Diffusion
+from tiny_diffusion.core.guidance import NULL, cycle_labels, guide
 from tiny_diffusion.models import build_model
-from tiny_diffusion.samplers import sample
+from tiny_diffusion.core.samplers import sample
 
 
 class TwoCalls(torch.nn.Module):

@@ -17,7 +17,7 @@ import time
 import torch
 
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.samplers import sample
+from tiny_diffusion.core.samplers import sample
 from tiny_diffusion.train import resolve_device
 
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.metrics import data_floor, quality, references
-from tiny_diffusion.noise import SampleNoise
+from tiny_diffusion.eval.points import data_floor, quality, references
+from tiny_diffusion.core.noise import SampleNoise
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.samplers import sample
+from tiny_diffusion.core.samplers import sample
 
 TOLERANCE = {"energy": 0.005, "precision": 0.02, "coverage": 0.02}
 CANDIDATES = [  # (sampler, steps, spacing, lambda_min): few-step settings measured against full ancestral

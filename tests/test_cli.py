@@ -128,9 +128,9 @@ def test_reverse_trajectory_ends_at_sample_output(run_dir):
     """The reverse figure and animation show the very samples `sample --seed` writes, bit for bit."""
     import torch
 
-    from tiny_diffusion.figures import sampling_trajectory
+    from tiny_diffusion.viz.figures import sampling_trajectory
     from tiny_diffusion.runs import load_run
-    from tiny_diffusion.samplers import sample
+    from tiny_diffusion.core.samplers import sample
 
     cfg, model, diffusion = load_run(run_dir)
     traj = sampling_trajectory(model, diffusion, 50, 3, "cpu")
@@ -216,7 +216,7 @@ def test_plot_reverse_refuses_flags_it_would_ignore(run_dir, tmp_path, capsys):
 
 
 def test_plot_forward_of_a_run_uses_its_data_and_schedule(run_dir, tmp_path, monkeypatch):
-    from tiny_diffusion import figures
+    from tiny_diffusion.viz import figures
     from tiny_diffusion.runs import run_config
 
     seen = []

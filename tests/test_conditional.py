@@ -16,11 +16,11 @@ from tiny_diffusion import runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import points
-from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
+from tiny_diffusion.core.diffusion import Diffusion
+from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
 from tiny_diffusion.models import build_model
-from tiny_diffusion.samplers import POINT_BLOCK, SAMPLERS, sample
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.samplers import POINT_BLOCK, SAMPLERS, sample
+from tiny_diffusion.core.schedules import make_betas
 from tiny_diffusion.train import train
 
 CENTRES = np.array([[-2.5, 0.0], [2.5, 0.0]])  # two well-separated classes, std 0.3

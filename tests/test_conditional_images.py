@@ -12,7 +12,7 @@ import pytest
 
 from test_images_train import TINY, _flags, cache, folder  # noqa: F401  (fixtures: the folder and a private cache)
 from tiny_diffusion.cli import main
-from tiny_diffusion.guidance_curve import IMAGE_COLUMNS
+from tiny_diffusion.eval.guidance_curve import IMAGE_COLUMNS
 
 
 @pytest.fixture(scope="module")

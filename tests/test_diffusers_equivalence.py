@@ -11,9 +11,9 @@ diffusers = pytest.importorskip("diffusers")
 # diffusers' DPM-Solver++ calls np.array(tensor, copy=False), which numpy 2 deprecates: their code, not under test
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
-from tiny_diffusion.diffusion import Diffusion  # noqa: E402
-from tiny_diffusion.samplers import ddim, ddpm, dpm_solver_pp, timesteps  # noqa: E402
-from tiny_diffusion.schedules import make_betas, rescale_terminal, linear_betas  # noqa: E402
+from tiny_diffusion.core.diffusion import Diffusion  # noqa: E402
+from tiny_diffusion.core.samplers import ddim, ddpm, dpm_solver_pp, timesteps  # noqa: E402
+from tiny_diffusion.core.schedules import make_betas, rescale_terminal, linear_betas  # noqa: E402
 
 T = 1000
 TOL = 1e-5

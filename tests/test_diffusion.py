@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from tiny_diffusion.diffusion import PREDICTIONS, Diffusion
-from tiny_diffusion.exact import MixtureDenoiser
-from tiny_diffusion.samplers import ddpm
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.diffusion import PREDICTIONS, Diffusion
+from tiny_diffusion.core.exact import MixtureDenoiser
+from tiny_diffusion.core.samplers import ddpm
+from tiny_diffusion.core.schedules import make_betas
 
 
 def _diffusion(T=100, schedule="linear", prediction="eps", dtype=torch.float64):

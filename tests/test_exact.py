@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tiny_diffusion.data.points import datasaurus, datasaurus_mixture
-from tiny_diffusion.diffusion import PREDICTIONS, Diffusion
-from tiny_diffusion.exact import MixtureDenoiser
-from tiny_diffusion.samplers import sample
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.diffusion import PREDICTIONS, Diffusion
+from tiny_diffusion.core.exact import MixtureDenoiser
+from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.core.schedules import make_betas
 
 
 def _diffusion(prediction="eps", T=1000):

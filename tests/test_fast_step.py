@@ -15,10 +15,11 @@ from tiny_diffusion import runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data.source import load_source
-from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError
 from tiny_diffusion.models import build_model
-from tiny_diffusion.train import graphs, loop, train
+from tiny_diffusion.train import loop, train
+from tiny_diffusion.runtime import graphs
 from tiny_diffusion.train.step import Plan, ema_update, plan_for
 
 TINY = dict(dataset="moons", n_points=512, batch_size=128, epochs=3, timesteps=20, terminal_alpha_bar=1e-4,
@@ -200,7 +201,7 @@ def test_cuda_graph_step_matches_eager_on_the_gpu():
 
 @CUDA
 def test_graphed_sampling_net_matches_the_model_on_the_gpu():
-    from tiny_diffusion.samplers import sample
+    from tiny_diffusion.core.samplers import sample
 
     result = train(tiny(device="cuda", cuda_graphs="off"), progress=False)
     model = result.model.eval()

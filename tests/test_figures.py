@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_diffusion import figures, plots, runs
+from tiny_diffusion import runs
+from tiny_diffusion.viz import figures
+from tiny_diffusion.viz import points as plots
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.samplers import log_snr
+from tiny_diffusion.core.diffusion import Diffusion
+from tiny_diffusion.core.samplers import log_snr
 from tiny_diffusion.train import train
 
 # T = 1000 linear (Ho et al.'s schedule, lambda from -5.06 to 4.61): one epoch of a small model

@@ -21,7 +21,7 @@ from PIL import Image
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
-from tiny_diffusion.samplers import sample
+from tiny_diffusion.core.samplers import sample
 from tiny_diffusion.train import train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -168,7 +168,7 @@ def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
 
 
 def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch):
-    from tiny_diffusion import figures
+    from tiny_diffusion.viz import figures
     from tiny_diffusion.viz import images as vi
 
     assert main(["plot", "forward", "--dataset", str(folder), "--n", "3", "--panels", "5",
@@ -249,7 +249,7 @@ def test_a_sweep_of_image_runs_tabulates_their_final_metrics(folder, tmp_path):
 
 def test_aligned_batches_hand_each_sample_its_own_label():
     """Labels travel with their samples through the fixed-size blocks, whatever the batch and offset."""
-    from tiny_diffusion.samplers import AlignedBatches
+    from tiny_diffusion.core.samplers import AlignedBatches
 
     def model(x, t, y=None):  # each row's output names its label
         return x * 0 + y.float().reshape(-1, 1, 1, 1)

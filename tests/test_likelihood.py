@@ -7,9 +7,9 @@ import torch
 
 from tiny_diffusion.data import load_dataset
 from tiny_diffusion.data.points import GAUSSIAN_COV, GAUSSIAN_MEAN, gaussian_entropy, gaussian_log_density
-from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.likelihood import describe, elbo_nll, ode_nll, run_likelihood
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.diffusion import Diffusion
+from tiny_diffusion.eval.likelihood import describe, elbo_nll, ode_nll, run_likelihood
+from tiny_diffusion.core.schedules import make_betas
 
 
 class OptimalEps(torch.nn.Module):
@@ -89,7 +89,7 @@ def test_gaussian_entropy_closed_form():
 def test_trained_gaussian_nll_within_005_nats_of_entropy(tmp_path):
     """The issue's target (also measured by bench/gaussian_nll.py)."""
     from tiny_diffusion.config import TrainConfig
-    from tiny_diffusion.likelihood import held_out_likelihood
+    from tiny_diffusion.eval.likelihood import held_out_likelihood
     from tiny_diffusion.train import train
 
     # identity input embedding: the optimal eps is linear in x for Gaussian data (measured: 0.004 nats off,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tiny_diffusion.metrics import coverage, data_floor, energy_distance, precision, quality, references
+from tiny_diffusion.eval.points import coverage, data_floor, energy_distance, precision, quality, references
 
 
 def _brute_energy(x, y):

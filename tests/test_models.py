@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.models import EMBEDDINGS, MLP
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.schedules import make_betas
 
 
 @pytest.mark.parametrize("time_emb", ["sinusoidal", "learnable", "linear", "zero"])

@@ -4,7 +4,7 @@ import json
 import re
 
 from tiny_diffusion.cli import main
-from tiny_diffusion.reproduce import conclusions
+from tiny_diffusion.experiments.study import conclusions
 
 
 def test_reproduce_test_preset_end_to_end(tmp_path, capsys):

@@ -21,7 +21,7 @@ import torch
 from tiny_diffusion import cli, runs
 from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError, TrainingStopped
 from tiny_diffusion.train import train
 

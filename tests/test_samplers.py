@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion.diffusion import PREDICTIONS, Diffusion, bound_x0
-from tiny_diffusion.exact import MixtureDenoiser
+from tiny_diffusion.core.diffusion import PREDICTIONS, Diffusion, bound_x0
+from tiny_diffusion.core.exact import MixtureDenoiser
 from tiny_diffusion.models import MLP
-from tiny_diffusion.noise import SampleNoise
-from tiny_diffusion.samplers import (FEW_STEP_LAMBDA_MIN, SAMPLERS, SPACINGS, ddim, ddpm, default_grid, grid,
-                                    log_snr, sample, steps_from, timesteps)
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.noise import SampleNoise
+from tiny_diffusion.core.samplers import FEW_STEP_LAMBDA_MIN, SAMPLERS, SPACINGS, ddim, ddpm, default_grid, grid, log_snr, sample, steps_from, timesteps
+from tiny_diffusion.core.schedules import make_betas
 
 T = 1000
 MU, STD = torch.tensor([1.0, -0.5]), torch.tensor([0.5, 2.0])
@@ -214,7 +213,7 @@ def test_sample_rejects_eta_for_other_samplers():
 
 def test_karras_spacing_follows_sigma_ramp():
     """Karras et al. 2022 eq. 5: sigma_i^(1/rho) evenly spaced from sigma_max to sigma_min, rho = 7."""
-    from tiny_diffusion.schedules import alpha_bar, make_betas
+    from tiny_diffusion.core.schedules import alpha_bar, make_betas
 
     ab = alpha_bar(make_betas("linear", 1000))
     ts = timesteps(1000, 10, "karras", ab)

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tiny_diffusion.schedules import SCHEDULES, alpha_bar, make_betas, rescale_terminal
+from tiny_diffusion.core.schedules import SCHEDULES, alpha_bar, make_betas, rescale_terminal
 
 
 @pytest.mark.parametrize("name", SCHEDULES)

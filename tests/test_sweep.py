@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from tiny_diffusion import runs, sweep
+from tiny_diffusion import runs
+from tiny_diffusion.experiments import sweep
 from tiny_diffusion.cli import main
 from tiny_diffusion.errors import InputError
 

@@ -60,7 +60,7 @@ def test_training_learns_the_distribution(tiny_config):
     cfg = tiny_config.replace(dataset="8gaussians", epochs=30, n_points=2048, batch_size=256, timesteps=100,
                               hidden_size=64, lr=3e-3, frames=1, frame_points=500)
     result = train(cfg, progress=False)
-    from tiny_diffusion.metrics import quality, references
+    from tiny_diffusion.eval.points import quality, references
 
     noise = quality(np.random.default_rng(0).normal(size=(500, 2)), references("8gaussians"))
     assert result.quality.energy < 0.3 * noise.energy

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.models.simple_unet import SimpleUnet
 from tiny_diffusion.models.unet import Attention, UNet, count_params
-from tiny_diffusion.schedules import make_betas
+from tiny_diffusion.core.schedules import make_betas
 
 TINY = dict(base_channels=8, time_emb_dim=16)  # a UNet small enough for fast tests
 SMALL_SIMPLE = dict(channels=(8, 16, 32), time_emb_dim=16)  # a SimpleUnet small enough for fast tests

@@ -23,24 +23,26 @@ _EXPORTS = {
     "read_points": "data",
     "load_images": "data.images",
     "load_source": "data.source",
-    "make_betas": "schedules",
-    "alpha_bar": "schedules",
-    "Diffusion": "diffusion",
+    "make_betas": "core.schedules",
+    "alpha_bar": "core.schedules",
+    "Diffusion": "core.diffusion",
     "MLP": "models",
     "build_model": "models",
     "train": "train",
     "TrainResult": "train",
-    "sample": "samplers",
-    "trajectory": "samplers",
-    "SAMPLERS": "samplers",
+    "sample": "core.samplers",
+    "trajectory": "core.samplers",
+    "SAMPLERS": "core.samplers",
     "load_run": "runs",
-    "quality": "metrics",
-    "references": "metrics",
-    "data_floor": "metrics",
-    "Quality": "metrics",
-    "plots": None,
-    "figures": None,
+    "quality": "eval.points",
+    "references": "eval.points",
+    "data_floor": "eval.points",
+    "Quality": "eval.points",
+    "plots": "viz.points",  # modules: td.plots, td.figures
+    "figures": "viz.figures",
 }
+
+_MODULES = {"plots", "figures"}  # names that are whole modules
 
 __all__ = sorted(_EXPORTS)
 
@@ -50,10 +52,8 @@ def __getattr__(name: str):
 
     if name not in _EXPORTS:
         raise AttributeError(f"module 'tiny_diffusion' has no attribute {name!r}")
-    module = _EXPORTS[name]
-    if module is None:
-        return importlib.import_module(f".{name}", __name__)
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+    return module if name in _MODULES else getattr(module, name)
 
 
 def __dir__() -> list[str]:

@@ -167,7 +167,7 @@ def frame_epochs_of(run_dir: str | Path) -> list[int]:
 def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
     """(config, model in eval mode, diffusion) of a run, the EMA weights by default; the model's
     `sample_shape` is the shape of one sample, its `classes` the class names of a class-conditional run (else None)."""
-    from .diffusion import Diffusion
+    from .core.diffusion import Diffusion
     from .models import build_model
 
     run_dir = Path(run_dir)

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import shutil
 
-    from .. import figures
+    from ..viz import figures
 
     from ..runs import run_config
 

@@ -132,7 +132,7 @@ def check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
             raise InputError(f"--steps {k}: the run has only {T} timesteps; use --steps {T} or fewer")
     if lambda_min is None:
         return
-    from ..samplers import log_snr, steps_from
+    from ..core.samplers import log_snr, steps_from
 
     alpha_bar = diffusion.alpha_bar.double().cpu().numpy()
     lam = log_snr(alpha_bar)  # decreasing in t
@@ -168,7 +168,7 @@ def sampling_options(args, diffusion, cfg=None) -> dict:
 
 def grid_text(options: dict, diffusion, cfg) -> str:
     """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
-    from ..samplers import describe_grid
+    from ..core.samplers import describe_grid
 
     return describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
                          images=cfg.images)

@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..metrics import COVERAGE_K, N_EVAL, data_floor, quality, references
+    from ..eval.points import COVERAGE_K, N_EVAL, data_floor, quality, references
 
     if args.n is not None and not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances
         raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
@@ -70,7 +70,7 @@ def run(args) -> int:
     n_refs = args.n or N_EVAL  # as train scores its final samples: against references of N_EVAL points
     print_quality(what, dataset, quality(x, references(dataset, n=n_refs)), data_floor(dataset, n=n_refs))
     if args.nll:
-        from ..likelihood import describe, held_out_likelihood
+        from ..eval.likelihood import describe, held_out_likelihood
 
         print(f"NLL of {n_refs} held-out {dataset} points: "
               f"{describe(held_out_likelihood(model, diffusion, dataset, n_refs))}")
@@ -86,7 +86,7 @@ def _run_seed(args, cfg) -> int:
 
 def _run_samples(args, target: Path, cfg, model, diffusion, device):
     """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them."""
-    from ..samplers import sample
+    from ..core.samplers import sample
     from ..train.hooks import final_sampling
 
     n = args.n or final_sampling(cfg)["n"]
@@ -152,8 +152,8 @@ def _is_conditional_run(target: Path) -> bool:
 def _conditional(args, target: Path) -> int:
     """A class-conditional run: its samples of the requested classes scored class by class (points) or by the
     classifier (images), at one guidance weight or, with several, as the trade-off curve (CSV + figure)."""
-    from .. import guidance_curve
-    from ..guidance import request
+    from ..eval import guidance_curve
+    from ..core.guidance import request
     from ..runs import CONFIG, run_config
     from ..train.hooks import final_sampling
 
@@ -184,9 +184,9 @@ def _conditional(args, target: Path) -> int:
 
 
 def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device, seed: int) -> int:
-    from .. import steps_curve
-    from ..metrics import N_EVAL
-    from ..samplers import SAMPLERS
+    from ..eval import steps_curve
+    from ..eval.points import N_EVAL
+    from ..core.samplers import SAMPLERS
 
     steps = args.steps or [diffusion.T]
     check_steps(steps, diffusion, args.lambda_min)

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     out = output_path(args.out, (".png", ".pdf", ".svg"))
-    from .. import figures
+    from ..viz import figures
 
     given = config_overrides(args, SCHEDULE_FIELDS)
     if args.process == "forward":

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..reproduce import reproduce
+    from ..experiments.study import reproduce
 
     report = reproduce(args.out, args.preset, jobs=args.jobs)
     print(f"report: {report}")

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..train import dist
+    from ..runtime import dist
 
     with dist.session():  # under torchrun: the seeds split across the ranks, rank 0 writes
         return _sample(args)
@@ -34,10 +34,10 @@ def run(args) -> int:
 def _sample(args) -> int:
     import torch
 
-    from ..guidance import request
-    from ..samplers import sample
-    from ..train import dist
-    from ..train.graphs import for_sampling
+    from ..core.guidance import request
+    from ..core.samplers import sample
+    from ..runtime import dist
+    from ..runtime.graphs import for_sampling
 
     if not _folder_like(args.out):  # the file type is checked before the (slow) run loading
         output_path(args.out, (".csv", ".npy", ".png"))

@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import sweep
+    from ..experiments import sweep
 
     spec = sweep.load_spec(args.config) if args.config else sweep.Spec()
     spec.base = {**spec.base, **config_overrides(args)}

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..train import dist
+    from ..runtime import dist
 
     with dist.session():  # under torchrun: one process group for the whole command (nothing otherwise)
         overrides = config_overrides(args)
@@ -33,7 +33,8 @@ def run(args) -> int:
 
 
 def _train(args, overrides: dict) -> int:
-    from ..train import dist, train
+    from ..train import train
+    from ..runtime import dist
 
     cfg = TrainConfig.from_toml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "command line")
     # one name for every rank: rank 0's clock decides it
@@ -79,7 +80,8 @@ def _print_classes(result) -> None:
 def _resume_train(args, changes: dict) -> int:
     from ..train.state import config_for_resume
     from ..runs import is_finished
-    from ..train import dist, train
+    from ..train import train
+    from ..runtime import dist
 
     if args.config or args.out:
         raise InputError("--resume RUN_DIR continues that run with its own config; drop --config and --out")

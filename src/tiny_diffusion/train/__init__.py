@@ -4,8 +4,7 @@
     state.py   what a checkpoint holds, RNG capture/restore, exact resume, clean stops
     hooks.py   what depends on the data's kind: snapshots, their metrics, the final samples and files
     step.py    one optimisation step (the same function eager, under DDP, or captured) and how it runs here
-    graphs.py  CUDA graphs: the captured training step and the graph-replayed sampling network
-    dist.py    torchrun: the process group, this rank's rows, the few collectives (no-ops in one process)
+(CUDA graphs and torchrun live in tiny_diffusion.runtime.)
 """
 
 from .loop import FRAME_SEED, TrainResult, frame_epochs, lr_factor, resolve_device, train

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs
-from ..guidance import cycle_labels
-from ..samplers import sample
+from ..core.guidance import cycle_labels
+from ..core.samplers import sample
 
 FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
 SAMPLES_DIR = "samples"  # the final images, one PNG each (pytorch-fid / clean-fid read such folders)
@@ -54,7 +54,7 @@ class PointHooks:
 
     def final(self, model, diffusion):
         """(samples, quality, floor): the final samples (Ho et al. Alg. 2 by default) and their scores."""
-        from ..metrics import data_floor, per_class, quality, references
+        from ..eval.points import data_floor, per_class, quality, references
 
         cfg, final = self.cfg, final_sampling(self.cfg)
         cond = conditioning(cfg, self.data, final["n"])
@@ -64,7 +64,7 @@ class PointHooks:
         return samples, quality(samples, references(cfg.dataset)), data_floor(cfg.dataset)
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
-        from .. import plots
+        from ..viz import points as plots
 
         runs.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
         result = {"quality": q.as_dict(), "data_floor": floor.as_dict(), "n_eval": len(samples)}

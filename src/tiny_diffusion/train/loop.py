@@ -21,12 +21,12 @@ import torch
 from .. import runs
 from ..config import TrainConfig
 from ..data.source import load_source
-from ..diffusion import Diffusion
+from ..core.diffusion import Diffusion
 from ..errors import InputError
 from ..models import build_model
-from . import dist
+from ..runtime import dist
 from . import state as ckpt
-from .graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
+from ..runtime.graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
 from .hooks import FRAME_SEED, hooks_for
 from .step import TrainStep, ema_decay, plan_for
 
@@ -101,7 +101,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     last checkpoint exactly as if it had never stopped (on the CPU: bit-identical weights and metrics).
     A folder without a checkpoint starts from scratch; a finished one (runs.is_finished) is not rewritten.
 
-    Under torchrun (train/dist.py) every rank calls this: the model is the same whatever the number of
+    Under torchrun (runtime/dist.py) every rank calls this: the model is the same whatever the number of
     processes, rank 0 alone writes the run folder and logs, and the other ranks return a result without
     samples (samples, quality and out_dir None)."""
     main, world = dist.is_main(), dist.world_size()
@@ -259,7 +259,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     samples, q, floor = hooks.final(sampling_model, diffusion)
     if out is not None and not finished:
         runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
-        from .. import plots
+        from ..viz import points as plots
 
         plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
         extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)],

@@ -1,8 +1,8 @@
 """One optimisation step, and how it runs on this device: the same function eager, under
-DistributedDataParallel, and captured once as a CUDA graph (train/graphs.py).
+DistributedDataParallel, and captured once as a CUDA graph (runtime/graphs.py).
 
 World-size independence: every rank draws the whole global batch's randomness (flips, t, noise) from the
-shared generator, in the order one process draws it, and keeps its own rows (`rows`, train/dist.py);
+shared generator, in the order one process draws it, and keeps its own rows (`rows`, runtime/dist.py);
 DDP averages the ranks' gradients, which is the gradient of the global batch's mean loss. So a config
 trains the same model whatever the number of processes (to float rounding), and one process computes
 exactly what it always did.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..guidance import drop_labels
+from ..core.guidance import drop_labels
 
 MIN_TORCH_FOR_GRAPHS = (2, 5)  # tensor learning rates in LR schedulers, graph-safe custom generators
 

@@ -1,2 +1,2 @@
-"""Figures and files for image data: sample grids, step strips, PNG folders for FID tools and animations
-(viz.images; Pillow and numpy only). The 2D point-cloud figures live in tiny_diffusion.plots."""
+"""Every figure: matplotlib figures of points (points.py); image grids, step strips, PNG folders for FID tools
+and animations (images.py; Pillow and numpy only); the forward/reverse figures of a run (figures.py)."""

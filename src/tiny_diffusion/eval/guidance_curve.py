@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import runs
+from .. import runs
 
 POINT_COLUMNS = ("guidance", "class", "n", "energy", "precision", "coverage", "floor_energy", "floor_precision",
                  "floor_coverage")
@@ -28,8 +28,8 @@ class Scorer:
     def __init__(self, cfg, y, device, log=None):
         self.cfg, self.y = cfg, y.numpy()
         if cfg.images:
-            from .data.source import load_source
-            from .eval.report import image_metric
+            from ..data.source import load_source
+            from .report import image_metric
 
             classes = sorted(set(self.y.tolist()))
             self.metric, self.ceiling = image_metric(load_source(cfg, "cpu"), device, log, classes)
@@ -38,13 +38,13 @@ class Scorer:
     def rows(self, x, w: float) -> list[dict]:
         """The rows of samples x (a tensor from `samplers.sample`) drawn at guidance w."""
         if not self.cfg.images:
-            from .metrics import per_class
+            from .points import per_class
 
             scores = per_class(x.cpu().numpy(), self.y, self.cfg.dataset)
             return [{"guidance": w, "class": name, "n": s["n"], **s["quality"].as_dict(),
                      **{f"floor_{k}": v for k, v in s["data_floor"].as_dict().items()}} for name, s in scores.items()]
-        from .eval.classifier import accuracy
-        from .viz.images import to_uint8
+        from .classifier import accuracy
+        from ..viz.images import to_uint8
 
         images = to_uint8(x)
         q, fl = self.metric.score(images), self.floor
@@ -56,7 +56,7 @@ class Scorer:
 def sweep(model, diffusion, cfg, weights: list[float], cond: dict, n: int, seed: int, device, options: dict,
           log=print) -> list[dict]:
     """The rows of every weight in `weights`, for the labels cond["y"] (from `guidance.request`)."""
-    from .samplers import sample
+    from ..core.samplers import sample
 
     scorer = Scorer(cfg, cond["y"], device, log)
     rows = []
@@ -88,7 +88,7 @@ def describe(row: dict) -> str:
 def plot(rows: list[dict], path, images: bool, title: str | None = None) -> None:
     """Images: share labelled as requested (ceiling dashed) and classifier-FID (floor dashed) against W. Points:
     precision and coverage against W, a thin line per class, the mean bold, the mean floor dashed."""
-    from .plots import _plt
+    from ..viz.points import _plt
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))

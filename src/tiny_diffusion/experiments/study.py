@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs, sweep
-from .config import TrainConfig
-from .errors import InputError
+from .. import runs
+from . import sweep
+from ..config import TrainConfig
+from ..errors import InputError
 
 # The classic study's base configuration (tiny-diffusion, 2023): no EMA, no warm-up, constant LR.
 CLASSIC = dict(dataset="dino", n_points=8000, epochs=200, batch_size=32, lr=1e-3, timesteps=50, schedule="linear",
@@ -146,8 +147,8 @@ def _numbers(run_dir: Path, run: sweep.Run, label: str) -> dict:
     ev = sweep.evaluate_run(run_dir)
     final = ev["epochs"][-1]
     x = np.load(run_dir / runs.FRAMES, allow_pickle=False)[-1]
-    from .data import load_dataset
-    from .likelihood import HELD_OUT_SEED
+    from ..data import load_dataset
+    from ..eval.likelihood import HELD_OUT_SEED
 
     data = load_dataset(run.config.dataset, len(x), HELD_OUT_SEED)
     ab_T = float(np.prod(1 - _betas(run.config)))
@@ -160,14 +161,14 @@ def _numbers(run_dir: Path, run: sweep.Run, label: str) -> dict:
 
 
 def _betas(cfg: TrainConfig):
-    from .schedules import make_betas
+    from ..core.schedules import make_betas
 
     return make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end, cfg.terminal_alpha_bar, warn=False)
 
 
 def _process_figures(base_dir: Path, figs: Path, preset: str) -> None:
     """The forward-process and reverse-process grids and the training animation of the base run."""
-    from . import figures
+    from ..viz import figures
 
     cfg = runs.run_config(base_dir)
     n = 200 if preset == "test" else 1000

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 NULL = -1  # the "no label" class, as the networks read it (models.embeddings.add_label)
 

@@ -71,14 +71,14 @@ def quality(fake: np.ndarray, references: list[np.ndarray]) -> Quality:
 
 def references(dataset: str, n: int = N_EVAL, n_refs: int = N_REFS, seed: int = 10_000) -> list[np.ndarray]:
     """n_refs fresh draws of n true points (seeds far from the training data's)."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return [load_dataset(dataset, n, seed + i) for i in range(n_refs)]
 
 
 def data_floor(dataset: str, n: int = N_EVAL, n_refs: int = N_REFS) -> Quality:
     """The score of true samples themselves: what a perfect model gets at this n."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return quality(load_dataset(dataset, n, seed=20_000), references(dataset, n, n_refs))
 
@@ -87,7 +87,7 @@ def per_class(fake: np.ndarray, labels: np.ndarray, dataset: str, n_refs: int = 
     """A labelled point set's samples scored class by class: for each requested class (name -> ...), the
     quality of its samples against fresh points of that class alone, beside that class's data floor at the
     same n. Classes with too few samples for the k-NN radii (<= COVERAGE_K) are left out."""
-    from .data.points import LABELLED, class_dataset
+    from ..data.points import LABELLED, class_dataset
 
     names = LABELLED[dataset][1]
     out = {}

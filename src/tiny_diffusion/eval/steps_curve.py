@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
-from .metrics import Quality, data_floor, quality, references
+from .. import runs
+from .points import Quality, data_floor, quality, references
 
 COLUMNS = ("sampler", "spacing", "lambda_min", "steps", "nfe", "energy", "precision", "coverage", "seconds")
 
@@ -24,7 +24,7 @@ def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str],
           log=None) -> list[dict]:
     """One row per (sampler, steps): quality of n samples and the seconds sampling took. spacing None: each
     sampler on its default grid for that many steps (`samplers.default_grid`); the row records the grid."""
-    from .samplers import describe_grid, grid, sample
+    from ..core.samplers import describe_grid, grid, sample
 
     refs = references(dataset, n=n)
     rows = []
@@ -46,7 +46,7 @@ def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str],
 
 def plot(rows: list[dict], floor: Quality, path: Path, title: str | None = None) -> None:
     """Energy, precision and coverage against NFE (log axis), one line per sampler, the floor dashed."""
-    from .plots import _plt
+    from ..viz.points import _plt
 
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))

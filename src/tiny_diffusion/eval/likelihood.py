@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from .diffusion import Diffusion
+from ..core.diffusion import Diffusion
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -143,7 +143,7 @@ HELD_OUT_SEED = 30_000  # held-out points: far from the training (cfg.seed) and 
 
 def held_out_likelihood(model, diffusion: Diffusion, dataset: str, n: int = 1000, ode_steps: int | None = 100) -> dict:
     """NLL and ELBO (nats per point) of n fresh points of `dataset`, never seen in training."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return run_likelihood(model, diffusion, load_dataset(dataset, n, HELD_OUT_SEED), ode_steps)
 

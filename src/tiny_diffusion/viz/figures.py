@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
-from .errors import InputError
+from .. import runs
+from ..errors import InputError
 
 POINT_N, IMAGE_N = 1000, 8  # default samples: the classic 1000 points; 8 image rows
 IMAGE_GRID = 64  # images in an animation's grid
@@ -40,7 +40,7 @@ def reverse_columns(alpha_bar, panels: int) -> np.ndarray:
     x_T, then states evenly spaced in log-SNR lambda_t = log(alpha_t / sigma_t) over [SHAPE_FROM, SHAPE_UNTIL]
     (within lambda_T .. lambda_1; each the step nearest its lambda), then x_0; `panels` in all (fewer when
     steps coincide)."""
-    from .samplers import log_snr
+    from ..core.samplers import log_snr
 
     with np.errstate(divide="ignore"):  # alpha_bar 0 or 1 (a zero beta): lambda -inf or inf
         lam = log_snr(alpha_bar)  # lam[t - 1] belongs to x_t, t = 1..T; decreasing in t
@@ -61,7 +61,7 @@ def reverse_columns(alpha_bar, panels: int) -> np.ndarray:
 
 def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
     """'t = 700, lambda = -2.5': a reverse panel's timestep and its log-SNR (x_0: lambda = inf)."""
-    from .samplers import log_snr
+    from ..core.samplers import log_snr
 
     with np.errstate(divide="ignore"):
         lam = float(log_snr(alpha_bar[t - 1])) if t > 0 else np.inf
@@ -72,7 +72,7 @@ def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, 
     """(steps + 1, n, *model.sample_shape): x_T ... x_0 of ancestral sampling, or only the indices in
     `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8. cond: class labels and
     guidance (`guidance.request`) of a class-conditional model."""
-    from .samplers import trajectory
+    from ..core.samplers import trajectory
 
     states = []
     for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **(cond or {}))):
@@ -83,7 +83,7 @@ def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, 
 
 def _to_numpy(x: torch.Tensor, images: bool) -> np.ndarray:
     if images:
-        from .viz.images import to_uint8
+        from .images import to_uint8
 
         return to_uint8(x)
     return x.cpu().numpy()
@@ -92,8 +92,8 @@ def _to_numpy(x: torch.Tensor, images: bool) -> np.ndarray:
 def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: int = 10, warn: bool = False) -> Path:
     """x_0 ... x_T of the forward process (Ho et al. eq. 2) for `panels` steps, for cfg's data and schedule
     (warn: about a schedule whose alpha_bar_T is far from 0)."""
-    from .data.source import load_source
-    from .diffusion import Diffusion
+    from ..data.source import load_source
+    from ..core.diffusion import Diffusion
 
     diffusion = Diffusion.from_config(cfg, warn=warn)
     n = n or default_n(cfg.images)
@@ -101,16 +101,16 @@ def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: 
         data = load_source(cfg, "cpu")
         x0 = data.batch(torch.arange(min(n, len(data))))
     else:
-        from .data import load_dataset
+        from ..data import load_dataset
 
         x0 = torch.from_numpy(load_dataset(cfg.dataset, n, seed))
     traj = diffusion.forward_trajectory(x0, torch.Generator().manual_seed(seed))  # (T + 1, n, ...)
     cols = _columns(len(traj), panels)
     if cfg.images:
-        from .viz.images import process_strip
+        from .images import process_strip
 
         return process_strip(_to_numpy(traj[cols], True), out, [f"t = {c}" for c in cols])
-    from . import plots
+    from . import points as plots
 
     plots.process_grid(traj.numpy(), out, panels, steps=list(range(diffusion.T + 1)))
     return Path(out)
@@ -121,7 +121,7 @@ def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, pane
     """x_T ... x_0 of ancestral sampling from a run: `panels` steps spaced in log-SNR (reverse_columns), each
     titled with its t and lambda; for images rows = samples, columns = steps. classes, guidance: a
     class-conditional run's --class and --guidance (`guidance.request`)."""
-    from .guidance import request
+    from ..core.guidance import request
 
     cfg, model, diffusion = runs.load_run(run_dir, device)
     n = n or default_n(cfg.images)
@@ -130,10 +130,10 @@ def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, pane
     cond = request(model, cfg, n, classes, guidance)
     traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()), cond=cond)
     if cfg.images:
-        from .viz.images import process_strip
+        from .images import process_strip
 
         return process_strip(traj, out, [step_title(diffusion.T - c, alpha_bar, "\n") for c in cols])
-    from . import plots
+    from . import points as plots
 
     titles = [step_title(diffusion.T - c, alpha_bar) for c in cols]
     plots.grid(list(zip(titles, traj)), out, cols=min(len(cols), 5))
@@ -168,7 +168,7 @@ def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, f
     """The sampling trajectory x_T ... x_0: at most MAX_ANIMATION_FRAMES states of it, spaced in log-SNR
     (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps. classes,
     guidance: as `reverse_figure`."""
-    from .guidance import request
+    from ..core.guidance import request
 
     cfg, model, diffusion = runs.load_run(run_dir, device)
     n = n or default_n(cfg.images, animation=True)
@@ -182,9 +182,9 @@ def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, f
 def _animate(images: bool, frames: np.ndarray, out: Path, titles, fps: int | None) -> Path:
     fps = default_fps(len(frames)) if fps is None else fps
     if images:
-        from .viz.images import animate_grids
+        from .images import animate_grids
 
         return animate_grids(frames, out, titles, fps=fps, hold_last=HOLD_LAST)
-    from . import plots
+    from . import points as plots
 
     return plots.animate(frames, out, titles, fps=fps, hold_last=HOLD_LAST)

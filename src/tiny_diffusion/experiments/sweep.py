@@ -20,9 +20,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runs
-from .config import TrainConfig, parse_value, read_toml
-from .errors import InputError
+from .. import runs
+from ..config import TrainConfig, parse_value, read_toml
+from ..errors import InputError
 
 EVALUATION = "evaluation.json"
 N_HELD_OUT = 1000  # held-out points for the NLL/ELBO: standard error about 0.03 nats at this n
@@ -164,9 +164,9 @@ def evaluate_run(run_dir: Path) -> dict:
     """Quality at each snapshot epoch, plus NLL and ELBO of held-out points; cached in evaluation.json."""
     import numpy as np
 
-    from .likelihood import held_out_likelihood
-    from .metrics import quality, references
-    from .train import frame_epochs
+    from ..eval.likelihood import held_out_likelihood
+    from ..eval.points import quality, references
+    from ..train import frame_epochs
 
     path = Path(run_dir) / EVALUATION
     if path.is_file():
@@ -204,7 +204,7 @@ def _work(job) -> str:
     run_dir, cfg_dict, threads = job
     import torch
 
-    from .train import train
+    from ..train import train
 
     threads_before = torch.get_num_threads()  # --jobs 1 runs in the caller's process: leave it as found
     torch.set_num_threads(threads)
@@ -232,7 +232,7 @@ def check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     run is kept safe, like checkpoint_every, aside): reusing or resuming it would answer another question."""
     if not (run_dir / runs.CONFIG).is_file():
         return
-    from .train.state import RESUMABLE_CHANGES
+    from ..train.state import RESUMABLE_CHANGES
 
     saved, wanted = runs.run_config(run_dir).to_dict(), cfg.to_dict()
     diff = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
@@ -303,8 +303,8 @@ def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = 
     """The classic figure of finished runs: a row per run, a column per snapshot epoch; its shape."""
     import numpy as np
 
-    from . import plots
-    from .train import frame_epochs
+    from ..viz import points as plots
+    from ..train import frame_epochs
 
     rows = []
     for i, r in enumerate(all_runs):

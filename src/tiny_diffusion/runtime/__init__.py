@@ -1,0 +1,1 @@
+"""Where the work runs: torchrun's process group and collectives (dist.py) and CUDA graphs (graphs.py)."""
