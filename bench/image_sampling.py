@@ -18,7 +18,7 @@ import torch
 
 from tiny_diffusion.runs import load_run
 from tiny_diffusion.core.samplers import sample
-from tiny_diffusion.train import resolve_device
+from tiny_diffusion.runtime.device import resolve_device
 
 
 def main():

@@ -102,7 +102,7 @@ def main():
     from tiny_diffusion.config import TrainConfig
     from tiny_diffusion.data.source import load_source
     from tiny_diffusion.eval.report import image_metric
-    from tiny_diffusion.train import resolve_device
+    from tiny_diffusion.runtime.device import resolve_device
 
     image_metric(load_source(TrainConfig.from_dict(base), "cpu"), resolve_device(args.device))
     jobs = [(name, changes, base, args.threads) for name, changes in variants]

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion import runs
+from tiny_diffusion import fileio, runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.train import train
@@ -102,7 +102,9 @@ def no_writes(rank: int) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError(f"rank {rank} tried to write")
 
-    for name in ("atomic_write", "new_run_dir", "write_json", "write_csv", "save_checkpoint"):
+    for name in ("atomic_write", "write_json", "write_csv"):
+        setattr(fileio, name, refuse)
+    for name in ("new_run_dir", "save_checkpoint"):
         setattr(runs, name, refuse)
 
 

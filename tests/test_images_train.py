@@ -261,7 +261,7 @@ def test_aligned_batches_hand_each_sample_its_own_label():
 
 def test_run_files_honour_the_umask(tmp_path):
     """Atomic writes go through a private temporary file, but the file they leave is as readable as any other."""
-    from tiny_diffusion.runs import atomic_write
+    from tiny_diffusion.fileio import atomic_write
 
     old = os.umask(0o022)
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion import cli, runs
+from tiny_diffusion import cli, fileio, runs
 from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.diffusion import Diffusion
@@ -135,7 +135,7 @@ def test_resume_refuses_a_changed_config(reference_run, tmp_path, capsys):
         train(tiny(lr=0.5), reference_run, progress=False, resume=True)
     out = tmp_path / "run"
     (out).mkdir()
-    runs.write_json(out / runs.CONFIG, tiny().to_dict())
+    fileio.write_json(out / runs.CONFIG, tiny().to_dict())
     assert cli.main(["train", "--resume", str(out), "--lr", "0.1"]) == 2
     assert "--lr" in capsys.readouterr().err
 
@@ -277,7 +277,7 @@ class _Payload:
 def _evil_run(tmp_path) -> tuple[Path, Path]:
     run, marker = tmp_path / "evil", tmp_path / "pwned"
     run.mkdir()
-    runs.write_json(run / runs.CONFIG, tiny().to_dict())
+    fileio.write_json(run / runs.CONFIG, tiny().to_dict())
     torch.save({"version": runs.FORMAT_VERSION, "config": tiny().to_dict(), "model": _Payload(marker)},
                run / runs.CHECKPOINT)
     return run, marker

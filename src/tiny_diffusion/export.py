@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import runs
+from . import fileio, runs
 from .errors import InputError
 
 DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -44,7 +44,7 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
         for c in chunks:
             f.write(c)
 
-    runs.atomic_write(path, write)
+    fileio.atomic_write(path, write)
 
 
 def export_run(run_dir: str | Path, out: Path, use_ema: bool = True) -> None:

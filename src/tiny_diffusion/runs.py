@@ -1,4 +1,4 @@
-"""Run folders and checkpoint I/O: where a run's files live, atomic writes, and safe loading.
+"""Run folders and checkpoint I/O: where a run's files live and safe loading (atomic writes: fileio.py).
 
 A run folder holds config.json, checkpoint.pt, metrics.csv, frames.npy (snapshots), samples.npy (final samples), quality.json,
 samples.png and loss.png. Checkpoints hold tensors and plain Python only, so they load with
@@ -10,10 +10,9 @@ run is finished exactly when it exists (is_finished).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from . import fileio
 from .config import TrainConfig
 from .errors import InputError
 
@@ -26,51 +25,6 @@ QUALITY = "quality.json"
 FORMAT_VERSION = 1  # bump when the checkpoint layout changes incompatibly
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`:
-    a reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:  # name the file the caller asked for, not the temporary one
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it private; the file is not: honour the umask
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_csv(path: Path, rows: list[dict], fieldnames=None) -> None:
-    """Rows of dicts as a CSV with a header (columns: `fieldnames`, or every key in order of first use),
-    written atomically."""
-    import csv
-    import io
-
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(fieldnames or dict.fromkeys(k for row in rows for k in row)))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
-
-
 def labels_path(out: Path) -> Path:
     """Where the class labels of samples written to `out` go: FILE.labels.csv beside a file, labels.csv in a folder."""
     out = Path(out)
@@ -79,18 +33,14 @@ def labels_path(out: Path) -> Path:
 
 def write_labels(path: Path, labels, classes: list[str]) -> None:
     """The requested class of each sample as a CSV: index (the sample's row, or its PNG's number), label, class."""
-    write_csv(path, [{"index": i, "label": int(k), "class": classes[int(k)]} for i, k in enumerate(labels)],
+    fileio.write_csv(path, [{"index": i, "label": int(k), "class": classes[int(k)]} for i, k in enumerate(labels)],
               ("index", "label", "class"))
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     import torch
 
-    atomic_write(path, lambda f: torch.save(state, f))
+    fileio.atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -148,6 +98,15 @@ def run_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig.from_dict(values, source=str(path))
 
 
+def frame_epochs(epochs: int, frames: int) -> list[int]:
+    """The epochs (0-based) after which a snapshot is sampled: evenly spaced, always the last."""
+    import numpy as np
+
+    if frames <= 0:
+        return []
+    return sorted({int(round(e)) for e in np.linspace(epochs - 1, 0, min(frames, epochs))})
+
+
 def frame_epochs_of(run_dir: str | Path) -> list[int]:
     """The (1-based) epochs of a finished run's snapshots in frames.npy."""
     path = Path(run_dir) / QUALITY
@@ -158,9 +117,7 @@ def frame_epochs_of(run_dir: str | Path) -> list[int]:
             epochs = None
         if isinstance(epochs, list):
             return epochs
-    from .train import frame_epochs  # runs from before frame_epochs was recorded: derived from the config
-
-    cfg = run_config(run_dir)
+    cfg = run_config(run_dir)  # runs from before frame_epochs was recorded: derived from the config
     return [e + 1 for e in frame_epochs(cfg.epochs, cfg.frames)]
 
 

@@ -222,7 +222,7 @@ def torch_threads(n: int):
 
 
 def device_of(name: str):
-    from ..train import resolve_device
+    from ..runtime.device import resolve_device
 
     return resolve_device(name)
 

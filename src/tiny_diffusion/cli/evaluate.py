@@ -125,7 +125,7 @@ def _evaluate_images(args, target: Path) -> int:
         images, what = _run_samples(args, target, cfg, model, diffusion, device)
         images = to_uint8(images)
     else:
-        from ..train import resolve_device
+        from ..runtime.device import resolve_device
         from ..viz.images import read_images
 
         if args.dataset is None:

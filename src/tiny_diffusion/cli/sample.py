@@ -85,7 +85,7 @@ def save_images(path: Path, x, labels=None, classes=None) -> None:
     given), a folder as one PNG per image."""
     import numpy as np
 
-    from ..runs import atomic_write
+    from ..fileio import atomic_write
     from ..viz.images import save_class_grid, save_grid, save_png_folder
 
     if path.suffix.lower() == ".npy":
@@ -102,7 +102,7 @@ def save_points(path: Path, x) -> None:
     """(n, 2) points to .npy, or to .csv with header x,y."""
     import numpy as np
 
-    from ..runs import atomic_write
+    from ..fileio import atomic_write
 
     if path.suffix.lower() == ".npy":
         atomic_write(path, lambda f: np.save(f, x))

@@ -633,7 +633,7 @@ def _read_folder_cache(path: Path, name: str):
 
 def _write_folder_cache(path: Path, images, labels, classes, notes: list[str], log) -> None:
     """Save the decoded folder atomically (temp file, then rename); a failure only costs the next run time."""
-    from ..runs import atomic_write
+    from ..fileio import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -646,6 +646,6 @@ def _write_folder_cache(path: Path, images, labels, classes, notes: list[str], l
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    from ..runs import atomic_write
+    from ..fileio import atomic_write
 
     atomic_write(path, lambda f: f.write(data))

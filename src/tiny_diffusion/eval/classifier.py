@@ -201,7 +201,7 @@ def _save(net: Classifier, path: Path) -> None:
         "arch_version": ARCH_VERSION, "in_channels": net.in_channels, "n_classes": net.n_classes,
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    from ..runs import atomic_write
+    from ..fileio import atomic_write
 
     atomic_write(path, lambda f: torch.save(state, f))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import runs
+from .. import fileio
 
 POINT_COLUMNS = ("guidance", "class", "n", "energy", "precision", "coverage", "floor_energy", "floor_precision",
                  "floor_coverage")
@@ -123,6 +123,6 @@ def run(model, diffusion, cfg, weights: list[float], cond: dict, n: int, seed: i
         csv_path, figure_path, log=print, title: str | None = None) -> list[dict]:
     """The sweep over `weights`, written to csv_path and figure_path; returns the rows."""
     rows = sweep(model, diffusion, cfg, weights, cond, n, seed, device, options, log)
-    runs.write_csv(csv_path, rows, IMAGE_COLUMNS if cfg.images else POINT_COLUMNS)
+    fileio.write_csv(csv_path, rows, IMAGE_COLUMNS if cfg.images else POINT_COLUMNS)
     plot(rows, figure_path, cfg.images, title)
     return rows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import runs
+from .. import fileio
 from .points import Quality, data_floor, quality, references
 
 COLUMNS = ("sampler", "spacing", "lambda_min", "steps", "nfe", "energy", "precision", "coverage", "seconds")
@@ -76,6 +76,6 @@ def run(model, diffusion, dataset: str, steps: list[int], samplers: list[str], c
     rows = sweep(model, diffusion, dataset, steps, samplers, n, seed, device, spacing, eta, lambda_min, log)
     floor = data_floor(dataset, n=n)
     log(f"data floor (real vs real): {floor}")
-    runs.write_csv(csv_path, rows, COLUMNS)
+    fileio.write_csv(csv_path, rows, COLUMNS)
     plot(rows, floor, figure_path, title)
     return rows

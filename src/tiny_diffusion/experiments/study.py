@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import runs
+from .. import fileio, runs
 from . import sweep
 from ..config import TrainConfig
 from ..errors import InputError
@@ -136,8 +136,8 @@ def reproduce(out: str | Path, preset: str = "quick", jobs: int = 2, log=print) 
     _process_figures(base_dir, figs, preset)
     seconds = time.perf_counter() - start
     report = out / "README.md"
-    runs.atomic_write(report, lambda f: f.write(render(preset, study, tables, seconds, jobs, statuses).encode()))
-    runs.write_json(out / "numbers.json", tables)
+    fileio.atomic_write(report, lambda f: f.write(render(preset, study, tables, seconds, jobs, statuses).encode()))
+    fileio.write_json(out / "numbers.json", tables)
     log(f"wrote {report} ({seconds:.0f} s)")
     return report
 

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import runs
+from .. import fileio, runs
 from ..config import TrainConfig, parse_value, read_toml
 from ..errors import InputError
 
@@ -166,7 +166,7 @@ def evaluate_run(run_dir: Path) -> dict:
 
     from ..eval.likelihood import held_out_likelihood
     from ..eval.points import quality, references
-    from ..train import frame_epochs
+    from ..runs import frame_epochs
 
     path = Path(run_dir) / EVALUATION
     if path.is_file():
@@ -182,7 +182,7 @@ def evaluate_run(run_dir: Path) -> dict:
     lik = held_out_likelihood(model, diffusion, cfg.dataset, N_HELD_OUT)
     train_seconds = json.loads((Path(run_dir) / runs.QUALITY).read_text())["train_seconds"]
     result = {"epochs": per_epoch, **lik, "train_seconds": train_seconds}
-    runs.write_json(path, result)
+    fileio.write_json(path, result)
     return result
 
 
@@ -195,7 +195,7 @@ def _evaluate_image_run(run_dir: Path, path: Path) -> dict:
         last_epoch = int(list(csv.DictReader(f))[-1]["epoch"])
     result = {"epochs": [{"epoch": last_epoch, **q.get("quality", {})}], "nll": None, "elbo": None,
               "train_seconds": q["train_seconds"]}
-    runs.write_json(path, result)
+    fileio.write_json(path, result)
     return result
 
 
@@ -250,7 +250,7 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
     out = Path(out)
     all_runs = expand(spec)
     out.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out / "sweep.json", spec.to_dict())
+    fileio.write_json(out / "sweep.json", spec.to_dict())
     mine = shard(all_runs, *shard_of)
     for r in mine:  # a folder left by another question must not answer this one
         check_same_config(out / "runs" / r.name, r.config)
@@ -292,7 +292,7 @@ def collect(spec: Spec, out: str | Path, figure: bool = True) -> list[dict]:
             rows.append({"run": r.name, **{k: r.changes[k] for k in r.changes}, **q,
                          "nll": ev["nll"], "elbo": ev["elbo"], "train_seconds": ev["train_seconds"]})
     if rows:
-        runs.write_csv(out / "sweep.csv", rows)
+        fileio.write_csv(out / "sweep.csv", rows)
         if figure:
             grid_figure(all_runs, out, out / "grid.png")
     return rows
@@ -304,7 +304,7 @@ def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = 
     import numpy as np
 
     from ..viz import points as plots
-    from ..train import frame_epochs
+    from ..runs import frame_epochs
 
     rows = []
     for i, r in enumerate(all_runs):

@@ -7,6 +7,7 @@
 (CUDA graphs and torchrun live in tiny_diffusion.runtime.)
 """
 
-from .loop import FRAME_SEED, TrainResult, frame_epochs, lr_factor, resolve_device, train
+from ..runs import frame_epochs
+from .loop import FRAME_SEED, TrainResult, lr_factor, train
 
-__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
+__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "train"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import runs
+from .. import fileio, runs
 from ..core.guidance import cycle_labels
 from ..core.samplers import sample
 
@@ -66,7 +66,7 @@ class PointHooks:
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
         from ..viz import points as plots
 
-        runs.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
+        fileio.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
         result = {"quality": q.as_dict(), "data_floor": floor.as_dict(), "n_eval": len(samples)}
         if self.cfg.class_cond:  # one panel per class, the labels beside the samples, the numbers per class
             labels, classes = conditioning(self.cfg, self.data, len(samples))["y"].numpy(), self.data.classes
@@ -77,7 +77,7 @@ class PointHooks:
                                        "data_floor": v["data_floor"].as_dict()} for c, v in self.per_class.items()}
         else:
             plots.scatter(samples, out / "samples.png", title=f"{self.cfg.dataset}: {q}")
-        runs.write_json(out / runs.QUALITY, {**result, **extra})
+        fileio.write_json(out / runs.QUALITY, {**result, **extra})
 
 
 class ImageHooks:
@@ -141,7 +141,7 @@ class ImageHooks:
             noise = self.metric.noise(len(samples))
             result.update(metric="classifier-FID (docs/images.md)", quality=q.as_dict(), data_floor=floor.as_dict(),
                           noise=noise.as_dict(), classifier_accuracy=self.accuracy)
-        runs.write_json(out / runs.QUALITY, {**result, **extra})
+        fileio.write_json(out / runs.QUALITY, {**result, **extra})
 
 
 def hooks_for(cfg, data, device, log=None):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -18,39 +17,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import runs
+from .. import fileio, runs
 from ..config import TrainConfig
-from ..data.source import load_source
 from ..core.diffusion import Diffusion
+from ..data.source import load_source
 from ..errors import InputError
 from ..models import build_model
+from ..runs import frame_epochs
 from ..runtime import dist
-from . import state as ckpt
+from ..runtime.device import resolve_device
 from ..runtime.graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
+from . import state as ckpt
 from .hooks import FRAME_SEED, hooks_for
 from .step import TrainStep, ema_decay, plan_for
 
 STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
 
-__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU. Under torchrun, CUDA means this process's own GPU
-    (cuda:LOCAL_RANK)."""
-    if name in ("auto", "cuda") and torch.cuda.is_available() and dist.launched():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps: Apple's MPS backend is not available; use --device cpu or auto")
-    return torch.device(name)
+__all__ = ["FRAME_SEED", "TrainResult", "lr_factor", "train"]
 
 
 def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
@@ -62,13 +45,6 @@ def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
         return 1.0
     progress = (step - n_warm) / max(1, total - n_warm)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def frame_epochs(epochs: int, frames: int) -> list[int]:
-    """The epochs (0-based) after which a snapshot is sampled: evenly spaced, always the last."""
-    if frames <= 0:
-        return []
-    return sorted({int(round(e)) for e in np.linspace(epochs - 1, 0, min(frames, epochs))})
 
 
 def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, int, int]:
@@ -162,9 +138,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
         log(f"resuming {out} after {ckpt.position(step, start_epoch, start_batch)}")
     if out is not None and not finished:
-        runs.write_json(out / runs.CONFIG, cfg.to_dict())
+        fileio.write_json(out / runs.CONFIG, cfg.to_dict())
         if restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
-            runs.write_csv(out / runs.METRICS, metrics_rows)
+            fileio.write_csv(out / runs.METRICS, metrics_rows)
 
     net = dist.wrap(model, device)
     if plan.compile:
@@ -180,7 +156,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     def save(epoch_done: int, batch_done: int, loss_sum=None) -> None:
         if metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
-            runs.write_csv(out / runs.METRICS, metrics_rows)
+            fileio.write_csv(out / runs.METRICS, metrics_rows)
         ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
                         perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
@@ -258,7 +234,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     samples, q, floor = hooks.final(sampling_model, diffusion)
     if out is not None and not finished:
-        runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
+        fileio.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
         from ..viz import points as plots
 
         plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")

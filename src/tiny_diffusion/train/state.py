@@ -4,7 +4,7 @@ A training checkpoint holds everything the loop needs to continue as if it had n
 model, EMA, optimizer, LR scheduler, where in which epoch it was (with that epoch's batch order),
 every RNG state (the training torch.Generator, torch CPU/CUDA, numpy, Python `random`), the metrics
 rows and frames so far, and the resolved config. Tensors and plain Python only, so it loads with
-torch.load(weights_only=True). Files are written atomically (runs.atomic_write), so a crash at any
+torch.load(weights_only=True). Files are written atomically (fileio.atomic_write), so a crash at any
 moment leaves the previous good checkpoint in place.
 """
 
