@@ -13,17 +13,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .choices import DEVICES, EMBEDDINGS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
 from .data.image_names import is_image_dataset
 from .errors import InputError
 
-SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # mirrors schedules.SCHEDULES
-EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")  # mirrors models.EMBEDDINGS
-PREDICTIONS = ("eps", "x0", "v")  # mirrors diffusion.PREDICTIONS
-T_SAMPLINGS = ("uniform", "logsnr")  # mirrors diffusion.T_SAMPLINGS
-DEVICES = ("auto", "cpu", "cuda", "mps")
-SAMPLERS = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS
-MODELS = ("mlp", "unet", "simple-unet")  # mirrors models.MODELS
-LOSSES = ("l2", "l1")
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
 BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB

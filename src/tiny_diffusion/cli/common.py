@@ -7,6 +7,7 @@ import contextlib
 import math
 from pathlib import Path
 
+from ..choices import SAMPLERS, SPACINGS
 from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig, parse_value
 from ..errors import InputError
 
@@ -96,8 +97,8 @@ def list_of(kind, choices=None):
     return parse
 
 
-SAMPLER_NAMES = ("ddpm", "ddim", "dpm++")  # mirrors samplers.SAMPLERS (cli imports no torch at start-up)
-SPACING_NAMES = ("leading", "trailing", "linspace", "logsnr", "karras")  # mirrors samplers.SPACINGS
+SAMPLER_NAMES = SAMPLERS  # the names tests and users import from cli
+SPACING_NAMES = SPACINGS
 SCHEDULE_FIELDS = ("timesteps", "schedule", "beta_start", "beta_end", "terminal_alpha_bar")
 
 

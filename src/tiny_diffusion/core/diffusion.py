@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from ..choices import PREDICTIONS, T_SAMPLINGS
 from .schedules import alpha_bar as _alpha_bar
-
-PREDICTIONS = ("eps", "x0", "v")
-T_SAMPLINGS = ("uniform", "logsnr")
 
 
 def _at(a: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +142,13 @@ class Diffusion:
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator) if eps is None else eps
         xt = self.q_sample(x0, t, eps)
         err = (model(xt, t) if y is None else model(xt, t, y)) - self.target(x0, eps, t)
-        return torch.mean(err ** 2) if kind == "l2" else torch.mean(err.abs())
+        return LOSS_FNS[kind](err)
+
+
+LOSS_FNS = {  # choices.LOSSES: the network's error -> the loss
+    "l2": lambda err: torch.mean(err ** 2),
+    "l1": lambda err: torch.mean(err.abs()),
+}
 
 
 def bound_x0(x0: torch.Tensor, data_range: float, threshold: float | None = None) -> torch.Tensor:

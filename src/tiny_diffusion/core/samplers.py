@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from ..choices import SPACINGS
 from .diffusion import Diffusion
 from .guidance import Guided
 from .noise import SampleNoise, randn_like
 
-SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
 # trailing starts every subsequence at t = T - 1, where x_T really is N(0, I); 'leading' (diffusers'
 # DDIM default) starts at T - T/K and wastes part of the few-step budget (Lin et al. 2024, Table 2).
 # timesteps()' default; the samplers' own default is `default_grid`.

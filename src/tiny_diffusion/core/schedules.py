@@ -12,7 +12,8 @@ import warnings
 
 import numpy as np
 
-SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")
+from ..choices import SCHEDULES
+
 MAX_BETA = 0.999  # Nichol & Dhariwal clip: beta = 1 would make x_t independent of x0 in one step
 
 
@@ -64,6 +65,15 @@ def rescale_terminal(betas: np.ndarray, alpha_bar_T: float) -> np.ndarray:
     return np.minimum(1.0 - alpha_bar / alpha_bar_prev, MAX_BETA)
 
 
+# the schedules by name (choices.SCHEDULES); cosine and sigmoid ignore beta_start/beta_end
+BETAS = {
+    "linear": linear_betas,
+    "quadratic": quadratic_betas,
+    "cosine": lambda T, beta_start, beta_end: cosine_betas(T),
+    "sigmoid": lambda T, beta_start, beta_end: sigmoid_betas(T),
+}
+
+
 def make_betas(
     name: str,
     T: int,
@@ -73,16 +83,9 @@ def make_betas(
     warn: bool = True,
 ) -> np.ndarray:
     """The betas of schedule `name` with T steps; optionally rescaled so alpha_bar_T = terminal_alpha_bar."""
-    if name == "linear":
-        betas = linear_betas(T, beta_start, beta_end)
-    elif name == "quadratic":
-        betas = quadratic_betas(T, beta_start, beta_end)
-    elif name == "cosine":
-        betas = cosine_betas(T)
-    elif name == "sigmoid":
-        betas = sigmoid_betas(T)
-    else:
+    if name not in BETAS:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    betas = BETAS[name](T, beta_start, beta_end)
     if terminal_alpha_bar is not None:
         betas = rescale_terminal(betas, terminal_alpha_bar)
     ab_T = float(np.prod(1.0 - betas))

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")
+from ..choices import EMBEDDINGS
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -49,19 +49,20 @@ class ScalarEmbedding(nn.Module):
         return (x.float() * self.factor).unsqueeze(-1)
 
 
+EMBEDDING_TYPES = {  # choices.EMBEDDINGS: (size, scale) -> the module
+    "sinusoidal": lambda size, scale: SinusoidalEmbedding(size, scale),
+    "learnable": lambda size, scale: LearnableEmbedding(size),
+    "linear": lambda size, scale: ScalarEmbedding(scale / size),
+    "identity": lambda size, scale: ScalarEmbedding(1.0),
+    "zero": lambda size, scale: ScalarEmbedding(0.0),
+}
+
+
 def make_embedding(kind: str, size: int, scale: float = 1.0) -> nn.Module:
     """The embedding `kind` with `size` features (or 1 for the scalar kinds); `.size` is its width."""
-    if kind == "sinusoidal":
-        return SinusoidalEmbedding(size, scale)
-    if kind == "learnable":
-        return LearnableEmbedding(size)
-    if kind == "linear":
-        return ScalarEmbedding(scale / size)
-    if kind == "identity":
-        return ScalarEmbedding(1.0)
-    if kind == "zero":
-        return ScalarEmbedding(0.0)
-    raise ValueError(f"unknown embedding {kind!r}; choose one of {', '.join(EMBEDDINGS)}")
+    if kind not in EMBEDDING_TYPES:
+        raise ValueError(f"unknown embedding {kind!r}; choose one of {', '.join(EMBEDDINGS)}")
+    return EMBEDDING_TYPES[kind](size, scale)
 
 
 def add_label(emb: torch.Tensor, y: torch.Tensor | None, label_emb: nn.Embedding | None,

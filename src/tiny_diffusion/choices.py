@@ -1,0 +1,13 @@
+"""The names a user can choose, in one torch-free place: config.py validates against them, the CLI offers
+them (and `--help` stays fast), and each implementation's registry is keyed by exactly these (a test checks)."""
+
+SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # core/schedules.py
+EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")  # models/embeddings.py
+PREDICTIONS = ("eps", "x0", "v")  # core/diffusion.py: what the network predicts
+T_SAMPLINGS = ("uniform", "logsnr")  # core/diffusion.py: the training distribution of t
+LOSSES = ("l2", "l1")  # core/diffusion.py
+SAMPLERS = ("ddpm", "ddim", "dpm++")  # core/samplers.py
+SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")  # core/samplers.py: timestep grids
+MODELS = ("mlp", "unet", "simple-unet")  # models/__init__.py
+DEVICES = ("auto", "cpu", "cuda", "mps")  # runtime/device.py
+KINDS = ("points", "images")  # what a run's samples are (runs.kind_of)
