@@ -29,7 +29,7 @@ import torch
 from tiny_diffusion.data.points import DATASAURUS_SHAPES
 from tiny_diffusion.eval.points import data_floor, quality, references
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "datasaurus-cond.toml"
 TOLERANCE = 0.1  # precision and coverage within this of the shape's data floor

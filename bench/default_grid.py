@@ -27,7 +27,8 @@ import torch
 
 from tiny_diffusion.eval.points import quality, references
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.core.samplers import FEW_STEP_LAMBDA_MIN, SAMPLERS, sample, steps_from
+from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN, sample
+from tiny_diffusion.core.samplers import SAMPLERS, steps_from
 
 GRIDS = (("trailing", None), ("logsnr", None), ("logsnr", -2.5), ("logsnr", -2.0), ("logsnr", -1.5), ("logsnr", -1.0))
 SELECT_LAMBDAS = (-2.5, -2.0, -1.75, -1.5, -1.0)

@@ -27,7 +27,8 @@ from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.core.exact import MixtureDenoiser
 from tiny_diffusion.eval.points import quality, references
 from tiny_diffusion.core.schedules import make_betas
-from tiny_diffusion.core.samplers import sample, timesteps
+from tiny_diffusion.sampling import sample
+from tiny_diffusion.core.samplers import timesteps
 
 FEW = {"sampler": "dpm++", "steps": 10, "spacing": "logsnr", "lambda_min": -2.5}  # the recommended few-step setting
 SETTINGS = [

@@ -141,7 +141,7 @@ def sampling(device: torch.device, size: dict) -> None:
     from tiny_diffusion.config import TrainConfig
     from tiny_diffusion.core.diffusion import Diffusion
     from tiny_diffusion.models import build_model
-    from tiny_diffusion.core.samplers import sample
+    from tiny_diffusion.sampling import sample
     from tiny_diffusion.runtime.graphs import GraphedNet
 
     cfg = TrainConfig(device=device.type, timesteps=size["point_steps"])

@@ -22,7 +22,7 @@ from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.core.guidance import NULL, cycle_labels, guide
 from tiny_diffusion.models import build_model
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 
 
 class TwoCalls(torch.nn.Module):

@@ -17,7 +17,7 @@ import time
 import torch
 
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 from tiny_diffusion.runtime.device import resolve_device
 
 

@@ -19,7 +19,7 @@ import torch
 
 from tiny_diffusion.eval.points import quality, references
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 
 LAMBDA_MINS = (None, -4.0, -3.0, -2.5, -2.0, -1.5)
 

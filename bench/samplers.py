@@ -26,7 +26,7 @@ from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.eval.points import data_floor, quality, references
 from tiny_diffusion.core.noise import SampleNoise
 from tiny_diffusion.runs import load_run
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 
 TOLERANCE = {"energy": 0.005, "precision": 0.02, "coverage": 0.02}
 CANDIDATES = [  # (sampler, steps, spacing, lambda_min): few-step settings measured against full ancestral

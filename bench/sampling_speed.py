@@ -15,7 +15,7 @@ import torch
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.models import build_model
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 
 
 def main():

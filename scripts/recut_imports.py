@@ -1,10 +1,11 @@
 """One-off: rewrite tiny_diffusion imports written for the layout before the re-cut (issue 16) to the new one.
 
-    python scripts/recut_imports.py FILE_OR_DIR ...    # rewrites in place; prints the files it changed
+    python scripts/recut_imports.py [--just-moved] FILE_OR_DIR ...   # rewrites in place; prints what it changed
 
-Relative imports inside src/tiny_diffusion are recomputed from each file's (new) place; absolute ones
-(`from tiny_diffusion.samplers import sample`, `from tiny_diffusion import plots`) are mapped by MOVES.
-Run it on branches written against the old layout after `git mv`-ing their files by the same map.
+Imports of moved modules (MOVES) and of names that moved to another module (NAME_MOVES) are rewritten,
+absolute ones (`from tiny_diffusion.samplers import sample`, `from tiny_diffusion import plots`) and relative
+ones alike. --just-moved: the files under src/ were just `git mv`-ed by MOVES and their relative imports
+still mean their old place (run it once, right after the moves); without it they mean where they are.
 """
 
 import ast
@@ -31,6 +32,15 @@ MOVES = {  # old module -> new module (inside the package)
     "train.graphs": "runtime.graphs",
 }
 MOVES = {f"{PKG}.{k}": f"{PKG}.{v}" for k, v in MOVES.items()}
+NAME_MOVES = {  # (module after MOVES, name) -> the module that now defines it
+    **{("core.samplers", n): "sampling" for n in ("sample", "trajectory", "grid", "default_grid", "describe_grid",
+                                                 "FEW_STEP_LAMBDA_MIN", "AlignedBatches", "POINT_BLOCK", "IMAGE_BLOCK")},
+    ("train", "resolve_device"): "runtime.device",
+    ("train.loop", "resolve_device"): "runtime.device",
+    ("train.loop", "frame_epochs"): "runs",
+    **{("runs", n): "fileio" for n in ("atomic_write", "write_csv", "write_json")},
+}
+NAME_MOVES = {(f"{PKG}.{m}", n): f"{PKG}.{v}" for (m, n), v in NAME_MOVES.items()}
 NEW_TO_OLD = {v: k for k, v in MOVES.items()}
 
 
@@ -69,8 +79,12 @@ def rewrite_node(node: ast.ImportFrom) -> list[str] | None:
     if target is None or not target.startswith(PKG):
         return None
     out = []
-    if target in MOVES:
-        out.append((MOVES[target], node.names))
+    if target in MOVES or any((target, a.name) in NAME_MOVES for a in node.names):
+        target = MOVES.get(target, target)
+        by_module = {}
+        for alias in node.names:
+            by_module.setdefault(NAME_MOVES.get((target, alias.name), target), []).append(alias)
+        out.extend(by_module.items())
     else:
         kept = []
         for alias in node.names:
@@ -137,8 +151,10 @@ def old_package(path: Path) -> list[str] | None:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
+    just_moved = "--just-moved" in sys.argv
+    for arg in [a for a in sys.argv[1:] if a != "--just-moved"]:
         files = [Path(arg)] if arg.endswith(".py") else sorted(Path(arg).rglob("*.py"))
         for f in files:
-            if rewrite(f, old_package(f)):
+            pkg = None if module_of(f) is None else old_package(f) if just_moved else package_of(f)
+            if rewrite(f, pkg):
                 print(f)

@@ -130,7 +130,7 @@ def test_reverse_trajectory_ends_at_sample_output(run_dir):
 
     from tiny_diffusion.viz.figures import sampling_trajectory
     from tiny_diffusion.runs import load_run
-    from tiny_diffusion.core.samplers import sample
+    from tiny_diffusion.sampling import sample
 
     cfg, model, diffusion = load_run(run_dir)
     traj = sampling_trajectory(model, diffusion, 50, 3, "cpu")

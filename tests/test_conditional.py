@@ -19,7 +19,8 @@ from tiny_diffusion.data import points
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
 from tiny_diffusion.models import build_model
-from tiny_diffusion.core.samplers import POINT_BLOCK, SAMPLERS, sample
+from tiny_diffusion.sampling import POINT_BLOCK, sample
+from tiny_diffusion.core.samplers import SAMPLERS
 from tiny_diffusion.core.schedules import make_betas
 from tiny_diffusion.train import train
 

@@ -104,7 +104,7 @@ def test_ddim_steps_match(prediction, spacing, steps, eta):
     diffusion, x_T = _setup(prediction)
     s = diffusers.DDIMScheduler(**common(prediction=prediction), clip_sample=False, timestep_spacing=spacing)
     s.set_timesteps(steps)
-    ours = ddim(Net(prediction), diffusion, x_T, torch.Generator().manual_seed(1), steps, spacing=spacing, eta=eta)
+    ours = ddim(Net(prediction), diffusion, x_T, torch.Generator().manual_seed(1), timesteps(T, steps, spacing), eta=eta)
     _check(s, diffusion, ours, torch.Generator().manual_seed(1), eta=eta)
 
 
@@ -116,7 +116,7 @@ def test_ddpm_steps_match(prediction, spacing, steps, variance):
     s = diffusers.DDPMScheduler(**common(prediction=prediction), clip_sample=False, timestep_spacing=spacing,
                                 variance_type={"posterior": "fixed_small", "beta": "fixed_large"}[variance])
     s.set_timesteps(steps)
-    ours = list(ddpm(Net(prediction), diffusion, x_T, torch.Generator().manual_seed(1), steps, spacing=spacing,
+    ours = list(ddpm(Net(prediction), diffusion, x_T, torch.Generator().manual_seed(1), timesteps(T, steps, spacing),
                      variance=variance))
     if variance == "beta" and s.timesteps[-1] > 0:
         # diffusers' fixed_large adds beta' = 1 - alpha_bar_t noise even on the last step (t > 0 for
@@ -130,7 +130,7 @@ def test_ddpm_clip_matches():
     diffusion, x_T = _setup("eps")
     s = diffusers.DDPMScheduler(**common(), clip_sample=True, clip_sample_range=0.5)
     s.set_timesteps(20)
-    ours = ddpm(Net(), diffusion, x_T * 3, torch.Generator().manual_seed(1), 20, spacing="leading", clip=0.5)
+    ours = ddpm(Net(), diffusion, x_T * 3, torch.Generator().manual_seed(1), timesteps(T, 20, "leading"), clip=0.5)
     _check(s, diffusion, ours, torch.Generator().manual_seed(1))
 
 
@@ -145,7 +145,7 @@ def test_dpm_solver_pp_steps_match(prediction, spacing, steps):
     s = diffusers.DPMSolverMultistepScheduler(**common(prediction=prediction), algorithm_type="dpmsolver++",
                                               solver_order=2, solver_type="midpoint")
     s.set_timesteps(timesteps=timesteps(T, steps, spacing).tolist())
-    _check(s, diffusion, dpm_solver_pp(Net(prediction), diffusion, x_T, None, steps, spacing=spacing))
+    _check(s, diffusion, dpm_solver_pp(Net(prediction), diffusion, x_T, None, timesteps(T, steps, spacing)))
 
 
 def test_dpm_solver_pp_trailing_grid_is_diffusers_own():

@@ -124,7 +124,7 @@ def test_two_ranks_train_the_one_process_model_and_rank_0_alone_writes(one_proce
     assert_close_runs(one_process, parent / "two")
     quality = json.loads((parent / "two" / runs.QUALITY).read_text())
     assert quality["world_size"] == 2 and quality["cuda_graphs"] is False
-    assert json.loads((parent / "two" / runs.CONFIG).read_text()) == TrainConfig.from_dict(TINY).to_dict()
+    assert json.loads((parent / "two" / runs.CONFIG).read_text()) == TrainConfig.from_dict({**TINY, "sample_shape": "2"}).to_dict()
     assert torch.load(parent / "two" / runs.CHECKPOINT, weights_only=True)["world_size"] == 2
 
 

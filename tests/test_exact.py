@@ -7,7 +7,7 @@ import torch
 from tiny_diffusion.data.points import datasaurus, datasaurus_mixture
 from tiny_diffusion.core.diffusion import PREDICTIONS, Diffusion
 from tiny_diffusion.core.exact import MixtureDenoiser
-from tiny_diffusion.core.samplers import sample
+from tiny_diffusion.sampling import sample
 from tiny_diffusion.core.schedules import make_betas
 
 

@@ -201,7 +201,7 @@ def test_cuda_graph_step_matches_eager_on_the_gpu():
 
 @CUDA
 def test_graphed_sampling_net_matches_the_model_on_the_gpu():
-    from tiny_diffusion.core.samplers import sample
+    from tiny_diffusion.sampling import sample
 
     result = train(tiny(device="cuda", cuda_graphs="off"), progress=False)
     model = result.model.eval()

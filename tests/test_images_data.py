@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from tiny_diffusion.data import download, images
-from tiny_diffusion.data.image_names import IMAGE_DATASETS, is_image_dataset
+from tiny_diffusion.data.image_names import IMAGE_DATASETS, dataset_kind
 from tiny_diffusion.data.images import load_images, read_cifar_binary, read_idx, write_idx
 from tiny_diffusion.errors import InputError
 
@@ -50,8 +50,8 @@ def save(path, array, **kw):
 
 def test_image_names_are_pure_python_and_know_folders(tmp_path):
     assert tuple(IMAGE_DATASETS) == ("mnist", "fashion-mnist", "cifar10")  # names -> one-line descriptions
-    assert is_image_dataset("cifar10") and is_image_dataset(str(tmp_path))
-    assert not is_image_dataset("moons") and not is_image_dataset(str(tmp_path / "missing"))
+    assert dataset_kind("cifar10") == dataset_kind(str(tmp_path)) == "images"
+    assert dataset_kind("moons") == dataset_kind(str(tmp_path / "missing")) == "points"
     # loaded on its own in a fresh interpreter, the module pulls in none of the heavy packages
     path = os.path.join(os.path.dirname(images.__file__), "image_names.py")
     code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('n', sys.argv[1]); "

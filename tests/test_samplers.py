@@ -8,7 +8,9 @@ from tiny_diffusion.core.diffusion import PREDICTIONS, Diffusion, bound_x0
 from tiny_diffusion.core.exact import MixtureDenoiser
 from tiny_diffusion.models import MLP
 from tiny_diffusion.core.noise import SampleNoise
-from tiny_diffusion.core.samplers import FEW_STEP_LAMBDA_MIN, SAMPLERS, SPACINGS, ddim, ddpm, default_grid, grid, log_snr, sample, steps_from, timesteps
+from tiny_diffusion.choices import kind_of_shape
+from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN, default_grid, sample, trajectory
+from tiny_diffusion.core.samplers import SAMPLERS, SPACINGS, ddim, ddpm, log_snr, steps_from, timesteps
 from tiny_diffusion.core.schedules import make_betas
 
 T = 1000
@@ -52,8 +54,9 @@ def test_ddim_eta_one_is_ancestral_on_the_same_steps(spacing):
     d = _diffusion("v")
     net = MLP(hidden_size=16, hidden_layers=1, emb_size=8).eval()
     x_T = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
-    a = list(ddim(net, d, x_T, torch.Generator().manual_seed(1), 25, spacing=spacing, eta=1.0))
-    b = list(ddpm(net, d, x_T, torch.Generator().manual_seed(1), 25, spacing=spacing))
+    ts = timesteps(d.T, 25, spacing, d.alpha_bar.double().numpy())
+    a = list(ddim(net, d, x_T, torch.Generator().manual_seed(1), ts, eta=1.0))
+    b = list(ddpm(net, d, x_T, torch.Generator().manual_seed(1), ts))
     assert len(a) == len(b) == 26
     for xa, xb in zip(a, b):
         assert torch.allclose(xa, xb, atol=1e-5)
@@ -197,11 +200,11 @@ def test_every_sampler_yields_steps_plus_one_states_and_calls_back():
     net = MLP(hidden_size=8, hidden_layers=1, emb_size=4).eval()
     for name, fn in SAMPLERS.items():
         seen = []
-        traj = list(fn(net, d, (10, 2), torch.Generator().manual_seed(0), 7,
+        ts = timesteps(50, 7, "logsnr", d.alpha_bar.double().numpy())
+        traj = list(fn(net, d, (10, 2), torch.Generator().manual_seed(0), ts,
                        callback=lambda i, t, x, x0: seen.append((i, t))))
         assert len(traj) == 8 and all(x.shape == (10, 2) for x in traj), name
-        spacing, lambda_min = grid(name, d, 7)
-        assert [t for _, t in seen] == timesteps(50, 7, spacing, d.alpha_bar.double().numpy(), lambda_min).tolist()
+        assert [t for _, t in seen] == ts.tolist()
         assert [i for i, _ in seen] == list(range(7))
 
 
@@ -223,12 +226,13 @@ def test_karras_spacing_follows_sigma_ramp():
     assert gaps.max() / gaps.min() < 1.05  # evenly spaced up to rounding t to integers
 
 
-def _visited(sampler, d, x_T, **kwargs) -> list[int]:
-    """The timesteps a sampler visits (the callback sees each), with a network that predicts eps = 0."""
+def _visited(sampler, d, shape, **kwargs) -> list[int]:
+    """The timesteps `trajectory` has a sampler visit (the callback sees each) for (n, *sample shape) `shape` of
+    the kind that shape has, with a network that predicts eps = 0."""
     seen = []
     net = lambda x, t: torch.zeros_like(x)  # noqa: E731
-    for _ in SAMPLERS[sampler](net, d, x_T, torch.Generator().manual_seed(0),
-                               callback=lambda i, t, x, x0: seen.append(t), **kwargs):
+    for _ in trajectory(net, d, shape[0], 0, shape=shape[1:], sampler=sampler, kind=kind_of_shape(shape[1:]),
+                        callback=lambda i, t, x, x0: seen.append(t), **kwargs):
         pass
     return seen
 
@@ -263,7 +267,7 @@ def test_all_steps_visit_every_timestep_as_before(sampler):
     for steps in (None, 60):
         for shape in ((5, 2), (5, 1, 4, 4)):
             assert _visited(sampler, d, shape, steps=steps) == list(range(59, -1, -1))
-            assert default_grid(sampler, steps, 60, d.alpha_bar.double().numpy(), len(shape) > 2) == ("trailing", None)
+            assert default_grid(sampler, steps, 60, d.alpha_bar.double().numpy(), kind_of_shape(shape[1:])) == ("trailing", None)
 
 
 def test_default_grid_start_fits_the_steps_and_the_schedule():
@@ -271,13 +275,13 @@ def test_default_grid_start_fits_the_steps_and_the_schedule():
     lam = log_snr(ab)
     for sampler, lam_min in FEW_STEP_LAMBDA_MIN.items():
         fit = steps_from(ab, lam_min)  # the steps with lambda >= lam_min
-        assert default_grid(sampler, fit, T, ab, images=False) == ("logsnr", lam_min)
+        assert default_grid(sampler, fit, T, ab, "points") == ("logsnr", lam_min)
         # more steps than fit above lam_min: start lower, at the (fit + 1)-th least noisy step, and visit them all
-        spacing, start = default_grid(sampler, fit + 1, T, ab, images=False)
+        spacing, start = default_grid(sampler, fit + 1, T, ab, "points")
         assert start == lam[fit] < lam_min
         assert timesteps(T, fit + 1, spacing, ab, start).tolist() == list(range(fit, -1, -1))
-        assert default_grid(sampler, 10, T, ab, images=True) == ("logsnr", None)
+        assert default_grid(sampler, 10, T, ab, "images") == ("logsnr", None)
     # a schedule that never gets as noisy as lam_min (the classic T = 50: alpha_bar_T = 0.6) starts at T - 1
     short = _diffusion(timesteps_=50).alpha_bar.double().numpy()
     assert log_snr(short)[-1] > max(FEW_STEP_LAMBDA_MIN.values())
-    assert all(default_grid(s, 10, 50, short, images=False) == ("logsnr", None) for s in SAMPLERS)
+    assert all(default_grid(s, 10, 50, short, "points") == ("logsnr", None) for s in SAMPLERS)

@@ -98,7 +98,7 @@ def test_evaluate_single_sampler_and_file_target_errors(run_dir, tmp_path, capsy
 def test_reverse_trajectory_ends_at_the_sampled_points(run_dir):
     from tiny_diffusion.viz.figures import sampling_trajectory
     from tiny_diffusion.runs import load_run
-    from tiny_diffusion.core.samplers import sample
+    from tiny_diffusion.sampling import sample
 
     _, model, diffusion = load_run(run_dir)
     traj = sampling_trajectory(model, diffusion, 20, 4, "cpu")
@@ -124,7 +124,7 @@ def _model(run_dir):
 def test_few_steps_without_grid_flags_take_the_measured_grid(run_dir, tmp_path, capsys, sampler):
     """`sample --steps 10` with no --spacing / --lambda-min samples exactly as with the measured grid named, and
     says so; an explicit --spacing trailing (diffusers') is honoured."""
-    from tiny_diffusion.core.samplers import FEW_STEP_LAMBDA_MIN, sample
+    from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN, sample
 
     lam = FEW_STEP_LAMBDA_MIN[sampler]
     flags = ["--n", "40", "--device", "cpu", "--sampler", sampler, "--steps", "10"]
@@ -143,7 +143,7 @@ def test_few_steps_without_grid_flags_take_the_measured_grid(run_dir, tmp_path, 
 
 
 def test_evaluate_and_its_steps_curve_use_and_record_the_default_grid(run_dir, tmp_path, capsys):
-    from tiny_diffusion.core.samplers import FEW_STEP_LAMBDA_MIN
+    from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN
 
     lam = FEW_STEP_LAMBDA_MIN["dpm++"]
     base = ["--n", "100", "--device", "cpu", "--sampler", "dpm++"]

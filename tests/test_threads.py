@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_diffusion.core import samplers
+from tiny_diffusion import sampling
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.train import train
@@ -37,7 +37,7 @@ def threads_at_work(monkeypatch):
         seen.append(torch.get_num_threads())
         raise Reached
 
-    monkeypatch.setattr(samplers, "sample", record)
+    monkeypatch.setattr(sampling, "sample", record)
     monkeypatch.setattr(train_package, "train", record)
     return seen
 

@@ -23,7 +23,9 @@ def test_run_folder_contents(tiny_config, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "checkpoint.pt", "metrics.csv", "frames.npy", "samples.png", "loss.png",
             "quality.json"} <= names
-    assert json.loads((out / "config.json").read_text()) == tiny_config.to_dict()
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded == tiny_config.replace(sample_shape="2").to_dict() == result.config.to_dict()
+    assert (recorded["kind"], recorded["sample_shape"]) == ("points", "2")
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == tiny_config.epochs * (512 // 128)
     with open(out / "metrics.csv", newline="") as f:
@@ -49,7 +51,7 @@ def test_same_seed_same_samples_and_weights(tiny_config):
 def test_loaded_run_samples_like_the_trained_model(tiny_config, tmp_path):
     result = train(tiny_config, tmp_path / "run", progress=False)
     cfg, model, diffusion = load_run(tmp_path / "run")
-    assert cfg == tiny_config
+    assert cfg == tiny_config.replace(sample_shape="2") == result.config
     x = torch.randn(7, 2)
     t = torch.tensor(5)
     assert torch.equal(model(x, t), result.model(x, t))

@@ -10,4 +10,10 @@ SAMPLERS = ("ddpm", "ddim", "dpm++")  # core/samplers.py
 SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")  # core/samplers.py: timestep grids
 MODELS = ("mlp", "unet", "simple-unet")  # models/__init__.py
 DEVICES = ("auto", "cpu", "cuda", "mps")  # runtime/device.py
-KINDS = ("points", "images")  # what a run's samples are (runs.kind_of)
+KINDS = ("points", "images")  # what a run's samples are: recorded in config.json as `kind`
+
+
+def kind_of_shape(shape) -> str:
+    """The kind of samples of one sample's `shape`: (2,) points, (C, H, W) images. The rule for what records
+    no kind: checkpoints written before config.json recorded it, and networks built outside build_model."""
+    return "images" if len(shape) == 3 else "points"

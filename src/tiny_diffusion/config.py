@@ -2,8 +2,8 @@
 loading from TOML and validation. Pure Python (no torch), so `--help` stays fast.
 
 Some defaults depend on the data: a field whose default is None ("auto") is filled from POINT_DEFAULTS
-or IMAGE_DEFAULTS when the config is made, by whether `dataset` names images (`is_image_dataset`).
-The resolved values are what config.json records."""
+or IMAGE_DEFAULTS when the config is made, by the data's `kind` (from `dataset_kind` when not given).
+The resolved values, the kind and the sample shape included, are what config.json records."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .choices import DEVICES, EMBEDDINGS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
-from .data.image_names import is_image_dataset
+from .choices import DEVICES, EMBEDDINGS, KINDS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
+from .data.image_names import dataset_kind
 from .errors import InputError
 
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
@@ -24,13 +24,22 @@ MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
     """A config field: its default, one line of help, and the values it accepts."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": nullable, "auto": False}
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": nullable, "auto": False,
+            "resolved": False}
     return field(default=default, metadata=meta)
 
 
 def _auto(help: str, choices=None, low=None, high=None):
     """A field whose default depends on the data (POINT_DEFAULTS / IMAGE_DEFAULTS); None means auto."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True}
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True,
+            "resolved": False}
+    return field(default=None, metadata=meta)
+
+
+def _resolved(help: str, choices=None):
+    """A field the run fills in and records (None: not known yet); not a flag: it follows from the data."""
+    meta = {"help": help, "choices": choices, "low": None, "high": None, "nullable": True, "auto": False,
+            "resolved": True}
     return field(default=None, metadata=meta)
 
 
@@ -90,6 +99,10 @@ class TrainConfig:
     # data
     dataset: str = _f("dino", "data set name (see `tiny-diffusion datasets`), a .csv/.npy point file, or a folder "
                       "of images")
+    kind: str | None = _resolved("points or images: from `dataset` when the config is made (data.image_names."
+                                 "dataset_kind), then recorded", choices=KINDS)
+    sample_shape: str | None = _resolved("the shape of one sample, comma-separated (2, or C,H,W): recorded by "
+                                         "training from the data")
     n_points: int = _f(8000, "training points drawn once from the data set (points only; the classic study used "
                        "8000)", low=1, high=100_000_000)
     data_dir: str | None = _f(None, "images: folder holding the data set's files (raw or .gz); unset: download once "
@@ -182,7 +195,10 @@ class TrainConfig:
                              low=0, high=10_000_000)
 
     def __post_init__(self):
-        """Fill the auto fields (None) with the defaults of the data's kind."""
+        """Resolve the data's kind from `dataset` unless recorded, then fill the auto fields (None) with the
+        defaults of that kind."""
+        if self.kind is None:
+            self.kind = dataset_kind(self.dataset)
         defaults = IMAGE_DEFAULTS if self.images else POINT_DEFAULTS
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -190,8 +206,8 @@ class TrainConfig:
 
     @property
     def images(self) -> bool:
-        """Whether `dataset` names image data (else points)."""
-        return is_image_dataset(self.dataset)
+        """Whether the data are images (else points): the recorded `kind`."""
+        return self.kind == "images"
 
     # -- building --------------------------------------------------------------------------
     @classmethod
@@ -227,7 +243,17 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes) -> "TrainConfig":
+        """A copy with `changes`; another dataset is resolved afresh (its kind and shape are its own)."""
+        if "dataset" in changes and changes["dataset"] != self.dataset:
+            changes = {"kind": None, "sample_shape": None, **changes}
         return type(self).from_dict({**self.to_dict(), **changes})
+
+    def differences(self, saved: dict, ignore=()) -> list[str]:
+        """The fields whose value differs from `saved` (a config's dict), but for `ignore` and a resolved
+        field this config does not know yet (None)."""
+        resolved = {f.name for f in self.fields() if f.metadata["resolved"]}
+        return [k for k, v in self.to_dict().items()
+                if k not in ignore and saved.get(k) != v and not (k in resolved and v is None)]
 
     def validate(self, source: str = "config") -> None:
         for f in self.fields():
@@ -256,6 +282,8 @@ class TrainConfig:
         if self.model != "mlp" and not self.images:
             raise InputError(f"{source}: model = {self.model} is for images; {self.dataset} holds points: use mlp")
         _int_list(self.channel_mult, "channel_mult", source, low=1)
+        if self.sample_shape is not None:
+            _int_list(self.sample_shape, "sample_shape", source, low=1, high=4096)
         if self.attn_resolutions not in ("auto", "none", ""):
             _int_list(self.attn_resolutions, "attn_resolutions", source, low=1)
         # sizes that pass each bound alone can still be absurd together: refuse what cannot fit in memory
@@ -269,15 +297,20 @@ class TrainConfig:
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
 
 
-def _int_list(text: str, name: str, source: str, low: int = 0) -> list[int]:
+def _int_list(text: str, name: str, source: str, low: int = 0, high: int = 64) -> list[int]:
     """'1,2,2' -> [1, 2, 2]; InputError naming the field otherwise."""
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise InputError(f"{source}: {name} = {text!r} should be comma-separated integers, e.g. 1,2,2") from None
-    if not values or min(values) < low or max(values) > 64:
-        raise InputError(f"{source}: {name} = {text!r} should be integers from {low} to 64, e.g. 1,2,2")
+    if not values or min(values) < low or max(values) > high:
+        raise InputError(f"{source}: {name} = {text!r} should be integers from {low} to {high}, e.g. 1,2,2")
     return values
+
+
+def shape_text(shape) -> str:
+    """One sample's shape as config.json records it: (1, 28, 28) -> '1,28,28'."""
+    return ",".join(str(int(s)) for s in shape)
 
 
 def int_list(text: str) -> list[int]:

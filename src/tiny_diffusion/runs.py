@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from . import fileio
-from .config import TrainConfig
+from .choices import kind_of_shape
+from .config import TrainConfig, shape_text
 from .errors import InputError
 
 CHECKPOINT = "checkpoint.pt"
@@ -84,8 +85,22 @@ def new_run_dir(out: str | Path) -> Path:
     return out
 
 
+def recorded(values: dict, shape) -> dict:
+    """A run's config values with its kind and sample shape: as recorded, or, in a run written before they
+    were, derived once from the checkpoint's sample `shape` (never from the dataset string, which may be a
+    folder path relative to another working directory)."""
+    if values.get("kind") is not None or shape is None:
+        return values
+    return {**values, "kind": kind_of_shape(shape), "sample_shape": shape_text(shape)}
+
+
+def checkpoint_config(state: dict, path: Path) -> TrainConfig:
+    """The config a loaded checkpoint holds, its kind and shape resolved (`recorded`)."""
+    return TrainConfig.from_dict(recorded(state["config"], state.get("shape", (2,))), source=str(path))
+
+
 def run_config(run_dir: str | Path) -> TrainConfig:
-    """The resolved config of a finished or running run."""
+    """The resolved config of a finished or running run (kind and sample shape: see `recorded`)."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise InputError(f"{run_dir}: not a run folder (no {CONFIG}); pass a folder made by `tiny-diffusion train`")
@@ -95,6 +110,8 @@ def run_config(run_dir: str | Path) -> TrainConfig:
         raise InputError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(values, dict):
         raise InputError(f"{path}: expected a JSON object of config values")
+    if values.get("kind") is None and (Path(run_dir) / CHECKPOINT).is_file():  # a run from before kinds were recorded
+        values = recorded(values, load_checkpoint(Path(run_dir) / CHECKPOINT).get("shape", (2,)))
     return TrainConfig.from_dict(values, source=str(path))
 
 
@@ -131,7 +148,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run folder")
     state = load_checkpoint(run_dir / CHECKPOINT)
-    cfg = TrainConfig.from_dict(state["config"], source=str(run_dir / CHECKPOINT))
+    cfg = checkpoint_config(state, run_dir / CHECKPOINT)
     model = build_model(cfg, tuple(state.get("shape", (2,))), classes=state.get("classes") if cfg.class_cond else None)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:

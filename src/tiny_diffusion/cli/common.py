@@ -30,7 +30,7 @@ def flag_name(name: str) -> str:
 def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
     """One flag per TrainConfig field (or per field in `names`); unset flags stay out of the namespace."""
     for f in TrainConfig.fields():
-        if names is not None and f.name not in names:
+        if (names is not None and f.name not in names) or f.metadata["resolved"]:
             continue
         m = f.metadata
         extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
@@ -169,10 +169,10 @@ def sampling_options(args, diffusion, cfg=None) -> dict:
 
 def grid_text(options: dict, diffusion, cfg) -> str:
     """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
-    from ..core.samplers import describe_grid
+    from ..sampling import describe_grid
 
     return describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
-                         images=cfg.images)
+                         kind=cfg.kind)
 
 
 def print_quality(what: str, dataset: str, q, floor) -> None:

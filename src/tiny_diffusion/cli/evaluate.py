@@ -86,7 +86,7 @@ def _run_seed(args, cfg) -> int:
 
 def _run_samples(args, target: Path, cfg, model, diffusion, device):
     """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them."""
-    from ..core.samplers import sample
+    from ..sampling import sample
     from ..train.hooks import final_sampling
 
     n = args.n or final_sampling(cfg)["n"]
@@ -99,12 +99,12 @@ def _run_samples(args, target: Path, cfg, model, diffusion, device):
 
 def _is_image_target(target: Path, dataset: str | None) -> bool:
     """An image run, or images to score (a folder of PNGs, an .npy of (N, C, H, W)) against image data."""
-    from ..data.image_names import is_image_dataset
+    from ..data.image_names import dataset_kind
     from ..runs import CONFIG, run_config
 
     if os.path.isfile(target / CONFIG):  # os.path: False, not OSError, for a name too long for the file system
         return run_config(target).images
-    return dataset is not None and is_image_dataset(dataset) or (os.path.isdir(target) and dataset is None)
+    return dataset is not None and dataset_kind(dataset) == "images" or (os.path.isdir(target) and dataset is None)
 
 
 def _evaluate_images(args, target: Path) -> int:

@@ -35,7 +35,7 @@ def _sample(args) -> int:
     import torch
 
     from ..core.guidance import request
-    from ..core.samplers import sample
+    from ..sampling import sample
     from ..runtime import dist
     from ..runtime.graphs import for_sampling
 

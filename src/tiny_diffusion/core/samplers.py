@@ -2,13 +2,12 @@
 so figures and animations come free with any sampler. `sample` runs one to the end.
 
 Every sampler has one signature:
-    sampler(model, diffusion, x_T, generator=None, steps=None, callback=None, *, spacing, clip, threshold,
-            lambda_min, ...)
+    sampler(model, diffusion, x_T, generator=None, ts=None, callback=None, *, clip, threshold, ...)
 x_T is the initial noise (a tensor) or a shape to draw it in; `generator` is a torch.Generator or a
-`noise.SampleNoise` (per-sample seeding); `steps` network evaluations on the subsequence of timesteps
-`timesteps(T, steps, spacing, lambda_min=...)` (None: all T); spacing None (the default) takes the grid
-`default_grid` measured best for that sampler and number of steps (`grid` resolves it);
-`callback(i, t, x, x0)` sees every step's result and its predicted x0. Each yields steps + 1 tensors.
+`noise.SampleNoise` (per-sample seeding); `ts` the grid: the decreasing timesteps to visit, one network
+evaluation each (`timesteps(T, steps, spacing, alpha_bar, lambda_min)`; None: all T). Which grid a run
+uses when its caller names none is a policy, not math: `sampling.grid`, beside `sampling.sample`.
+`callback(i, t, x, x0)` sees every step's result and its predicted x0. Each yields len(ts) + 1 tensors.
 The last step always lands on alpha_bar = 1, i.e. x_0 is the final prediction of x0 with no noise added.
 """
 
@@ -22,19 +21,12 @@ import torch
 
 from ..choices import SPACINGS
 from .diffusion import Diffusion
-from .guidance import Guided
 from .noise import SampleNoise, randn_like
 
 # trailing starts every subsequence at t = T - 1, where x_T really is N(0, I); 'leading' (diffusers'
 # DDIM default) starts at T - T/K and wastes part of the few-step budget (Lin et al. 2024, Table 2).
-# timesteps()' default; the samplers' own default is `default_grid`.
+# timesteps()' default; sampling.default_grid chooses a sampler's grid when its caller names none.
 DEFAULT_SPACING = "trailing"
-# Where a few-step grid of 2D points starts (its log-SNR lambda_min), per sampler: on the default dino model
-# (`bench/default_grid.py`, 10 seeds), the best precision + coverage at 10 and 20 steps among the starts whose
-# energy is within seed noise (0.002) of the lowest; tables and reasons in docs/samplers.md.
-FEW_STEP_LAMBDA_MIN = {"ddpm": -1.5, "ddim": -2.0, "dpm++": -1.5}
-
-
 def log_snr(alpha_bar) -> np.ndarray:
     """lambda_t = log(alpha_t / sigma_t) = 0.5 log(alpha_bar / (1 - alpha_bar)), in float64; decreasing in t.
     (sigma = exp(-lambda) in the variance-exploding view.)"""
@@ -101,51 +93,11 @@ def timesteps(T: int, steps: int | None = None, spacing: str = DEFAULT_SPACING, 
     return ts.astype(np.int64).copy()
 
 
-def default_grid(sampler: str, steps: int | None, T: int, alpha_bar, images: bool) -> tuple[str, float | None]:
-    """(spacing, lambda_min): the timesteps a `steps`-step run of `sampler` visits when the caller names none.
-
-    All T steps (steps None or T): every timestep, as ever. Fewer: the `logsnr` spacing, which beat
-    diffusers' `trailing` at every K <= 50 for every sampler on the default dino model; for 2D points
-    started at lambda_min = FEW_STEP_LAMBDA_MIN[sampler] (the noisiest steps barely move a point cloud),
-    or lower where K steps do not fit above it (then at the K-th least noisy step, so the grid is every
-    step from there), or not at all where the schedule never gets that noisy (docs/samplers.md). Images
-    start at t = T - 1: lambda_min was not measured on their (cosine) schedule."""
-    if steps is None or steps >= T:
-        return DEFAULT_SPACING, None
-    if images:
-        return "logsnr", None
-    lam = log_snr(alpha_bar)
-    start = min(FEW_STEP_LAMBDA_MIN[sampler], lam[steps - 1])  # K steps have lambda >= lam[K - 1]
-    return "logsnr", float(start) if start > lam[T - 1] else None
-
-
-def grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
-         lambda_min: float | None = None, images: bool = False) -> tuple[str, float | None]:
-    """The (spacing, lambda_min) a sampler runs on: the caller's spacing (with their lambda_min, None =
-    from t = T - 1), else `default_grid`'s spacing with the caller's lambda_min or else its own."""
-    if spacing is not None:
-        return spacing, lambda_min
-    ab = diffusion.alpha_bar.double().cpu().numpy()
-    spacing, default_lambda = default_grid(sampler, steps, diffusion.T, ab, images)
-    return spacing, default_lambda if lambda_min is None else lambda_min
-
-
-def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
-                  lambda_min: float | None = None, images: bool = False) -> str:
-    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -1.5', 'ddpm, all 1000 steps'."""
-    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, images)
-    start = "" if lambda_min is None else f" from lambda {lambda_min:.3g}"
-    usable = diffusion.T if lambda_min is None else steps_from(diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
-    if steps is None or steps >= usable:
-        return f"{sampler}, all {usable} steps{start}"
-    return f"{sampler}, {steps} steps, {spacing}{start}"
-
-
-def _pairs(diffusion: Diffusion, steps, spacing, lambda_min, sampler: str, x: torch.Tensor):
-    """(i, t, t_prev, alpha_bar_t, alpha_bar_prev) for each step; t_prev = -1 means alpha_bar = 1."""
-    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, images=x.dim() > 2)
+def _pairs(diffusion: Diffusion, ts):
+    """(i, t, t_prev, alpha_bar_t, alpha_bar_prev) for each step of the grid `ts` (None: all T steps);
+    t_prev = -1 means alpha_bar = 1."""
     ab = diffusion.alpha_bar.double().cpu()
-    ts = timesteps(diffusion.T, steps, spacing, ab.numpy(), lambda_min).tolist()
+    ts = [int(t) for t in (timesteps(diffusion.T) if ts is None else ts)]
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         yield i, t, t_prev, float(ab[t]), (float(ab[t_prev]) if t_prev >= 0 else 1.0)
@@ -165,9 +117,9 @@ def _predict(model, diffusion, x, t, clip, threshold):
 
 @torch.inference_mode()
 def ddpm(
-    model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
-    callback: Callable | None = None, *, spacing: str | None = None, clip: float | None = None,
-    threshold: float | None = None, lambda_min: float | None = None, variance: str = "posterior",
+    model, diffusion: Diffusion, x_T, generator=None, ts=None,
+    callback: Callable | None = None, *, clip: float | None = None, threshold: float | None = None,
+    variance: str = "posterior",
 ) -> Iterator[torch.Tensor]:
     """Ancestral sampling, Ho et al. 2020 Algorithm 2, on a subsequence t -> s of timesteps:
     x_s = posterior mean of q(x_s | x_t, x0) at the predicted x0 + sigma z, where (with
@@ -178,7 +130,7 @@ def ddpm(
         raise ValueError(f"unknown variance {variance!r}; choose posterior or beta")
     x = _start(x_T, generator)
     yield x
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min, "ddpm", x):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, ts):
         x0, _ = _predict(model, diffusion, x, t, clip, threshold)
         beta = 1 - ab / ab_prev
         c0 = math.sqrt(ab_prev) * beta / (1 - ab)  # Ho et al. eq. 7 with alpha_t -> alpha_bar_t / alpha_bar_s
@@ -195,9 +147,9 @@ def ddpm(
 
 @torch.inference_mode()
 def ddim(
-    model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
-    callback: Callable | None = None, *, spacing: str | None = None, clip: float | None = None,
-    threshold: float | None = None, lambda_min: float | None = None, eta: float = 0.0,
+    model, diffusion: Diffusion, x_T, generator=None, ts=None,
+    callback: Callable | None = None, *, clip: float | None = None, threshold: float | None = None,
+    eta: float = 0.0,
 ) -> Iterator[torch.Tensor]:
     """DDIM, Song et al. 2021 eq. 12: x_s = sqrt(alpha_bar_s) x0 + sqrt(1 - alpha_bar_s - sigma^2) eps
     + sigma z, with sigma = eta * sqrt(posterior variance) (eq. 16). eta = 0: deterministic;
@@ -206,7 +158,7 @@ def ddim(
         raise ValueError(f"eta = {eta} must be >= 0")
     x = _start(x_T, generator)
     yield x
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min, "ddim", x):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, ts):
         x0, eps = _predict(model, diffusion, x, t, clip, threshold)
         sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
         x_new = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
@@ -220,9 +172,8 @@ def ddim(
 
 @torch.inference_mode()
 def dpm_solver_pp(
-    model, diffusion: Diffusion, x_T, generator=None, steps: int | None = None,
-    callback: Callable | None = None, *, spacing: str | None = None, clip: float | None = None,
-    threshold: float | None = None, lambda_min: float | None = None,
+    model, diffusion: Diffusion, x_T, generator=None, ts=None,
+    callback: Callable | None = None, *, clip: float | None = None, threshold: float | None = None,
 ) -> Iterator[torch.Tensor]:
     """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2: a multistep second-order solver of the
     probability-flow ODE in lambda = log(alpha / sigma) (alpha = sqrt(alpha_bar), sigma = sqrt(1 -
@@ -231,7 +182,7 @@ def dpm_solver_pp(
     x = _start(x_T, generator)
     yield x
     x0_prev, h_prev = None, None
-    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, steps, spacing, lambda_min, "dpm++", x):
+    for i, t, t_prev, ab, ab_prev in _pairs(diffusion, ts):
         x0, _ = _predict(model, diffusion, x, t, clip, threshold)
         if t_prev < 0:
             x_new = x0
@@ -250,70 +201,3 @@ def dpm_solver_pp(
 SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpm++": dpm_solver_pp}
 
 
-POINT_BLOCK = 1024  # rows per network call for points: one call per step for the usual 1000 points
-IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, large ones still fill the cores
-
-
-def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
-               sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
-               y: torch.Tensor | None = None, guidance: float = 1.0, **kwargs) -> Iterator[torch.Tensor]:
-    """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
-    (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
-    depends only on (seed, i): its x_T and every step's noise come from its own stream
-    (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
-    (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit.
-    y: (n,) class labels passed to the model, aligned the same way (negative: the "no label" class), and
-    `guidance` their classifier-free guidance weight W (`guidance.Guided`: 1 plain conditional, 0 unconditional;
-    both predictions in one call per block, each sample at its same rows). eta is DDIM's (ddim only)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if eta is not None:
-        if sampler != "ddim":
-            raise ValueError(f"eta applies to the ddim sampler only, not {sampler}")
-        kwargs["eta"] = eta
-    if guidance != 1 and y is None:
-        raise ValueError(f"guidance = {guidance} needs class labels y to guide towards")
-    shape = tuple(shape or getattr(model, "sample_shape", (2,)))
-    noise = SampleNoise(seed, n, shape, device=device, start=start)
-    if y is not None:
-        model, y = Guided(model, guidance), y.to(device)
-    aligned = AlignedBatches(model, start, POINT_BLOCK if len(shape) == 1 else IMAGE_BLOCK, y)
-    return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs)
-
-
-def sample(model, diffusion: Diffusion, n: int, seed: int = 0, **kwargs) -> torch.Tensor:
-    """The last state x_0 of `trajectory` (same arguments): n seeded samples."""
-    x = None
-    for x in trajectory(model, diffusion, n, seed, **kwargs):
-        pass
-    return x
-
-
-class AlignedBatches(torch.nn.Module):
-    """`model` evaluated in fixed blocks of `block` rows aligned to global sample indices (zero-padded).
-
-    A matrix product's rounding can depend on the batch size and on a row's position in it (kernels
-    and thread splits change with the shape), so the same noise alone does not make sample i the same
-    in a batch of 7 and of 300. Here sample i is always computed as row i % block of a block-sized
-    product, whatever the batch: bit-identical results on a given device and thread count."""
-
-    def __init__(self, model, start: int = 0, block: int = POINT_BLOCK, y: torch.Tensor | None = None):
-        super().__init__()
-        self.model, self.start, self.block, self.y = model, start, block, y
-
-    def _pad(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        padded = x.new_zeros((hi - lo, *x.shape[1:]))
-        padded[self.start - lo:self.start - lo + len(x)] = x
-        return padded
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # x: (n, ...), t: a scalar step
-        n, b = len(x), self.block
-        lo = self.start // b * b  # the block boundary at or before sample `start`
-        hi = -(-(self.start + n) // b) * b  # ... and at or after the last sample
-        blocks = self._pad(x, lo, hi).split(b)
-        if self.y is None:
-            out = torch.cat([self.model(block, t) for block in blocks])
-        else:
-            labels = self._pad(self.y, lo, hi).split(b)
-            out = torch.cat([self.model(block, t, yb) for block, yb in zip(blocks, labels)])
-        return out[self.start - lo:self.start - lo + n]

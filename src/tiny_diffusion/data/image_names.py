@@ -11,14 +11,16 @@ IMAGE_DATASETS = {  # the built-in image sets, downloaded on first use (or read 
 }
 
 
-def is_image_dataset(name: str) -> bool:
-    """True for a built-in image set's name or a path to an existing directory (a folder of images). A
-    built-in point set's name wins over a folder of that name in the working directory (`--dataset dino`
+def dataset_kind(name: str) -> str:
+    """"images" for a built-in image set's name or a path to an existing directory (a folder of images), else
+    "points". Asked once, when a config is made (before training); the run then records the answer in
+    config.json (`kind`), so a relative folder path read from another working directory is still images.
+    A built-in point set's name wins over a folder of that name in the working directory (`--dataset dino`
     beside a folder dino/ means the dinosaur; write ./dino for the folder)."""
     if name in IMAGE_DATASETS:
-        return True
+        return "images"
     if not os.path.isdir(name):
-        return False
+        return "points"
     from .points import DATASETS  # numpy: imported only when a folder is named
 
-    return name not in DATASETS
+    return "points" if name in DATASETS else "images"

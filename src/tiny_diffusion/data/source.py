@@ -24,10 +24,11 @@ class DataSource:
     held_out: np.ndarray | None = None  # (m, C, H, W) uint8 real images not trained on (images only)
     held_out_labels: np.ndarray | None = None
     name: str = ""  # a short key for caches (the classifier of the image metrics)
+    kind: str = "points"  # the config's kind: "points" or "images"
 
     @property
     def images(self) -> bool:
-        return self.x.dtype == torch.uint8
+        return self.kind == "images"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -55,14 +56,14 @@ def load_source(cfg, device) -> DataSource:
         from .points import load_labelled
 
         x, labels, classes = load_labelled(cfg.dataset, cfg.n_points, cfg.seed)
-        data = DataSource(torch.from_numpy(x).to(device), _on(labels, device), classes)
+        data = DataSource(torch.from_numpy(x).to(device), _on(labels, device), classes, kind="points")
     else:
         from .images import load_images
 
         s = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels)
         flip = s.flip if cfg.flip == "auto" else cfg.flip == "on"
         data = DataSource(torch.from_numpy(s.train).to(device), _on(s.train_labels, device), s.classes, flip, s.test,
-                          s.test_labels, s.name)
+                          s.test_labels, s.name, kind="images")
     if getattr(cfg, "class_cond", False) and data.labels is None:
         raise InputError(f"--class-cond: {cfg.dataset} has no class labels; use a labelled data set (datasaurus, "
                          f"mnist, fashion-mnist, cifar10, a folder of class subfolders) or drop --class-cond")

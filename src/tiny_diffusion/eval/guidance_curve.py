@@ -56,7 +56,7 @@ class Scorer:
 def sweep(model, diffusion, cfg, weights: list[float], cond: dict, n: int, seed: int, device, options: dict,
           log=print) -> list[dict]:
     """The rows of every weight in `weights`, for the labels cond["y"] (from `guidance.request`)."""
-    from ..core.samplers import sample
+    from ..sampling import sample
 
     scorer = Scorer(cfg, cond["y"], device, log)
     rows = []

@@ -24,7 +24,7 @@ def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str],
           log=None) -> list[dict]:
     """One row per (sampler, steps): quality of n samples and the seconds sampling took. spacing None: each
     sampler on its default grid for that many steps (`samplers.default_grid`); the row records the grid."""
-    from ..core.samplers import describe_grid, grid, sample
+    from ..sampling import describe_grid, grid, sample
 
     refs = references(dataset, n=n)
     rows = []

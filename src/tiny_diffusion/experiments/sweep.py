@@ -235,7 +235,7 @@ def check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     from ..train.state import RESUMABLE_CHANGES
 
     saved, wanted = runs.run_config(run_dir).to_dict(), cfg.to_dict()
-    diff = [k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k]]
+    diff = cfg.differences(saved, RESUMABLE_CHANGES)
     if diff:
         shown = ", ".join(f"{k} = {saved.get(k)!r} there, {wanted[k]!r} now" for k in diff[:3])
         more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""

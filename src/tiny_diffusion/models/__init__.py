@@ -59,6 +59,7 @@ def build_model(cfg, shape: tuple[int, ...] = (2,), label_dim: int = 0, classes:
         model = MODELS[cfg.model](cfg, shape, label_dim)
     except ValueError as e:
         raise InputError(f"model {cfg.model} for samples of shape {tuple(shape)}: {e}") from None
-    model.sample_shape = tuple(shape)  # the network carries its samples' shape: samplers need no data set
+    model.sample_shape = tuple(shape)  # the network carries its samples' shape and kind: samplers need no data set
+    model.kind = cfg.kind
     model.classes = list(classes) if classes else None  # ... and its classes' names: --class needs no data set
     return model

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import fileio, runs
 from ..core.guidance import cycle_labels
-from ..core.samplers import sample
+from ..sampling import sample
 
 FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
 SAMPLES_DIR = "samples"  # the final images, one PNG each (pytorch-fid / clean-fid read such folders)

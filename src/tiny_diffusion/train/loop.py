@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import fileio, runs
-from ..config import TrainConfig
+from ..config import TrainConfig, shape_text
 from ..core.diffusion import Diffusion
 from ..data.source import load_source
 from ..errors import InputError
@@ -86,6 +86,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         raise InputError("resume=True needs the run folder to continue as out_dir")
     device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
+    cfg = cfg.replace(sample_shape=shape_text(data.shape))  # recorded in config.json and the checkpoint
     n = len(data)
     batch, steps_per_epoch, total_steps = schedule_length(cfg, n)
     rows = dist.rows(batch)

@@ -107,11 +107,10 @@ def load_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict | 
     state = runs.load_checkpoint(path)
     if "rng" not in state or "scheduler" not in state:
         raise InputError(f"{path}: holds weights but no training state (an older format); it cannot be resumed")
-    saved = TrainConfig.from_dict(state["config"], source=str(path)).to_dict()
-    for name, value in cfg.to_dict().items():
-        if name not in RESUMABLE_CHANGES and saved[name] != value:
-            raise InputError(f"{path}: was trained with {name} = {saved[name]!r}, not {value!r}; resume with the "
-                             f"run's own config or start a new run")
+    saved = runs.checkpoint_config(state, path).to_dict()
+    for name in cfg.differences(saved, RESUMABLE_CHANGES)[:1]:
+        raise InputError(f"{path}: was trained with {name} = {saved[name]!r}, not {getattr(cfg, name)!r}; resume "
+                         f"with the run's own config or start a new run")
     if state.get("device", device.type) != device.type:
         raise InputError(f"{path}: was trained on {state['device']}, this resumption would run on {device.type}; "
                          f"resume with --device {state['device']} (random streams differ between devices)")

@@ -72,12 +72,12 @@ def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, 
     """(steps + 1, n, *model.sample_shape): x_T ... x_0 of ancestral sampling, or only the indices in
     `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8. cond: class labels and
     guidance (`guidance.request`) of a class-conditional model."""
-    from ..core.samplers import trajectory
+    from ..sampling import trajectory
 
     states = []
     for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **(cond or {}))):
         if keep is None or i in keep:
-            states.append(_to_numpy(x, images=x.dim() == 4))
+            states.append(_to_numpy(x, images=model.kind == "images"))
     return np.stack(states)
 
 

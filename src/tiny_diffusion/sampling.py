@@ -1,0 +1,136 @@
+"""Sampling a model: which timestep grid a sampler runs on when its caller names none (the grid policy,
+measured per sampler and kind of data), and `trajectory` / `sample`, which draw n seeded samples in aligned
+blocks with optional classifier-free guidance. The samplers themselves (core/samplers.py) take the grid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from .choices import kind_of_shape
+from .core.diffusion import Diffusion
+from .core.guidance import Guided
+from .core.noise import SampleNoise
+from .core.samplers import DEFAULT_SPACING, SAMPLERS, log_snr, steps_from, timesteps
+
+# Where a few-step grid of 2D points starts (its log-SNR lambda_min), per sampler: on the default dino model
+# (`bench/default_grid.py`, 10 seeds), the best precision + coverage at 10 and 20 steps among the starts whose
+# energy is within seed noise (0.002) of the lowest; tables and reasons in docs/samplers.md.
+FEW_STEP_LAMBDA_MIN = {"ddpm": -1.5, "ddim": -2.0, "dpm++": -1.5}
+
+
+def default_grid(sampler: str, steps: int | None, T: int, alpha_bar, kind: str) -> tuple[str, float | None]:
+    """(spacing, lambda_min): the timesteps a `steps`-step run of `sampler` visits when the caller names none.
+
+    All T steps (steps None or T): every timestep, as ever. Fewer: the `logsnr` spacing, which beat
+    diffusers' `trailing` at every K <= 50 for every sampler on the default dino model; for 2D points
+    started at lambda_min = FEW_STEP_LAMBDA_MIN[sampler] (the noisiest steps barely move a point cloud),
+    or lower where K steps do not fit above it (then at the K-th least noisy step, so the grid is every
+    step from there), or not at all where the schedule never gets that noisy (docs/samplers.md). Images
+    start at t = T - 1: lambda_min was not measured on their (cosine) schedule."""
+    if steps is None or steps >= T:
+        return DEFAULT_SPACING, None
+    if kind == "images":
+        return "logsnr", None
+    lam = log_snr(alpha_bar)
+    start = min(FEW_STEP_LAMBDA_MIN[sampler], lam[steps - 1])  # K steps have lambda >= lam[K - 1]
+    return "logsnr", float(start) if start > lam[T - 1] else None
+
+
+def grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
+         lambda_min: float | None = None, kind: str = "points") -> tuple[str, float | None]:
+    """The (spacing, lambda_min) a sampler runs on: the caller's spacing (with their lambda_min, None =
+    from t = T - 1), else `default_grid`'s spacing with the caller's lambda_min or else its own."""
+    if spacing is not None:
+        return spacing, lambda_min
+    ab = diffusion.alpha_bar.double().cpu().numpy()
+    spacing, default_lambda = default_grid(sampler, steps, diffusion.T, ab, kind)
+    return spacing, default_lambda if lambda_min is None else lambda_min
+
+
+def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
+                  lambda_min: float | None = None, kind: str = "points") -> str:
+    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -1.5', 'ddpm, all 1000 steps'."""
+    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
+    start = "" if lambda_min is None else f" from lambda {lambda_min:.3g}"
+    usable = diffusion.T if lambda_min is None else steps_from(diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+    if steps is None or steps >= usable:
+        return f"{sampler}, all {usable} steps{start}"
+    return f"{sampler}, {steps} steps, {spacing}{start}"
+
+
+POINT_BLOCK = 1024  # rows per network call for points: one call per step for the usual 1000 points
+IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, large ones still fill the cores
+BLOCKS = {"points": POINT_BLOCK, "images": IMAGE_BLOCK}
+
+
+def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
+               sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
+               y: torch.Tensor | None = None, guidance: float = 1.0, spacing: str | None = None,
+               lambda_min: float | None = None, kind: str | None = None, **kwargs) -> Iterator[torch.Tensor]:
+    """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
+    (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
+    depends only on (seed, i): its x_T and every step's noise come from its own stream
+    (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
+    (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit.
+    y: (n,) class labels passed to the model, aligned the same way (negative: the "no label" class), and
+    `guidance` their classifier-free guidance weight W (`guidance.Guided`: 1 plain conditional, 0 unconditional;
+    both predictions in one call per block, each sample at its same rows). eta is DDIM's (ddim only).
+    steps, spacing, lambda_min: the grid (`grid`: None takes the measured default for the sampler and `kind`,
+    "points" or "images"; default: the model's `kind`, recorded by build_model from the run's config)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if eta is not None:
+        if sampler != "ddim":
+            raise ValueError(f"eta applies to the ddim sampler only, not {sampler}")
+        kwargs["eta"] = eta
+    if guidance != 1 and y is None:
+        raise ValueError(f"guidance = {guidance} needs class labels y to guide towards")
+    shape = tuple(shape or getattr(model, "sample_shape", (2,)))
+    kind = kind or getattr(model, "kind", None) or kind_of_shape(shape)
+    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
+    ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+    noise = SampleNoise(seed, n, shape, device=device, start=start)
+    if y is not None:
+        model, y = Guided(model, guidance), y.to(device)
+    aligned = AlignedBatches(model, start, BLOCKS[kind], y)
+    return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, ts, **kwargs)
+
+
+def sample(model, diffusion: Diffusion, n: int, seed: int = 0, **kwargs) -> torch.Tensor:
+    """The last state x_0 of `trajectory` (same arguments): n seeded samples."""
+    x = None
+    for x in trajectory(model, diffusion, n, seed, **kwargs):
+        pass
+    return x
+
+
+class AlignedBatches(torch.nn.Module):
+    """`model` evaluated in fixed blocks of `block` rows aligned to global sample indices (zero-padded).
+
+    A matrix product's rounding can depend on the batch size and on a row's position in it (kernels
+    and thread splits change with the shape), so the same noise alone does not make sample i the same
+    in a batch of 7 and of 300. Here sample i is always computed as row i % block of a block-sized
+    product, whatever the batch: bit-identical results on a given device and thread count."""
+
+    def __init__(self, model, start: int = 0, block: int = POINT_BLOCK, y: torch.Tensor | None = None):
+        super().__init__()
+        self.model, self.start, self.block, self.y = model, start, block, y
+
+    def _pad(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        padded = x.new_zeros((hi - lo, *x.shape[1:]))
+        padded[self.start - lo:self.start - lo + len(x)] = x
+        return padded
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # x: (n, ...), t: a scalar step
+        n, b = len(x), self.block
+        lo = self.start // b * b  # the block boundary at or before sample `start`
+        hi = -(-(self.start + n) // b) * b  # ... and at or after the last sample
+        blocks = self._pad(x, lo, hi).split(b)
+        if self.y is None:
+            out = torch.cat([self.model(block, t) for block in blocks])
+        else:
+            labels = self._pad(self.y, lo, hi).split(b)
+            out = torch.cat([self.model(block, t, yb) for block, yb in zip(blocks, labels)])
+        return out[self.start - lo:self.start - lo + n]
