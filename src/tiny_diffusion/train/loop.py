@@ -11,7 +11,7 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,51 @@ class TrainResult:
     out_dir: Path | None
 
 
+@dataclass
+class Run:
+    """Everything one training run holds and changes, in one place: what `_setup` builds, where the loop
+    stands (step, epoch, batch, perm), and what it has produced (metrics rows, frames)."""
+    cfg: TrainConfig
+    device: torch.device
+    data: object  # data.source.DataSource
+    main: bool  # this process writes the run folder and logs (rank 0, or the only process)
+    world: int
+    log: object
+    out: Path | None
+    batch: int
+    steps_per_epoch: int
+    total_steps: int
+    n_epochs: int
+    rows: object  # this rank's rows of a global batch (dist.rows)
+    plan: object  # step.Plan: how the step runs here
+    model: torch.nn.Module
+    ema_model: torch.nn.Module
+    diffusion: Diffusion
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    generator: torch.Generator
+    hooks: object  # hooks.PointHooks or hooks.ImageHooks (rank 0), else None
+    snapshot_at: set
+    step: int = 0
+    epoch: int = 0  # the epoch to start (or resume) at
+    batch_start: int = 0  # ... and its first batch (> 0 when resumed mid-epoch)
+    skipped: int = 0
+    seconds_before: float = 0.0  # training time before a resumption
+    perm: torch.Tensor | None = None
+    metrics_rows: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+    finished: bool = False  # resumed a finished run: nothing is rewritten
+    restored: dict | None = None
+    train_step: object = None
+    loss_state: object = None  # where the loss sum and the non-finite marker live (the step, or its graph)
+    sampling_model: object = None
+    start: float = 0.0  # perf_counter when the loop started
+    compile_seconds: float | None = None
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
           resume: bool = False) -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
@@ -80,171 +125,210 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     Under torchrun (runtime/dist.py) every rank calls this: the model is the same whatever the number of
     processes, rank 0 alone writes the run folder and logs, and the other ranks return a result without
     samples (samples, quality and out_dir None)."""
-    main, world = dist.is_main(), dist.world_size()
-    log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
+    run = _setup(cfg, out_dir, resume, log)
+    if resume:
+        _restore(run, out_dir)
+    if run.out is not None and not run.finished:
+        fileio.write_json(run.out / runs.CONFIG, run.cfg.to_dict())
+        if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
+            fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
+    _build_step(run)
+    _train_epochs(run, progress)
+    return _finish(run)
+
+
+def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
+    """Data, schedule length, model, EMA copy, diffusion, optimizer, hooks and generator, in the order that
+    fixes every random stream; the run folder is made only once data and model have been checked."""
+    main, world = dist.is_main(), dist.world_size()
+    log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
     device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     cfg = cfg.replace(sample_shape=shape_text(data.shape))  # recorded in config.json and the checkpoint
-    n = len(data)
-    batch, steps_per_epoch, total_steps = schedule_length(cfg, n)
+    batch, steps_per_epoch, total_steps = schedule_length(cfg, len(data))
     rows = dist.rows(batch)
     plan = plan_for(cfg, device, world, data.images)
     torch.manual_seed(cfg.seed)  # model initialisation
     model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if out_dir is not None:
-        out = dist.on_main(lambda: Path(out_dir) if resume else runs.new_run_dir(out_dir))
-    else:
-        out = None
+    out = None if out_dir is None else dist.on_main(lambda: Path(out_dir) if resume else runs.new_run_dir(out_dir))
+    out = out if main else None  # rank 0 alone writes
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
     diffusion = Diffusion.from_config(cfg, device, warn=main)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hooks = hooks_for(cfg, data, device, log) if main else None
-
     n_epochs = -(-total_steps // steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    snapshot_at = set(frame_epochs(n_epochs, cfg.frames))
+    return Run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, n_epochs, rows, plan,
+               model, ema_model, diffusion, optimizer, scheduler, generator, hooks,
+               set(frame_epochs(n_epochs, cfg.frames)))
 
-    metrics_rows, frames = [], []
-    step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
-    perm = None
-    restored = dist.on_main(lambda: ckpt.load_state(out, cfg, device)) if resume else None
-    finished = resume and dist.on_main(lambda: runs.is_finished(out))
-    if not main:
-        out = None  # rank 0 alone writes
-    if resume and out is not None:  # a folder with no checkpoint yet (or none at all) simply starts there
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.clean_stale_temp_files(out)
-    if restored is not None:
-        try:
-            model.load_state_dict(restored["model"])
-            if restored["ema"] is not None:
-                ema_model.load_state_dict(restored["ema"])
-            optimizer.load_state_dict(restored["optimizer"])
-            scheduler.load_state_dict(restored["scheduler"])
-            ckpt.restore_rng(restored["rng"], generator)
-            step, start_epoch, start_batch = int(restored["step"]), int(restored["epoch"]), int(restored["batch"])
-            skipped, seconds_before = restored["skipped"], restored["seconds"]
-            metrics_rows = list(restored["metrics"])
-            frames = list(restored["frames"].numpy()) if restored["frames"] is not None else []
-            if start_batch > 0:
-                perm = restored["perm"].to(device)
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-            raise InputError(f"{Path(out_dir) / runs.CHECKPOINT}: training state does not fit the config "
-                             f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
-        log(f"resuming {out} after {ckpt.position(step, start_epoch, start_batch)}")
-    if out is not None and not finished:
-        fileio.write_json(out / runs.CONFIG, cfg.to_dict())
-        if restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
-            fileio.write_csv(out / runs.METRICS, metrics_rows)
 
-    net = dist.wrap(model, device)
-    if plan.compile:
+def _restore(run: Run, out_dir) -> None:
+    """Continue from the run folder's checkpoint (when it has one): weights, optimizer, RNG streams and
+    the loop's position; a finished run is only reloaded."""
+    run.restored = dist.on_main(lambda: ckpt.load_state(run.out, run.cfg, run.device))
+    run.finished = dist.on_main(lambda: runs.is_finished(run.out))
+    if run.out is not None:  # a folder with no checkpoint yet (or none at all) simply starts there
+        run.out.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_stale_temp_files(run.out)
+    r = run.restored
+    if r is None:
+        return
+    try:
+        run.model.load_state_dict(r["model"])
+        if r["ema"] is not None:
+            run.ema_model.load_state_dict(r["ema"])
+        run.optimizer.load_state_dict(r["optimizer"])
+        run.scheduler.load_state_dict(r["scheduler"])
+        ckpt.restore_rng(r["rng"], run.generator)
+        run.step, run.epoch, run.batch_start = int(r["step"]), int(r["epoch"]), int(r["batch"])
+        run.skipped, run.seconds_before = r["skipped"], r["seconds"]
+        run.metrics_rows = list(r["metrics"])
+        run.frames = list(r["frames"].numpy()) if r["frames"] is not None else []
+        if run.batch_start > 0:
+            run.perm = r["perm"].to(run.device)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"{Path(out_dir) / runs.CHECKPOINT}: training state does not fit the config "
+                         f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    run.log(f"resuming {run.out} after {ckpt.position(run.step, run.epoch, run.batch_start)}")
+
+
+def _build_step(run: Run) -> None:
+    """The training step as it runs here (DDP, torch.compile, a CUDA graph) and the sampling network."""
+    net = dist.wrap(run.model, run.device)
+    if run.plan.compile:
         net = torch.compile(net)
-    train_step = TrainStep(cfg, net, model, ema_model, optimizer, diffusion, data, generator, rows, plan)
-    if plan.graphs:
-        make_graph_safe(optimizer, device)
-        train_step = GraphedStep(train_step, batch, optimizer, CudaGraphBackend(generator))
-    state = train_step.step if plan.graphs else train_step  # the loss sum and non-finite marker live there
-    if restored is not None and start_batch > 0:
-        state.loss_sum.copy_(restored["loss_sum"])
-    sampling_model = for_sampling(ema_model, device, cfg.cuda_graphs)
+    step = TrainStep(run.cfg, net, run.model, run.ema_model, run.optimizer, run.diffusion, run.data, run.generator,
+                     run.rows, run.plan)
+    if run.plan.graphs:
+        make_graph_safe(run.optimizer, run.device)
+        step = GraphedStep(step, run.batch, run.optimizer, CudaGraphBackend(run.generator))
+    run.train_step = step
+    run.loss_state = step.step if run.plan.graphs else step
+    if run.restored is not None and run.batch_start > 0:
+        run.loss_state.loss_sum.copy_(run.restored["loss_sum"])
+    run.sampling_model = for_sampling(run.ema_model, run.device, run.cfg.cuda_graphs)
 
-    def save(epoch_done: int, batch_done: int, loss_sum=None) -> None:
-        if metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
-            fileio.write_csv(out / runs.METRICS, metrics_rows)
-        ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
-                        scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
-                        perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
-                        seconds=seconds_before + time.perf_counter() - start, skipped=skipped,
-                        shape=data.shape, classes=data.classes, world_size=world)
 
-    def stop_requested(last_of_epoch: bool) -> bool:  # one process: look every step; several: agree now and then
-        if world == 1:
-            return stop.signum is not None
-        return (last_of_epoch or step % STOP_CHECK_EVERY == 0) and dist.any_rank(stop.signum is not None, device)
+def _save(run: Run, epoch_done: int, batch_done: int, loss_sum=None) -> None:
+    if run.metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
+        fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
+    ckpt.save_state(run.out / runs.CHECKPOINT, cfg=run.cfg, model=run.model, ema_model=run.ema_model,
+                    optimizer=run.optimizer, scheduler=run.scheduler, generator=run.generator, epoch=epoch_done,
+                    batch=batch_done, step=run.step, perm=run.perm, loss_sum=loss_sum, metrics_rows=run.metrics_rows,
+                    frames=run.frames, seconds=run.seconds(), skipped=run.skipped, shape=run.data.shape,
+                    classes=run.data.classes, world_size=run.world)
 
-    # non-finite guard without a host sync per step: the step remembers the first bad step in a tensor, the
-    # loop looks once per epoch (before anything is written); --skip-nonfinite N must look every step, and does
-    show = main and (sys.stderr.isatty() if progress is None else progress)
+
+def _stop_requested(run: Run, stop, last_of_epoch: bool) -> bool:
+    """One process looks every step; several agree now and then (a collective)."""
+    if run.world == 1:
+        return stop.signum is not None
+    return (last_of_epoch or run.step % STOP_CHECK_EVERY == 0) and dist.any_rank(stop.signum is not None, run.device)
+
+
+def _train_epochs(run: Run, progress: bool | None) -> None:
+    """Every epoch from where the run stands; a stop signal checkpoints and raises TrainingStopped."""
+    show = run.main and (sys.stderr.isatty() if progress is None else progress)
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(start_epoch, n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
-               initial=start_epoch, total=n_epochs)
-    start = time.perf_counter()
-    compile_seconds = None
+    bar = tqdm(range(run.epoch, run.n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
+               initial=run.epoch, total=run.n_epochs)
+    run.start = time.perf_counter()
     with ckpt.StopSignals() as stop:
         for epoch in bar:
-            model.train()
-            epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-            if start_batch == 0:
-                perm = torch.randperm(n, device=device, generator=generator)
-                state.loss_sum.zero_()
-            for i in range(start_batch, epoch_steps):
-                first = plan.compile and compile_seconds is None
-                t0 = time.perf_counter() if first else 0.0
-                if train_step(perm[i * batch:(i + 1) * batch], step + 1, ema_decay(cfg.ema, step + 1)):
-                    skipped += 1  # only with --skip-nonfinite: a non-finite step left the weights alone
-                    if skipped > cfg.skip_nonfinite:
-                        raise ckpt.nonfinite_error(step + 1, cfg, out)
-                    log(f"skipping step {step + 1}: non-finite loss or gradient ({skipped}/{cfg.skip_nonfinite})")
-                if first:
-                    compile_seconds = _synced_seconds(t0, device)
-                    log(f"torch.compile: the first step took {compile_seconds:.1f} s (compilation included)")
-                scheduler.step()
-                step += 1
-                if stop_requested(i == epoch_steps - 1):
-                    if cfg.skip_nonfinite == 0 and dist.maximum(state.first_bad).item() >= 0:
-                        raise ckpt.nonfinite_error(dist.maximum(state.first_bad).item(), cfg, out)
-                    loss_sum = dist.mean(state.loss_sum)  # every rank resumes with the ranks' mean
-                    if out is not None:
-                        save(epoch, i + 1, loss_sum)
-                    raise stop.stopped(f"after {ckpt.position(step, epoch, i + 1)}", out)
-            start_batch = 0
-            epoch_loss = (dist.mean(state.loss_sum) / epoch_steps).item()  # the one host sync per epoch
-            first_bad = dist.maximum(state.first_bad).item()
-            if cfg.skip_nonfinite == 0 and first_bad >= 0:
-                raise ckpt.nonfinite_error(first_bad, cfg, out)
-            elapsed = seconds_before + time.perf_counter() - start
-            row = {"epoch": epoch + 1, "step": step, "loss": epoch_loss, "lr": float(optimizer.param_groups[0]["lr"]),
-                   "seconds": round(elapsed, 3)}
-            if data.images:
-                bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{step * batch / max(elapsed, 1e-9):.0f}")
-            else:
-                bar.set_postfix(loss=f"{epoch_loss:.4f}")
-            if epoch in snapshot_at and main:
-                ema_model.eval()
-                frames.append(hooks.snapshot(sampling_model, diffusion))
-                row.update(hooks.snapshot_metrics(frames[-1]))
-            metrics_rows.append(row)
-            if out is not None and (epoch + 1 == n_epochs or (cfg.checkpoint_every > 0 and
-                                                              (epoch + 1) % cfg.checkpoint_every == 0)):
-                save(epoch + 1, 0)
-        if not finished and (stop.signum is not None if world == 1 else dist.any_rank(stop.signum is not None, device)):
-            raise stop.stopped("after the last epoch, before the final files", out)
+            epoch_steps = _run_epoch(run, epoch, stop)
+            _end_epoch(run, epoch, epoch_steps, bar)
+        if not run.finished and (stop.signum is not None if run.world == 1 else
+                                 dist.any_rank(stop.signum is not None, run.device)):
+            raise stop.stopped("after the last epoch, before the final files", run.out)
     bar.close()
-    train_seconds = seconds_before + time.perf_counter() - start
-    ema_model.eval()
-    if not main:
-        return TrainResult(cfg, ema_model, diffusion, None, None, None, train_seconds, None)
 
-    samples, q, floor = hooks.final(sampling_model, diffusion)
-    if out is not None and not finished:
+
+def _run_epoch(run: Run, epoch: int, stop) -> int:
+    """The optimisation steps of one epoch (from run.batch_start); its number of steps."""
+    cfg, state = run.cfg, run.loss_state
+    run.model.train()
+    epoch_steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
+    if run.batch_start == 0:
+        run.perm = torch.randperm(len(run.data), device=run.device, generator=run.generator)
+        state.loss_sum.zero_()
+    for i in range(run.batch_start, epoch_steps):
+        first = run.plan.compile and run.compile_seconds is None
+        t0 = time.perf_counter() if first else 0.0
+        if run.train_step(run.perm[i * run.batch:(i + 1) * run.batch], run.step + 1, ema_decay(cfg.ema, run.step + 1)):
+            run.skipped += 1  # only with --skip-nonfinite: a non-finite step left the weights alone
+            if run.skipped > cfg.skip_nonfinite:
+                raise ckpt.nonfinite_error(run.step + 1, cfg, run.out)
+            run.log(f"skipping step {run.step + 1}: non-finite loss or gradient ({run.skipped}/{cfg.skip_nonfinite})")
+        if first:
+            run.compile_seconds = _synced_seconds(t0, run.device)
+            run.log(f"torch.compile: the first step took {run.compile_seconds:.1f} s (compilation included)")
+        run.scheduler.step()
+        run.step += 1
+        if _stop_requested(run, stop, i == epoch_steps - 1):
+            # non-finite guard without a host sync per step: the step remembers the first bad step in a tensor
+            if cfg.skip_nonfinite == 0 and dist.maximum(state.first_bad).item() >= 0:
+                raise ckpt.nonfinite_error(dist.maximum(state.first_bad).item(), cfg, run.out)
+            loss_sum = dist.mean(state.loss_sum)  # every rank resumes with the ranks' mean
+            if run.out is not None:
+                _save(run, epoch, i + 1, loss_sum)
+            raise stop.stopped(f"after {ckpt.position(run.step, epoch, i + 1)}", run.out)
+    run.batch_start = 0
+    return epoch_steps
+
+
+def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar) -> None:
+    """The epoch's loss (the one host sync per epoch), the non-finite check, a snapshot, a checkpoint."""
+    cfg = run.cfg
+    epoch_loss = (dist.mean(run.loss_state.loss_sum) / epoch_steps).item()
+    first_bad = dist.maximum(run.loss_state.first_bad).item()
+    if cfg.skip_nonfinite == 0 and first_bad >= 0:
+        raise ckpt.nonfinite_error(first_bad, cfg, run.out)
+    elapsed = run.seconds()
+    row = {"epoch": epoch + 1, "step": run.step, "loss": epoch_loss,
+           "lr": float(run.optimizer.param_groups[0]["lr"]), "seconds": round(elapsed, 3)}
+    if run.data.images:
+        bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{run.step * run.batch / max(elapsed, 1e-9):.0f}")
+    else:
+        bar.set_postfix(loss=f"{epoch_loss:.4f}")
+    if epoch in run.snapshot_at and run.main:
+        run.ema_model.eval()
+        run.frames.append(run.hooks.snapshot(run.sampling_model, run.diffusion))
+        row.update(run.hooks.snapshot_metrics(run.frames[-1]))
+    run.metrics_rows.append(row)
+    if run.out is not None and (epoch + 1 == run.n_epochs or (cfg.checkpoint_every > 0 and
+                                                              (epoch + 1) % cfg.checkpoint_every == 0)):
+        _save(run, epoch + 1, 0)
+
+
+def _finish(run: Run) -> TrainResult:
+    """The final samples, their quality and the run's last files (quality.json last: it marks the run finished)."""
+    train_seconds = run.seconds()
+    run.ema_model.eval()
+    if not run.main:
+        return TrainResult(run.cfg, run.ema_model, run.diffusion, None, None, None, train_seconds, None)
+    samples, q, floor = run.hooks.final(run.sampling_model, run.diffusion)
+    out = run.out
+    if out is not None and not run.finished:
+        frames = run.frames
         fileio.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
         from ..viz import points as plots
 
-        plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
-        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)],
-                 "world_size": world, "device": device.type, **plan.as_dict()}
-        if compile_seconds is not None:
-            extra["compile_seconds"] = round(compile_seconds, 3)
-        hooks.write(out, samples, q, floor, extra)  # quality.json last: it marks the run finished
-    return TrainResult(cfg, ema_model, diffusion, samples, q, floor, train_seconds, out)
+        rows = run.metrics_rows
+        plots.loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], out / "loss.png")
+        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(run.snapshot_at)],
+                 "world_size": run.world, "device": run.device.type, **run.plan.as_dict()}
+        if run.compile_seconds is not None:
+            extra["compile_seconds"] = round(run.compile_seconds, 3)
+        run.hooks.write(out, samples, q, floor, extra)
+    return TrainResult(run.cfg, run.ema_model, run.diffusion, samples, q, floor, train_seconds, out)
 
 
 def _synced_seconds(t0: float, device: torch.device) -> float:
