@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tiny_diffusion.core.diffusion import Diffusion
-from tiny_diffusion.models import EMBEDDINGS, MLP
+from tiny_diffusion.models import EMBEDDINGS, MLP, build_model
 from tiny_diffusion.core.schedules import make_betas
 
 
@@ -58,3 +58,14 @@ def test_point_features_are_the_per_coordinate_embeddings(input_emb):
     x = torch.randn(50, 2) * 3
     per_coordinate = torch.cat([emb(x[:, i]) for i, emb in enumerate(model.input_embs)], dim=-1)
     assert torch.equal(model.point_features(x), per_coordinate)
+
+
+def test_constructor_defaults_are_the_configs():
+    """td.MLP() and td.UNet() are the networks `train` builds with the config's defaults (points; MNIST-sized images)."""
+    import tiny_diffusion as td
+    from tiny_diffusion.config import TrainConfig
+
+    for bare, cfg, shape in ((td.MLP(), TrainConfig(), (2,)), (td.UNet(), TrainConfig(dataset="mnist"), (1, 28, 28))):
+        built = build_model(cfg, shape)
+        assert type(bare) is type(built)
+        assert {k: v.shape for k, v in bare.state_dict().items()} == {k: v.shape for k, v in built.state_dict().items()}

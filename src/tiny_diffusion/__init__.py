@@ -28,6 +28,7 @@ _EXPORTS = {
     "Diffusion": "core.diffusion",
     "MLP": "models",
     "build_model": "models",
+    "UNet": "models.unet",
     "train": "train",
     "TrainResult": "train",
     "sample": "sampling",
