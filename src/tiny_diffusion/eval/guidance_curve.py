@@ -36,7 +36,7 @@ class Scorer:
             self.floor = self.metric.floor(min(len(self.y), len(self.metric.train)))
 
     def rows(self, x, w: float) -> list[dict]:
-        """The rows of samples x (a tensor from `samplers.sample`) drawn at guidance w."""
+        """The rows of samples x (a tensor from `sampling.sample`) drawn at guidance w."""
         if not self.cfg.images:
             from .points import per_class
 
