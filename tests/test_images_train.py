@@ -217,6 +217,27 @@ def test_a_run_of_a_relative_folder_is_images_from_any_working_directory(folder,
     assert "classifier-FID" in capsys.readouterr().out
 
 
+def test_a_run_from_before_kinds_were_recorded_takes_its_kind_from_the_checkpoint(run, tmp_path, monkeypatch):
+    """Run folders written before config.json recorded kind and sample_shape (e.g. trained on a relative folder
+    that is not here): both come from the checkpoint's sample shape, never from the dataset string."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    values = json.loads((old / runs.CONFIG).read_text())
+    values = {k: v for k, v in values.items() if k not in ("kind", "sample_shape")} | {"dataset": "pics"}
+    (old / runs.CONFIG).write_text(json.dumps(values))
+    state = torch.load(old / runs.CHECKPOINT, weights_only=True)
+    state["config"] = values
+    torch.save(state, old / runs.CHECKPOINT)
+    monkeypatch.chdir(tmp_path)  # no folder `pics` here: the dataset string alone would say points
+    assert (runs.run_config(old).kind, runs.run_config(old).sample_shape) == ("images", "1,8,8")
+    cfg, model, _ = runs.load_run(old)
+    assert (cfg.kind, model.kind, model.sample_shape) == ("images", "images", (1, 8, 8))
+    assert main(["sample", str(old), "--n", "2", "--steps", "3", "--out", "x.npy"]) == 0
+    assert np.load("x.npy").shape == (2, 1, 8, 8)
+
+
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
     for i in range(12):
         Image.fromarray(_digit(i % 2, i), mode="L").save(tmp_path / f"{i}.png")
