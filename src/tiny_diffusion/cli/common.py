@@ -174,14 +174,18 @@ def grid_text(options: dict, diffusion, cfg) -> str:
                          images=cfg.images)
 
 
-def print_quality(what: str, dataset: str, q, floor) -> None:
-    """The quality line and the data floor's beneath it (None: a data set without labels for the metrics)."""
+def print_quality(what: str, dataset: str, q, floor, notes=()) -> None:
+    """The quality line and the data floor's beneath it, each None where it could not be measured, and the
+    notes that say why (no labels, too few images, no test split)."""
     if q is None:
-        print(f"{what} of {dataset}: no quality numbers (the classifier metrics need class labels)")
-        return
-    head = f"quality of {what} vs {dataset}: "
-    print(f"{head}{q}")
-    print(f"{'data floor (real vs real): ':<{len(head)}}{floor}")
+        print(f"{what} of {dataset}: no quality numbers" + ("" if notes else " (the classifier metrics need class "
+                                                                               "labels)"))
+    else:
+        head = f"quality of {what} vs {dataset}: "
+        print(f"{head}{q}")
+        print(f"{'data floor (real vs real): ':<{len(head)}}{'not available' if floor is None else floor}")
+    for note in notes:
+        print(f"  note: {note}")
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:

@@ -136,10 +136,11 @@ def _evaluate_images(args, target: Path) -> int:
         cfg = TrainConfig.from_dict({**changes, "image_size": images.shape[-1], "channels": images.shape[1]},
                                     "command line")
         what = f"{len(images)} images of {target}"
-    report = score_images(cfg, images, device)
-    print_quality(what, cfg.dataset, report.quality, report.floor)
-    print(f"noise images:  {report.noise}")
-    print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
+    report = score_images(cfg, images, device, flag="--n" if (target / CONFIG).is_file() else None)
+    print_quality(what, cfg.dataset, report.quality, report.floor, report.notes)
+    if report.quality is not None:
+        print(f"noise images:  {report.noise}")
+        print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
     return 0
 
 

@@ -47,9 +47,20 @@ def _train(args, overrides: dict) -> int:
     length = f"{cfg.kimg:g} kimg" if cfg.kimg > 0 else f"{cfg.epochs} epochs"
     print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
           f"sampling and figures)")
-    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor, _notes(result))
     _print_classes(result)
     return 0
+
+
+def _notes(result) -> list[str]:
+    """What an image run's metrics could not measure, and why (quality.json's notes)."""
+    if result.out_dir is None or not result.config.images:
+        return []
+    import json
+
+    from ..runs import QUALITY
+
+    return json.loads((result.out_dir / QUALITY).read_text()).get("notes", [])
 
 
 def _print_classes(result) -> None:
@@ -92,5 +103,5 @@ def _resume_train(args, changes: dict) -> int:
     if not dist.is_main():
         return 0
     print(f"run folder: {result.out_dir}")
-    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor, _notes(result))
     return 0
