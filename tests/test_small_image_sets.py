@@ -70,3 +70,41 @@ def test_every_image_command_works_on_a_small_folder(tmp_path, capsys, n, labell
     assert main(["plot", "forward", str(run), "--n", "2", "--panels", "3", "--out", str(tmp_path / "f.png")]) == 0
     assert main(["plot", "reverse", str(run), "--n", "2", "--panels", "3", "--out", str(tmp_path / "r.png")]) == 0
     assert main(["animate", str(run)]) == 0 and (run / "animation.gif").is_file()
+
+
+def _source(n: int, test: int = 0):
+    """A labelled DataSource of n random 8x8 gray images (labels alternate), with a test split of `test` images."""
+    import torch
+
+    from tiny_diffusion.data.source import DataSource
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)
+    held = rng.integers(0, 256, (test, 1, 8, 8), dtype=np.uint8) if test else None
+    return DataSource(torch.from_numpy(x), torch.arange(n) % 2, ["a", "b"], held_out=held,
+                      held_out_labels=np.arange(test) % 2 if test else None, name="tiny")
+
+
+def test_without_a_test_split_the_held_out_images_leave_the_floor_and_memorisation_is_not_available(monkeypatch):
+    """16.6: the stand-in held-out images are a seeded draw of both classes, taken out of the images the floor
+    and the nearest-neighbour distances use; memorisation is None (a copy of a held-out image would pass)."""
+    import torch
+
+    from tiny_diffusion.eval import classifier as clf_mod
+    from tiny_diffusion.eval.report import image_metric
+
+    monkeypatch.setattr(clf_mod, "train_classifier",
+                        lambda images, labels, k, **kw: torch.manual_seed(0) and clf_mod.Classifier(1, k).eval())
+    data = _source(40)
+    metric, _ = image_metric(data, "cpu")
+    x = data.x.numpy()
+    train_rows = {r.tobytes() for r in metric.train}
+    assert metric.floor_limit == 20 and len(train_rows) == 20  # half held out, the other half to draw floors from
+    held = [r for r in x if r.tobytes() not in train_rows]
+    assert len(held) == 20 and {int(y) for r, y in zip(x, data.labels) if r.tobytes() not in train_rows} == {0, 1}
+    assert "20 of the 40 training images" in metric.held_out_note and "memorisation" in metric.held_out_note
+    assert metric.score(x[:6]).memorised is None and metric.floor(20).memorised is None
+    assert "memorised n/a" in str(metric.score(x[:6]))
+    # with a test split, nothing is held out of the training images and copies of them are caught
+    metric, _ = image_metric(_source(40, test=10), "cpu")
+    assert metric.held_out_note is None and metric.floor_limit == 40 and metric.score(x[:6]).memorised == 1.0
