@@ -104,7 +104,21 @@ def _is_image_target(target: Path, dataset: str | None) -> bool:
 
     if os.path.isfile(target / CONFIG):  # os.path: False, not OSError, for a name too long for the file system
         return run_config(target).images
-    return dataset is not None and is_image_dataset(dataset) or (os.path.isdir(target) and dataset is None)
+    if dataset is None:
+        return os.path.isdir(target) or _npy_ndim(target) == 4  # then _evaluate_images asks for --dataset
+    return is_image_dataset(dataset)
+
+
+def _npy_ndim(path: Path) -> int | None:
+    """The number of dimensions of the array in a .npy file, from its header alone; None for anything else."""
+    import numpy as np
+
+    if path.suffix.lower() != ".npy" or not os.path.isfile(path):
+        return None
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False).ndim
+    except Exception:  # not a readable .npy: read_points says why
+        return None
 
 
 def _evaluate_images(args, target: Path) -> int:
@@ -129,12 +143,12 @@ def _evaluate_images(args, target: Path) -> int:
         from ..viz.images import read_images
 
         if args.dataset is None:
-            raise InputError(f"{target}: give --dataset NAME, the real images to compare with (e.g. --dataset mnist)")
+            raise InputError(f"{target}: images are scored against a data set's real images; give --dataset NAME "
+                             f"(e.g. --dataset mnist, or the folder the model was trained on)")
         if args.steps or args.sampler:
             raise InputError(f"{target}: --steps and --sampler need a run folder to sample from, not image files")
         images, device = read_images(target), resolve_device(args.device)
-        cfg = TrainConfig.from_dict({**changes, "image_size": images.shape[-1], "channels": images.shape[1]},
-                                    "command line")
+        cfg = TrainConfig.from_dict(changes, "command line")  # the data set at its own size: score_images compares
         what = f"{len(images)} images of {target}"
     report = score_images(cfg, images, device, flag="--n" if (target / CONFIG).is_file() else None)
     print_quality(what, cfg.dataset, report.quality, report.floor, report.notes)

@@ -98,8 +98,9 @@ def score_images(cfg, images: np.ndarray, device, log=None, flag: str | None = N
 
     data = load_source(cfg, "cpu")
     if tuple(images.shape[1:]) != data.shape:
-        raise InputError(f"samples of shape {tuple(images.shape[1:])} cannot be scored against {cfg.dataset}'s "
-                         f"{data.shape}; set --image-size / --channels to match, or pass other samples")
+        raise InputError(f"images of shape (C, H, W) = {tuple(images.shape[1:])} cannot be scored against "
+                         f"{cfg.dataset}'s {data.shape}; score images of that shape, or evaluate the run folder that "
+                         f"drew them (it scores at its own size)")
     reason = unscorable(data)
     if reason is not None:
         return ImageReport(None, None, None, None, [reason])
