@@ -108,3 +108,16 @@ def test_without_a_test_split_the_held_out_images_leave_the_floor_and_memorisati
     # with a test split, nothing is held out of the training images and copies of them are caught
     metric, _ = image_metric(_source(40, test=10), "cpu")
     assert metric.held_out_note is None and metric.floor_limit == 40 and metric.score(x[:6]).memorised == 1.0
+
+
+def test_sets_too_small_to_score_say_why_and_what_would_allow_it():
+    import torch
+
+    from tiny_diffusion.data.source import DataSource
+    from tiny_diffusion.eval.report import unscorable
+
+    assert unscorable(_source(4)) is None and unscorable(_source(3, test=2)) is None  # a test split: no draw needed
+    assert "3 labelled images" in unscorable(_source(3)) and "need 4" in unscorable(_source(3))
+    tiny = DataSource(torch.zeros(10, 3, 4, 4, dtype=torch.uint8), torch.arange(10) % 2, ["a", "b"])
+    assert "--image-size 8" in unscorable(tiny) and "4x4" in unscorable(tiny)
+    assert "class labels" in unscorable(DataSource(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), None, None))
