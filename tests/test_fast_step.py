@@ -124,6 +124,40 @@ def test_a_replaced_lr_tensor_is_refused():
         step(torch.arange(4), 1, 0.5)
 
 
+def _gray_folder(root, n: int = 8):
+    """n 8x8 grayscale PNGs (a bar on the left or right), no class folders: no metric classifier to train."""
+    from PIL import Image
+    import numpy as np
+
+    root.mkdir()
+    for i in range(n):
+        img = np.random.default_rng(i).integers(0, 40, (8, 8))
+        img[:, [1, 2] if i % 2 else [5, 6]] = 230
+        Image.fromarray(img.astype(np.uint8), mode="L").save(root / f"{i}.png")
+    return root
+
+
+def test_the_ema_model_of_a_batchnorm_network_has_the_trained_statistics(tmp_path, monkeypatch):
+    """BatchNorm's running statistics are buffers, not parameters: the EMA copy must carry the trained ones,
+    or an EMA'd simple-unet samples with the statistics it was initialised with (mean 0, variance 1)."""
+    from tiny_diffusion.models import MODELS
+    from tiny_diffusion.models.simple_unet import SimpleUnet
+
+    monkeypatch.setenv("TINY_DIFFUSION_DATA", str(tmp_path / "cache"))
+    monkeypatch.setitem(MODELS, "simple-unet", lambda cfg, shape, label_dim: SimpleUnet(  # the tutorial's, but tiny
+        img_channels=shape[0], img_resolution=shape[-1], channels=(4, 8), time_emb_dim=8))
+    cfg = TrainConfig.from_dict(dict(dataset=str(_gray_folder(tmp_path / "imgs")), model="simple-unet", timesteps=20,
+                                     batch_size=4, kimg=0.016, ema=0.999, frames=0, eval_n=4, eval_steps=2,
+                                     device="cpu"))
+    train(cfg, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / runs.CHECKPOINT, weights_only=True)
+    stats = [k for k in state["model"] if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert stats and state["model"][stats[-1]].item() == 4  # 16 images seen in batches of 4: four updates
+    for k in stats:
+        assert torch.equal(state["ema"][k], state["model"][k]), k
+    assert not torch.equal(state["model"][stats[0]], torch.zeros_like(state["model"][stats[0]]))  # they moved
+
+
 def test_ema_on_tensors_matches_the_float_update():
     a, b = [torch.randn(5, 3), torch.randn(7)], [torch.randn(5, 3), torch.randn(7)]
     c = [t.clone() for t in a]
