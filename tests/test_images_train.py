@@ -139,6 +139,21 @@ def test_image_samples_depend_only_on_seed_and_index(run):
     assert torch.equal(big[:5], small) and torch.equal(big[64:70], late)
 
 
+def test_the_api_and_the_cli_give_the_same_images_in_the_pixel_range(run, tmp_path):
+    import tiny_diffusion as td
+    from tiny_diffusion.samplers import trajectory
+
+    _, model, diffusion = runs.load_run(run)
+    options = dict(sampler="ddpm", steps=10)
+    *_, raw = trajectory(model, diffusion, 12, 2, **options)
+    assert raw.abs().max() > 1  # a barely trained model: the sampler's last state overshoots the pixel range
+    x = td.sample(model, diffusion, 12, 2, **options)
+    assert torch.equal(x, raw.clamp(-1, 1))
+    assert main(["sample", str(run), "--n", "12", "--seed", "2", "--sampler", "ddpm", "--steps", "10",
+                 "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "x.npy"), x.numpy())
+
+
 def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
     assert main(["sample", str(run), "--n", "12", "--out", str(tmp_path / "x.npy")]) == 0
     x = np.load(tmp_path / "x.npy")
