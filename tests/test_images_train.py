@@ -191,7 +191,8 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
     strip = Image.open(tmp_path / "f.png")
     real, labels = vi.process_strip, []
     monkeypatch.setattr(vi, "process_strip", lambda traj, path, shown: real(traj, path, labels.extend(shown) or shown))
-    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--out", str(tmp_path / "r.png")]) == 0
+    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--sampler", "ddpm",  # every step
+                 "--out", str(tmp_path / "r.png")]) == 0
     assert Image.open(tmp_path / "r.png").size[0] >= strip.size[0]  # the same columns, perhaps wider for the labels
     # x_T, then steps evenly in log-SNR from lambda -2.5 (this cosine schedule ends at lambda -10), then x_0
     steps = [re.fullmatch(r"t = (\d+)\nlambda = (\S+)", label) for label in labels]
@@ -204,6 +205,21 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
         with Image.open(run / name) as gif:
             gif.seek(gif.n_frames - 1)  # the last frame stays up HOLD_LAST seconds
             assert gif.n_frames <= n_frames and gif.info["duration"] == 1000 * figures.HOLD_LAST
+
+
+def test_reverse_figure_of_images_samples_as_the_final_samples_by_default(run, tmp_path, monkeypatch, capsys):
+    """Not 1000 ancestral steps: the run's eval_sampler and eval_steps (dpm++ in 4 here), so x_0 is `sample`'s."""
+    from tiny_diffusion.viz import images as vi
+
+    shown = []
+    monkeypatch.setattr(vi, "process_strip", lambda traj, path, titles: shown.append((traj, titles)))
+    assert main(["plot", "reverse", str(run), "--n", "3", "--out", str(tmp_path / "r.png")]) == 0
+    assert f"(dpm++, {TINY['eval_steps']} steps, logsnr, seed 0)" in capsys.readouterr().out
+    (traj, titles), = shown
+    assert len(titles) == TINY["eval_steps"] + 1 and titles[-1].startswith("t = 0\n")  # every state of 4 steps
+    _, model, diffusion = runs.load_run(run)
+    x0 = sample(model, diffusion, 3, 0, sampler="dpm++", steps=TINY["eval_steps"])
+    assert np.array_equal(traj[-1], vi.to_uint8(x0))
 
 
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
