@@ -77,10 +77,7 @@ def default_sampling(cfg, diffusion) -> dict:
     """How reverse figures sample when not told: as the run's final samples (and `sample`) do, so x_0 is what
     `sample --seed` writes. Images: DPM-Solver++ in 50 steps by default (not minutes of 1000 ancestral steps);
     points: every ancestral step, as ever (their eval_sampler and eval_steps default to it)."""
-    from .train.hooks import final_sampling
-
-    final = final_sampling(cfg)
-    return {"sampler": final["sampler"], "steps": final["steps"]}
+    return {"sampler": cfg.eval_sampler, "steps": cfg.eval_steps or None}  # as train.hooks.final_sampling
 
 
 def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
