@@ -139,6 +139,21 @@ def test_image_samples_depend_only_on_seed_and_index(run):
     assert torch.equal(big[:5], small) and torch.equal(big[64:70], late)
 
 
+def test_the_api_and_the_cli_give_the_same_images_in_the_pixel_range(run, tmp_path):
+    import tiny_diffusion as td
+    from tiny_diffusion.samplers import trajectory
+
+    _, model, diffusion = runs.load_run(run)
+    options = dict(sampler="ddpm", steps=10)
+    *_, raw = trajectory(model, diffusion, 12, 2, **options)
+    assert raw.abs().max() > 1  # a barely trained model: the sampler's last state overshoots the pixel range
+    x = td.sample(model, diffusion, 12, 2, **options)
+    assert torch.equal(x, raw.clamp(-1, 1))
+    assert main(["sample", str(run), "--n", "12", "--seed", "2", "--sampler", "ddpm", "--steps", "10",
+                 "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "x.npy"), x.numpy())
+
+
 def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
     assert main(["sample", str(run), "--n", "12", "--out", str(tmp_path / "x.npy")]) == 0
     x = np.load(tmp_path / "x.npy")
@@ -176,7 +191,8 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
     strip = Image.open(tmp_path / "f.png")
     real, labels = vi.process_strip, []
     monkeypatch.setattr(vi, "process_strip", lambda traj, path, shown: real(traj, path, labels.extend(shown) or shown))
-    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--out", str(tmp_path / "r.png")]) == 0
+    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--sampler", "ddpm",  # every step
+                 "--out", str(tmp_path / "r.png")]) == 0
     assert Image.open(tmp_path / "r.png").size[0] >= strip.size[0]  # the same columns, perhaps wider for the labels
     # x_T, then steps evenly in log-SNR from lambda -2.5 (this cosine schedule ends at lambda -10), then x_0
     steps = [re.fullmatch(r"t = (\d+)\nlambda = (\S+)", label) for label in labels]
@@ -189,6 +205,21 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
         with Image.open(run / name) as gif:
             gif.seek(gif.n_frames - 1)  # the last frame stays up HOLD_LAST seconds
             assert gif.n_frames <= n_frames and gif.info["duration"] == 1000 * figures.HOLD_LAST
+
+
+def test_reverse_figure_of_images_samples_as_the_final_samples_by_default(run, tmp_path, monkeypatch, capsys):
+    """Not 1000 ancestral steps: the run's eval_sampler and eval_steps (dpm++ in 4 here), so x_0 is `sample`'s."""
+    from tiny_diffusion.viz import images as vi
+
+    shown = []
+    monkeypatch.setattr(vi, "process_strip", lambda traj, path, titles: shown.append((traj, titles)))
+    assert main(["plot", "reverse", str(run), "--n", "3", "--out", str(tmp_path / "r.png")]) == 0
+    assert f"(dpm++, {TINY['eval_steps']} steps, logsnr, seed 0)" in capsys.readouterr().out
+    (traj, titles), = shown
+    assert len(titles) == TINY["eval_steps"] + 1 and titles[-1].startswith("t = 0\n")  # every state of 4 steps
+    _, model, diffusion = runs.load_run(run)
+    x0 = sample(model, diffusion, 3, 0, sampler="dpm++", steps=TINY["eval_steps"])
+    assert np.array_equal(traj[-1], vi.to_uint8(x0))
 
 
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):

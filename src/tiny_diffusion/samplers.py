@@ -281,12 +281,17 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, steps, **kwargs)
 
 
+IMAGE_RANGE = 1.0  # images are trained as pixels scaled to [-1, 1] (data/source.py); their samples are clipped to it
+
+
 def sample(model, diffusion: Diffusion, n: int, seed: int = 0, **kwargs) -> torch.Tensor:
-    """The last state x_0 of `trajectory` (same arguments): n seeded samples."""
+    """The last state x_0 of `trajectory` (same arguments): n seeded samples. Points (n, 2) come as the sampler
+    leaves them; images (n, C, H, W) are clipped to the pixel range [-1, 1] (a sampler's last step can
+    overshoot it), so the API, `sample --out x.npy` and the PNGs all hold the same images."""
     x = None
     for x in trajectory(model, diffusion, n, seed, **kwargs):
         pass
-    return x
+    return x.clamp(-IMAGE_RANGE, IMAGE_RANGE) if x.dim() > 2 else x
 
 
 class AlignedBatches(torch.nn.Module):

@@ -166,6 +166,23 @@ def sampling_options(args, diffusion, cfg=None) -> dict:
             "lambda_min": args.lambda_min}
 
 
+def sampling_flags_given(args) -> list[str]:
+    """The sampling flags (add_sampling_flags) given on the command line, as typed: for commands that sample
+    only in some modes, to refuse them in the others."""
+    names = ("sampler", "steps", "eta", "spacing", "lambda_min", "clip")
+    return [flag_name(name) for name in names if getattr(args, name, None) is not None]
+
+
+def sampling_of_run(args, said: list):
+    """sampling(cfg, diffusion) -> sampling_options of the flags for that run (figures' reverse process loads the
+    run itself); appends the grid it chose (grid_text) to `said`, for the printed result."""
+    def sampling(cfg, diffusion) -> dict:
+        options = sampling_options(args, diffusion, cfg)
+        said.append(grid_text(options, diffusion, cfg))
+        return options
+    return sampling
+
+
 def grid_text(options: dict, diffusion, cfg) -> str:
     """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
     from ..samplers import describe_grid

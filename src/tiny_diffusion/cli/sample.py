@@ -89,7 +89,7 @@ def save_images(path: Path, x, labels=None, classes=None) -> None:
     from ..viz.images import save_class_grid, save_grid, save_png_folder
 
     if path.suffix.lower() == ".npy":
-        atomic_write(path, lambda f: np.save(f, x.clamp(-1, 1).numpy().astype(np.float32)))
+        atomic_write(path, lambda f: np.save(f, x.numpy().astype(np.float32)))  # sample() clipped them
     elif path.suffix.lower() == ".png" and labels is not None:
         save_class_grid(x.numpy(), labels, classes, path)
     elif path.suffix.lower() == ".png":

@@ -170,13 +170,13 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     if plan.compile:
         net = torch.compile(net)
     train_step = TrainStep(cfg, net, model, ema_model, optimizer, diffusion, data, generator, rows, plan)
-    if plan.graphs:
-        make_graph_safe(optimizer, device)
-        train_step = GraphedStep(train_step, batch, optimizer, CudaGraphBackend(generator))
+    if plan.graphs:  # auto: kept only once a replayed step has matched the eager one (graphs.GraphedStep)
+        train_step = GraphedStep(train_step, batch, optimizer, CudaGraphBackend(generator),
+                                 lambda: make_graph_safe(optimizer, device), check=cfg.cuda_graphs == "auto", log=log)
     state = train_step.step if plan.graphs else train_step  # the loss sum and non-finite marker live there
     if restored is not None and start_batch > 0:
         state.loss_sum.copy_(restored["loss_sum"])
-    sampling_model = for_sampling(ema_model, device, cfg.cuda_graphs)
+    sampling_model = for_sampling(ema_model, device, cfg.cuda_graphs, log)
 
     def save(epoch_done: int, batch_done: int, loss_sum=None) -> None:
         if metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
@@ -263,7 +263,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
         plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
         extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)],
-                 "world_size": world, "device": device.type, **plan.as_dict()}
+                 "world_size": world, "device": device.type, **plan.as_dict(),
+                 "cuda_graphs": plan.graphs and train_step.graphed}  # False after auto fell back to eager
         if compile_seconds is not None:
             extra["compile_seconds"] = round(compile_seconds, 3)
         hooks.write(out, samples, q, floor, extra)  # quality.json last: it marks the run finished
