@@ -96,7 +96,7 @@ def test_config_file_and_flag_override(tmp_path):
     (["train", "--dataset", "missing.csv"], "missing.csv: no such file"),
     (["train", "--config", "missing.toml"], "missing.toml: no such config file"),
     (["sample", "no-such-run", "--out", "x.csv"], "no such run folder"),
-    (["sample", "no-such-run", "--out", "x.txt"], "unsupported file type"),
+    (["sample", "no-such-run", "--out", "x.txt"], "no-such-run: no such run folder"),
     (["sample", "no-such-run", "--n", "0", "--out", "x.csv"], "must be positive"),
     (["evaluate", "missing.npy"], "no such file"),
     (["frobnicate"], "invalid choice"),

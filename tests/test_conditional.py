@@ -115,6 +115,9 @@ def test_guidance_without_labels_is_refused():
         sample(_model(), Diffusion(make_betas("cosine", 20)), 5, guidance=2.0)
     with pytest.raises(ValueError, match=">= 0"):
         Guided(_model(), -1.0)
+    for w in (float("inf"), float("nan")):  # inf - inf: every sample NaN
+        with pytest.raises(ValueError, match="must be a finite number >= 0"):
+            Guided(_model(), w)
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
@@ -248,7 +251,9 @@ def test_evaluate_writes_the_guidance_curve_per_class(two_run, two_classes, tmp_
 @pytest.mark.parametrize("args, message", [
     (["--class", "up"], "--class 'up': not a class of this run; give an index 0..1 or a name: left, right"),
     (["--class", "2"], "--class '2': not a class"),
-    (["--guidance", "-1"], "--guidance: -1 must be >= 0"),
+    (["--guidance", "-1"], "--guidance: -1 must be a finite number >= 0"),
+    (["--guidance", "inf"], "--guidance: inf must be a finite number >= 0"),
+    (["--guidance", "nan"], "--guidance: nan must be a finite number >= 0"),
 ])
 def test_bad_classes_and_weights_exit_2_with_one_line(two_run, two_classes, args, message, tmp_path, capsys):
     for command in (["sample", str(two_run), "--out", str(tmp_path / "x.csv")], ["evaluate", str(two_run)],

@@ -155,6 +155,15 @@ def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
     assert np.array_equal(read_images(tmp_path / "e"), to_uint8(x[:5]))
 
 
+@pytest.mark.parametrize("name", ["x.jpg", "x.csv"])
+def test_sample_refuses_a_file_type_naming_those_an_image_run_writes(run, tmp_path, capsys, name):
+    assert main(["sample", str(run), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--out {tmp_path / name}: unsupported file type" in err, err
+    assert "use FILE.npy, FILE.png (a grid) or a folder DIR/ (one PNG per image)" in err and ".csv" not in err[-80:]
+    assert not any(tmp_path.iterdir())
+
+
 def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
     assert main(["evaluate", str(run), "--n", "16"]) == 0
     out = capsys.readouterr().out

@@ -60,6 +60,13 @@ def test_bad_sampling_flags_exit_2_with_one_line(run_dir, tmp_path, capsys, flag
     assert len(err.splitlines()) == 1 and message in err, err
 
 
+def test_sample_refuses_an_image_file_type_for_points_naming_those_it_writes(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "x.png: unsupported file type; use FILE.csv (header x,y) or FILE.npy" in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, capsys):
     csv_path, fig = tmp_path / "curve.csv", tmp_path / "curve.png"
     assert main(["evaluate", str(run_dir), "--steps", "2,5,50", "--n", "100", "--device", "cpu",

@@ -69,10 +69,12 @@ def seed_arg(text: str) -> int:
     return value
 
 
-def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
+def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out", use: str | None = None) -> Path:
+    """`path` if it ends in one of `suffixes` (its folder created); else InputError saying what to `use` instead
+    (default: the suffixes)."""
     p = Path(path)
     if p.suffix.lower() not in suffixes:
-        raise InputError(f"{flag} {path}: unsupported file type; use {' or '.join(suffixes)}")
+        raise InputError(f"{flag} {path}: unsupported file type; use {use or ' or '.join(suffixes)}")
     if p.parent and not p.parent.exists():
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
