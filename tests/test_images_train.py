@@ -113,6 +113,28 @@ def test_a_run_folder_holds_what_users_expect(run):
     assert state["shape"] == [1, 8, 8] and state["classes"] == ["left", "right"]
 
 
+def test_image_configs_record_no_point_only_fields_and_old_ones_still_load(run, tmp_path):
+    """config.json and the checkpoint of an image run hold no n_points and no MLP sizes; a run written before
+    (with them) still loads, samples and passes resume's config check; point configs keep every field."""
+    import shutil
+
+    from tiny_diffusion.train.state import load_state
+
+    saved = json.loads((run / runs.CONFIG).read_text())
+    point_only = {"n_points", "hidden_size", "hidden_layers", "emb_size", "time_emb", "input_emb", "input_scale"}
+    assert not point_only & set(saved) and saved["base_channels"] == TINY["base_channels"]
+    assert not point_only & set(runs.load_checkpoint(run / runs.CHECKPOINT)["config"])
+    assert point_only <= set(TrainConfig().to_dict())
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / runs.CONFIG).write_text(json.dumps({**saved, "n_points": 8000, "hidden_size": 64}))
+    state = torch.load(old / runs.CHECKPOINT, weights_only=True)
+    torch.save({**state, "config": {**state["config"], "n_points": 8000, "hidden_size": 64}}, old / runs.CHECKPOINT)
+    assert runs.run_config(old).to_dict() == saved
+    assert load_state(old, runs.run_config(old), torch.device("cpu")) is not None
+    assert main(["sample", str(old), "--n", "2", "--out", str(tmp_path / "x.npy")]) == 0
+
+
 def test_images_stay_uint8_on_the_device_and_batches_are_scaled(folder):
     from tiny_diffusion.data.source import load_source
 

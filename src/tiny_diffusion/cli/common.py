@@ -26,8 +26,9 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
-    """One flag per TrainConfig field (or per field in `names`); unset flags stay out of the namespace."""
+def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "") -> None:
+    """One flag per TrainConfig field (or per field in `names`), each help prefixed with `scope` (e.g. "forward
+    only: "); unset flags stay out of the namespace."""
     for f in TrainConfig.fields():
         if names is not None and f.name not in names:
             continue
@@ -38,7 +39,7 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
         parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
-                            help=f"{m['help']}{extra}; default {default}", **switch)
+                            help=f"{scope}{m['help']}{extra}; default {default}", **switch)
 
 
 def config_overrides(args: argparse.Namespace, names=None) -> dict:

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the data draw and of the noise (default 0)")
     p.add_argument("--panels", type=positive_int, default=10, help="snapshots in the grid (default 10)")
     add_device_flag(p)
-    add_config_flags(p, SCHEDULE_FIELDS)
+    add_config_flags(p, SCHEDULE_FIELDS, scope="forward only (reverse uses the run's): ")
     add_class_flags(p)  # reverse only
     p.set_defaults(func=run)
 
