@@ -244,8 +244,12 @@ def test_evaluate_writes_the_guidance_curve_per_class(two_run, two_classes, tmp_
     assert [(r["guidance"], r["class"]) for r in rows] == [(w, c) for w in ("0.0", "1.0", "3.0") for c in ("left", "right")]
     assert all(float(r["precision"]) > 0.9 for r in rows if r["guidance"] != "0.0")  # both classes are easy
     assert len(np.unique(np.asarray(Image.open(tmp_path / "g.png").convert("L")))) > 2  # a figure, not a blank
+    capsys.readouterr()
     assert main(["evaluate", str(two_run), "--class", "left", "--n", "60", *FAST]) == 0
-    assert "left" in capsys.readouterr().out
+    scored = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("W = ")]
+    scored = [words for words in scored if words[3] != "mean"]  # the rows per class, not their mean
+    assert [words[:4] for words in scored] == [["W", "=", "1.75", "left"]]  # the requested class alone, at the run's W
+    assert float(scored[0][5]) > 0.9  # its precision: drawn on the left
 
 
 @pytest.mark.parametrize("args, message", [
