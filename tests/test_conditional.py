@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main
@@ -114,6 +115,9 @@ def test_guidance_without_labels_is_refused():
         sample(_model(), Diffusion(make_betas("cosine", 20)), 5, guidance=2.0)
     with pytest.raises(ValueError, match=">= 0"):
         Guided(_model(), -1.0)
+    for w in (float("inf"), float("nan")):  # inf - inf: every sample NaN
+        with pytest.raises(ValueError, match="must be a finite number >= 0"):
+            Guided(_model(), w)
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
@@ -239,15 +243,21 @@ def test_evaluate_writes_the_guidance_curve_per_class(two_run, two_classes, tmp_
     rows = _labels(csv_path)
     assert [(r["guidance"], r["class"]) for r in rows] == [(w, c) for w in ("0.0", "1.0", "3.0") for c in ("left", "right")]
     assert all(float(r["precision"]) > 0.9 for r in rows if r["guidance"] != "0.0")  # both classes are easy
-    assert (tmp_path / "g.png").stat().st_size > 0
+    assert len(np.unique(np.asarray(Image.open(tmp_path / "g.png").convert("L")))) > 2  # a figure, not a blank
+    capsys.readouterr()
     assert main(["evaluate", str(two_run), "--class", "left", "--n", "60", *FAST]) == 0
-    assert "left" in capsys.readouterr().out
+    scored = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("W = ")]
+    scored = [words for words in scored if words[3] != "mean"]  # the rows per class, not their mean
+    assert [words[:4] for words in scored] == [["W", "=", "1.75", "left"]]  # the requested class alone, at the run's W
+    assert float(scored[0][5]) > 0.9  # its precision: drawn on the left
 
 
 @pytest.mark.parametrize("args, message", [
     (["--class", "up"], "--class 'up': not a class of this run; give an index 0..1 or a name: left, right"),
     (["--class", "2"], "--class '2': not a class"),
-    (["--guidance", "-1"], "--guidance: -1 must be >= 0"),
+    (["--guidance", "-1"], "--guidance: -1 must be a finite number >= 0"),
+    (["--guidance", "inf"], "--guidance: inf must be a finite number >= 0"),
+    (["--guidance", "nan"], "--guidance: nan must be a finite number >= 0"),
 ])
 def test_bad_classes_and_weights_exit_2_with_one_line(two_run, two_classes, args, message, tmp_path, capsys):
     for command in (["sample", str(two_run), "--out", str(tmp_path / "x.csv")], ["evaluate", str(two_run)],

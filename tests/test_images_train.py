@@ -93,7 +93,8 @@ def test_bad_image_config_exits_2_with_one_line(args, message, capsys, tmp_path)
 def test_empty_folder_exits_2_before_any_run_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
-    assert "no readable image" in capsys.readouterr().err or not (tmp_path / "r").exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path / 'empty'}: no image files" in err and "--dataset" in err, err
     assert not (tmp_path / "r").exists()
 
 
@@ -107,9 +108,31 @@ def test_a_run_folder_holds_what_users_expect(run):
     q = json.loads((run / "quality.json").read_text())
     assert q["quality"]["n"] == TINY["eval_n"] and q["data_floor"]["n"] == TINY["eval_n"]
     assert q["noise"]["fid_features"] > q["data_floor"]["fid_features"]
-    assert q["shape"] == [1, 8, 8] and 0 <= q["classifier_accuracy"] <= 1
+    assert q["shape"] == [1, 8, 8] and q["classifier_accuracy"] == 1.0  # bars on the left or right: no doubt
     state = runs.load_checkpoint(run / "checkpoint.pt")
     assert state["shape"] == [1, 8, 8] and state["classes"] == ["left", "right"]
+
+
+def test_image_configs_record_no_point_only_fields_and_old_ones_still_load(run, tmp_path):
+    """config.json and the checkpoint of an image run hold no n_points and no MLP sizes; a run written before
+    (with them) still loads, samples and passes resume's config check; point configs keep every field."""
+    import shutil
+
+    from tiny_diffusion.train.state import load_state
+
+    saved = json.loads((run / runs.CONFIG).read_text())
+    point_only = {"n_points", "hidden_size", "hidden_layers", "emb_size", "time_emb", "input_emb", "input_scale"}
+    assert not point_only & set(saved) and saved["base_channels"] == TINY["base_channels"]
+    assert not point_only & set(runs.load_checkpoint(run / runs.CHECKPOINT)["config"])
+    assert point_only <= set(TrainConfig().to_dict())
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / runs.CONFIG).write_text(json.dumps({**saved, "n_points": 8000, "hidden_size": 64}))
+    state = torch.load(old / runs.CHECKPOINT, weights_only=True)
+    torch.save({**state, "config": {**state["config"], "n_points": 8000, "hidden_size": 64}}, old / runs.CHECKPOINT)
+    assert runs.run_config(old).to_dict() == saved
+    assert load_state(old, runs.run_config(old), torch.device("cpu")) is not None
+    assert main(["sample", str(old), "--n", "2", "--out", str(tmp_path / "x.npy")]) == 0
 
 
 def test_images_stay_uint8_on_the_device_and_batches_are_scaled(folder):
@@ -117,6 +140,8 @@ def test_images_stay_uint8_on_the_device_and_batches_are_scaled(folder):
 
     data = load_source(tiny(folder), "cpu")
     assert data.x.dtype == torch.uint8 and data.shape == (1, 8, 8) and data.labels.tolist().count(1) == 16
+    assert data.flip  # flip auto: on for a folder; off here, or the draws below would depend on torch's global RNG
+    data.flip = False
     x0 = data.batch(torch.arange(4))
     assert x0.dtype == torch.float32 and x0.min() >= -1 and x0.max() <= 1
     assert torch.equal(x0, data.x[:4].float() / 127.5 - 1)
@@ -167,6 +192,15 @@ def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
 
     assert main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "e")]) == 0
     assert np.array_equal(read_images(tmp_path / "e"), to_uint8(x[:5]))
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "x.csv"])
+def test_sample_refuses_a_file_type_naming_those_an_image_run_writes(run, tmp_path, capsys, name):
+    assert main(["sample", str(run), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--out {tmp_path / name}: unsupported file type" in err, err
+    assert "use FILE.npy, FILE.png (a grid) or a folder DIR/ (one PNG per image)" in err and ".csv" not in err[-80:]
+    assert not any(tmp_path.iterdir())
 
 
 def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
@@ -275,7 +309,11 @@ def test_a_sweep_of_image_runs_tabulates_their_final_metrics(folder, tmp_path):
                  "--vary", "lr=1e-3,3e-3"]) == 0
     with open(tmp_path / "s" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["lr"] for r in rows] == ["0.001", "0.003"] and all(float(r["fid_features"]) > 0 for r in rows)
+    assert [r["lr"] for r in rows] == ["0.001", "0.003"]
+    for r in rows:  # each row holds its own run's final numbers
+        q = json.loads((tmp_path / "s" / "runs" / r["run"] / runs.QUALITY).read_text())["quality"]
+        assert float(r["fid_features"]) == pytest.approx(q["fid_features"]) and int(r["n"]) == q["n"]
+    assert rows[0]["fid_features"] != rows[1]["fid_features"]
 
 
 def test_aligned_batches_hand_each_sample_its_own_label():

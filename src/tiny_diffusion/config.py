@@ -29,15 +29,18 @@ BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "fal
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
-def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
-    """A config field: its default, one line of help, and the values it accepts."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": nullable, "auto": False}
+def _f(default, help: str, choices=None, low=None, high=None, nullable=False, only=None):
+    """A config field: its default, one line of help, and the values it accepts. only: "points" or "images" for a
+    field that one kind of data alone uses; its help then starts with that word (as `train --help` shows it), and
+    configs of the other kind do not record it (`to_dict`)."""
+    meta = {"help": f"{only}: {help}" if only else help, "choices": choices, "low": low, "high": high,
+            "nullable": nullable, "auto": False, "only": only}
     return field(default=default, metadata=meta)
 
 
 def _auto(help: str, choices=None, low=None, high=None):
     """A field whose default depends on the data (POINT_DEFAULTS / IMAGE_DEFAULTS); None means auto."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True}
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True, "only": None}
     return field(default=None, metadata=meta)
 
 
@@ -97,16 +100,16 @@ class TrainConfig:
     # data
     dataset: str = _f("dino", "data set name (see `tiny-diffusion datasets`), a .csv/.npy point file, or a folder "
                       "of images")
-    n_points: int = _f(8000, "training points drawn once from the data set (points only; the classic study used "
-                       "8000)", low=1, high=100_000_000)
-    data_dir: str | None = _f(None, "images: folder holding the data set's files (raw or .gz); unset: download once "
-                              "into $TINY_DIFFUSION_DATA or ~/.cache/tiny-diffusion", nullable=True)
-    image_size: int | None = _f(None, "images: resize the shorter side and center-crop to this (unset: the images' "
-                                "own size if they all agree, else 64)", low=1, high=4096, nullable=True)
-    channels: int | None = _f(None, "images: 1 (grayscale) or 3 (RGB); unset keeps the data's own", low=1, high=3,
-                              nullable=True)
-    flip: str = _f("auto", "images: random horizontal flips (auto: on for photo folders and CIFAR-10, off for "
-                   "digits)", choices=("auto", "on", "off"))
+    n_points: int = _f(8000, "training points drawn once from the data set (the classic study used 8000)", low=1,
+                       high=100_000_000, only="points")
+    data_dir: str | None = _f(None, "folder holding the data set's files (raw or .gz); unset: download once into "
+                              "$TINY_DIFFUSION_DATA or ~/.cache/tiny-diffusion", nullable=True, only="images")
+    image_size: int | None = _f(None, "resize the shorter side and center-crop to this (unset: the images' own size if "
+                                "they all agree, else 64)", low=1, high=4096, nullable=True, only="images")
+    channels: int | None = _f(None, "1 (grayscale) or 3 (RGB); unset keeps the data's own", low=1, high=3,
+                              nullable=True, only="images")
+    flip: str = _f("auto", "random horizontal flips (auto: on for photo folders and CIFAR-10, off for digits)",
+                   choices=("auto", "on", "off"), only="images")
     timesteps: int = _f(1000, "number of diffusion steps T", low=1, high=100_000)
     schedule: str = _auto("beta schedule", choices=SCHEDULES)
     beta_start: float = _f(1e-4, "first beta of the linear/quadratic schedules", low=0.0, high=1.0)
@@ -124,23 +127,24 @@ class TrainConfig:
     # the MLP (points): the classic one, narrower (64 wide, 32-feature embeddings) so that 1000 sampling steps of 1000
     # points take about 1 s on 2 cores
     hidden_size: int = _f(64, "width of the MLP (64: 1000 steps x 1000 points in about 1 s on 2 cores; 128 is 2x slower "
-                          "and no better in 30 s of training)", low=1, high=65_536)
-    hidden_layers: int = _f(3, "number of residual hidden blocks", low=0, high=1000)
+                          "and no better in 30 s of training)", low=1, high=65_536, only="points")
+    hidden_layers: int = _f(3, "number of the MLP's residual hidden blocks", low=0, high=1000, only="points")
     emb_size: int = _f(32, "features per embedded scalar (x, y and t); 32 measured as good as 64 and faster",
-                       low=1, high=65_536)
-    time_emb: str = _f("sinusoidal", "time embedding", choices=EMBEDDINGS)
-    input_emb: str = _f("sinusoidal", "input (coordinate) embedding", choices=EMBEDDINGS)
+                       low=1, high=65_536, only="points")
+    time_emb: str = _f("sinusoidal", "the MLP's time embedding", choices=EMBEDDINGS, only="points")
+    input_emb: str = _f("sinusoidal", "input (coordinate) embedding", choices=EMBEDDINGS, only="points")
     input_scale: float = _f(25.0, "frequency scale of the sinusoidal input embedding (classic: 25)", low=0.0,
-                            high=1e6)
+                            high=1e6, only="points")
     # the U-Net (images): lean enough for minutes on a laptop CPU (docs/images.md)
     # base 16 x (1, 2, 4): 0.7M weights, ~185 images/s on 2 cores; at equal CPU minutes it beat base 24 and 32
     # (1, 2, 2), which see fewer images (bench/mnist_recipes.py)
-    base_channels: int = _f(16, "U-Net: channels of the first level", low=1, high=4096)
-    channel_mult: str = _f("1,2,4", "U-Net: channel multiplier per level, comma-separated (28x28: 28, 14, 7)")
-    num_res_blocks: int = _f(1, "U-Net: residual blocks per level", low=1, high=16)
-    attn_resolutions: str = _f("auto", "U-Net: resolutions with self-attention, comma-separated (auto: the lowest "
-                               "one; none: no attention)")
-    dropout: float = _f(0.0, "U-Net: dropout in the residual blocks", low=0.0, high=0.99)
+    base_channels: int = _f(16, "the U-Net's channels at its first level", low=1, high=4096, only="images")
+    channel_mult: str = _f("1,2,4", "the U-Net's channel multiplier per level, comma-separated (28x28: 28, 14, 7)",
+                           only="images")
+    num_res_blocks: int = _f(1, "the U-Net's residual blocks per level", low=1, high=16, only="images")
+    attn_resolutions: str = _f("auto", "the U-Net's resolutions with self-attention, comma-separated (auto: the lowest "
+                               "one; none: no attention)", only="images")
+    dropout: float = _f(0.0, "the U-Net's dropout in its residual blocks", low=0.0, high=0.99, only="images")
     # class labels (docs/conditional.md): the label's embedding is added to the time embedding
     class_cond: bool = _f(False, "train on the data's class labels (a labelled data set: mnist, fashion-mnist, "
                           "cifar10, a folder with class subfolders, datasaurus); sample with --class and --guidance")
@@ -231,7 +235,12 @@ class TrainConfig:
         return cls.from_dict({**values, **(overrides or {})}, source=str(path))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The values config.json records: all of them, less the point-only ones (n_points, the MLP's) in an image
+        config, which they would only mislead. Point configs keep every field, as their runs always have."""
+        values = dataclasses.asdict(self)
+        if self.images:
+            values = {k: v for k, v in values.items() if self._field(k).metadata["only"] != "points"}
+        return values
 
     def replace(self, **changes) -> "TrainConfig":
         return type(self).from_dict({**self.to_dict(), **changes})

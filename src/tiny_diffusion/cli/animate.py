@@ -11,7 +11,8 @@ from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("animate", help="GIF (or MP4 with ffmpeg) of a run's training snapshots")
+    p = sub.add_parser("animate", help="GIF (or MP4 with ffmpeg) of a run's training snapshots, or (--reverse) of "
+                       "its sampling, points or images")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", help="FILE.gif or FILE.mp4 (default RUN_DIR/animation.mp4 with ffmpeg, else .gif; "
                    "reverse.* for --reverse)")

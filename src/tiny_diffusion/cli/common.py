@@ -26,8 +26,9 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
-    """One flag per TrainConfig field (or per field in `names`); unset flags stay out of the namespace."""
+def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "") -> None:
+    """One flag per TrainConfig field (or per field in `names`), each help prefixed with `scope` (e.g. "forward
+    only: "); unset flags stay out of the namespace."""
     for f in TrainConfig.fields():
         if names is not None and f.name not in names:
             continue
@@ -38,7 +39,7 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
         parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
-                            help=f"{m['help']}{extra}; default {default}", **switch)
+                            help=f"{scope}{m['help']}{extra}; default {default}", **switch)
 
 
 def config_overrides(args: argparse.Namespace, names=None) -> dict:
@@ -69,10 +70,12 @@ def seed_arg(text: str) -> int:
     return value
 
 
-def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
+def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out", use: str | None = None) -> Path:
+    """`path` if it ends in one of `suffixes` (its folder created); else InputError saying what to `use` instead
+    (default: the suffixes)."""
     p = Path(path)
     if p.suffix.lower() not in suffixes:
-        raise InputError(f"{flag} {path}: unsupported file type; use {' or '.join(suffixes)}")
+        raise InputError(f"{flag} {path}: unsupported file type; use {use or ' or '.join(suffixes)}")
     if p.parent and not p.parent.exists():
         try:
             p.parent.mkdir(parents=True, exist_ok=True)

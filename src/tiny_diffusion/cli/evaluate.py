@@ -13,15 +13,16 @@ from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="energy distance, precision and coverage of samples or of a run")
+    p = sub.add_parser("evaluate", help="quality of samples or of a run: energy distance, precision and coverage "
+                       "(points); classifier-FID and friends (images)")
     p.add_argument("target", metavar="FILE|DIR|RUN_DIR", help="a .csv/.npy of points, images (a folder of PNGs or "
                    "an .npy of (N, C, H, W) in [-1, 1]), or a run folder to sample from")
     p.add_argument("--dataset", help="the true distribution (default: the run's data set, or dino for a point file; "
                    "needed for image files)")
     p.add_argument("--data-dir", help="folder holding the image data set's files (else downloaded once)")
     p.add_argument("--n", type=positive_int, default=None,
-                   help="points per set (default 1000; one sampler and step count from a run: as many samples as "
-                        "its final ones, scored against references of 1000, as train scores them)")
+                   help="samples drawn from a run (default: as many as its final ones, eval_n for images, as train "
+                        "scored them); points: also the size of each reference set (default 1000)")
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="sampling seed for a run folder (default: that of the run's final samples, 1234, so that "
                         "`evaluate RUN` repeats the numbers train printed)")
@@ -43,7 +44,8 @@ def run(args) -> int:
     from ..metrics import COVERAGE_K, N_EVAL, data_floor, quality, references
 
     if args.n is not None and not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances
-        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
+        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 samples (or points) per set; "
+                         f"e.g. --n 1000")
 
     target = Path(args.target)
     if args.classes is not None or args.guidance is not None or _is_conditional_run(target):

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--panels", type=positive_int, default=10, help="snapshots in the grid (default 10)")
     add_device_flag(p)
     add_threads_flag(p)
-    add_config_flags(p, SCHEDULE_FIELDS)
+    add_config_flags(p, SCHEDULE_FIELDS, scope="forward only (reverse uses the run's): ")
     add_class_flags(p)  # reverse only
     add_sampling_flags(p.add_argument_group("sampling (plot reverse only; default: as the run's final samples)"))
     p.set_defaults(func=run)
