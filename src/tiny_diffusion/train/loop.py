@@ -72,13 +72,14 @@ def frame_epochs(epochs: int, frames: int) -> list[int]:
     return sorted({int(round(e)) for e in np.linspace(epochs - 1, 0, min(frames, epochs))})
 
 
-def snapshot_steps(total_steps: int, steps_per_epoch: int, frames: int) -> list[int]:
-    """The steps (counted from 1) after which a snapshot is sampled. A run of at least `frames` epochs takes them
-    at the ends of frame_epochs' epochs (every point run since the start, so their frames stay the same); a
-    shorter one (a quick image run of a few epochs) evenly over its steps, so it still animates with `frames`
-    frames. Always the last step."""
-    n_epochs = -(-total_steps // steps_per_epoch)
-    if n_epochs >= frames:
+def snapshot_steps(total_steps: int, steps_per_epoch: int, frames: int, by_step: bool) -> list[int]:
+    """The steps (counted from 1) after which a snapshot is sampled, always the last. by_step (images): evenly
+    over the run's steps, so a short run (a few epochs, or less than one) still animates with `frames` frames;
+    else (points, as since the start, so their frames stay the same) at the ends of frame_epochs' epochs."""
+    if frames <= 0:
+        return []
+    if not by_step:
+        n_epochs = -(-total_steps // steps_per_epoch)
         return [min((e + 1) * steps_per_epoch, total_steps) for e in frame_epochs(n_epochs, frames)]
     return sorted({max(1, int(round(s))) for s in np.linspace(total_steps, 0, frames + 1)[:-1]})
 
@@ -193,9 +194,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    snapshot_at = set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames))
+    snapshot_at = set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames, by_step=data.images))
 
-    metrics_rows, frames = [], []
+    metrics_rows, frames, pending = [], [], {}
     step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
     perm = None
     restored = dist.on_main(lambda: ckpt.load_state(out, cfg, device)) if resume else None
@@ -216,6 +217,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             step, start_epoch, start_batch = int(restored["step"]), int(restored["epoch"]), int(restored["batch"])
             skipped, seconds_before = restored["skipped"], restored["seconds"]
             metrics_rows = list(restored["metrics"])
+            pending = dict(restored.get("pending", {}))  # a snapshot's numbers within the unfinished epoch
             frames = list(restored["frames"].numpy()) if restored["frames"] is not None else []
             if start_batch > 0:
                 perm = restored["perm"].to(device)
@@ -249,7 +251,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
                         perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
                         seconds=seconds_before + time.perf_counter() - start, skipped=skipped,
-                        shape=data.shape, classes=data.classes, world_size=world)
+                        shape=data.shape, classes=data.classes, world_size=world, pending=pending)
 
     def stop_requested(last_of_epoch: bool) -> bool:  # one process: look every step; several: agree now and then
         if world == 1:
@@ -268,7 +270,6 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         frames.append(hooks.snapshot(sampling_model, diffusion))
         return hooks.snapshot_metrics(frames[-1])
 
-    pending = {}
     if auto_threads is not None:
         log(f"threads: {auto_threads.start()} (auto: the free cores of {auto_threads.usable}, re-checked while "
             f"training; --threads N to fix it)")
