@@ -273,6 +273,7 @@ def test_class_flags_on_an_unconditional_run_and_class_cond_without_labels_exit_
     cfg = TrainConfig(n_points=256, epochs=1, batch_size=128, timesteps=10, terminal_alpha_bar=1e-4, hidden_size=8,
                       hidden_layers=1, emb_size=4, frames=0, frame_points=20, device="cpu")
     train(cfg, run, progress=False)
+    capsys.readouterr()  # train's own lines (its length, the final samples' estimate)
     for flags in (["--class", "0"], ["--guidance", "2"]):
         assert main(["sample", str(run), *flags, "--out", str(tmp_path / "x.csv")]) == 2
         err = capsys.readouterr().err

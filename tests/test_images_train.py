@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from tiny_diffusion import runs
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli import main, torch_threads
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
 from tiny_diffusion.samplers import sample
 from tiny_diffusion.train import train
@@ -267,14 +267,16 @@ def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
 
 def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
     """An image run killed with SIGKILL after its first checkpoint and resumed gives the weights, metrics
-    and frames of the same run trained without a stop."""
+    and frames of the same run trained without a stop. One thread throughout: a convolution's sums depend on
+    the thread count, and the CLI's default (auto) would follow the machine's load."""
     cfg = {**TINY, "kimg": 0.32, "frames": 3}  # 40 steps: 10 epochs of 4 steps, a checkpoint after each
     ref = tmp_path / "ref"
-    train(tiny(folder, **cfg), ref, progress=False)
+    with torch_threads(1):
+        train(tiny(folder, **cfg), ref, progress=False)
     env = {**os.environ, "PYTHONPATH": SRC}
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *_flags(cfg),
-           "--out", str(out), "--quiet"]
+           "--out", str(out), "--quiet", "--threads", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline:
@@ -288,8 +290,8 @@ def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert killed and not runs.is_finished(out)
-    subprocess.run([sys.executable, "-m", "tiny_diffusion", "train", "--resume", str(out), "--quiet"], env=env,
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "tiny_diffusion", "train", "--resume", str(out), "--quiet", "--threads", "1"],
+                   env=env, check=True, capture_output=True)
     a, b = torch.load(ref / runs.CHECKPOINT, weights_only=True), torch.load(out / runs.CHECKPOINT, weights_only=True)
     for part in ("model", "ema"):
         for k in a[part]:

@@ -75,7 +75,7 @@ IMAGE_DEFAULTS = dict(
     schedule="cosine",  # Nichol & Dhariwal 2021: the linear schedule wastes its last steps on pure noise at 28x28
     prediction="v",  # Salimans & Ho 2022: well-conditioned at both ends of the cosine schedule
     t_sampling="uniform",
-    epochs=100,  # an upper bound: `kimg` sets the length of image runs
+    epochs=100,  # unused while kimg > 0 (kimg sets the length of image runs); an explicit epochs turns kimg off
     kimg=90.0,  # thousands of images seen: ~8.5 min of training at ~185 images/s on 2 CPU cores
     batch_size=64,
     lr=2e-3,
@@ -83,16 +83,25 @@ IMAGE_DEFAULTS = dict(
     frames=10,  # each snapshot grid costs ~0.4% of the default run
     frame_points=64,  # one 8x8 grid per snapshot: frames stay small
     checkpoint_every=1,  # an image epoch is long; a checkpoint costs well under 1% of one
-    eval_n=1000,  # final samples scored by the classifier metrics
+    eval_n=None,  # scaled to the run's length (scaled_eval): FULL_EVAL_N for a default-length run
     # DPM-Solver++ at 50 steps: 1000 digits in ~80 s on 2 cores (not the 25 min of 1000 ancestral steps), and
     # classifier-FID 2.1 where 20 steps gave 2.8 and 10 steps 6.1 (docs/images.md)
     eval_sampler="dpm++",
-    eval_steps=50,
+    eval_steps=None,  # scaled to the run's length (scaled_eval): 50 from half the default length, else 20
     # class-cond: at 20 kimg on the 4000 digits (`python bench/mnist_cond.py --n 50 --curve 0,1,2,3,5 -- --kimg 20
     # --frames 0 --eval-n 100 --eval-steps 20`, 500 samples), W = 2 had the lowest classifier-FID (7.4; W = 1: 10.2,
     # 3: 8.7, 5: 12.0) and 0.88 labelled as requested (W = 1: 0.66, 3: 0.94; docs/conditional.md)
     guidance=2.0,
 )
+
+# The final samples of an image run when eval_n / eval_steps are not given: their cost fits the run's length.
+# The default run (90 kimg) scores FULL_EVAL_N samples at FULL_EVAL_STEPS, ~80 s after ~8.5 min of training. A
+# quick try (`--kimg 5`: ~47 s of training) paid the same ~150 s for its final samples; scaled, eval_n follows the
+# share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of fewer is mostly noise),
+# and below half the default length the solver takes QUICK_EVAL_STEPS (classifier-FID 2.8 vs 2.1 at 50 steps on
+# the default run, docs/images.md): `--kimg 5` scores 100 samples at 20 steps, 25x less sampling.
+FULL_EVAL_N, MIN_EVAL_N = 1000, 100
+FULL_EVAL_STEPS, QUICK_EVAL_STEPS = 50, 20
 
 
 @dataclass
@@ -153,9 +162,9 @@ class TrainConfig:
     guidance: float = _auto("class-cond: guidance weight W of the final samples and the default of sample/evaluate "
                             "(W = 1 plain conditional, 0 unconditional, > 1 guided)", low=0.0, high=1000.0)
     # optimisation
-    epochs: int = _auto("passes over the training data (points: 600 x 7 steps, about 15 s on 2 cores)", low=1,
-                        high=10_000_000)
-    kimg: float = _auto("training length in thousands of images seen; overrides epochs when > 0 (0: use epochs)",
+    epochs: int = _auto("passes over the training data (points: 600 x 7 steps, about 15 s on 2 cores); set on "
+                        "images, it replaces the default kimg", low=1, high=10_000_000)
+    kimg: float = _auto("training length in thousands of images seen (0: use epochs); give epochs or kimg, not both",
                         low=0.0, high=1e9)
     batch_size: int = _auto("samples per optimisation step", low=1, high=10_000_000)
     lr: float = _auto("peak learning rate of AdamW", low=0.0, high=10.0)
@@ -182,7 +191,8 @@ class TrainConfig:
     # snapshots with a 20-step solver cost ~1% of training; the final samples always use full ancestral DDPM
     frame_sampler: str = _f("dpm++", "sampler of the snapshots in frames.npy", choices=SAMPLERS)
     frame_steps: int = _f(20, "network evaluations per snapshot (at most timesteps)", low=1, high=100_000)
-    eval_n: int = _auto("images: final samples scored by the classifier metrics", low=1, high=10_000_000)
+    eval_n: int = _auto("images: final samples scored by the classifier metrics (100 is a quick look)", low=1,
+                        high=10_000_000)
     eval_sampler: str = _auto("sampler of the final samples", choices=SAMPLERS)
     eval_steps: int = _auto("network evaluations of the final samples (0 = all timesteps)", low=0, high=100_000)
     # safety: a checkpoint (model, EMA, optimizer, RNG states) of the default point model is ~1.2 MB and took a
@@ -195,6 +205,8 @@ class TrainConfig:
     def __post_init__(self):
         """Fill the auto fields (None) with the defaults of the data's kind."""
         defaults = IMAGE_DEFAULTS if self.images else POINT_DEFAULTS
+        if self.kimg is None and self.epochs is not None:
+            self.kimg = 0.0  # a length the user gives is the length: an explicit epochs replaces the default kimg
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -232,7 +244,8 @@ class TrainConfig:
         path = Path(path)
         values = read_toml(path, "config")
         values = values.get("train", values) if isinstance(values.get("train"), dict) else values
-        return cls.from_dict({**values, **(overrides or {})}, source=str(path))
+        check_length(values, str(path))
+        return cls.from_dict(merge_values(values, overrides or {}), source=str(path))
 
     def to_dict(self) -> dict:
         """The values config.json records: all of them, less the point-only ones (n_points, the MLP's) in an image
@@ -243,7 +256,17 @@ class TrainConfig:
         return values
 
     def replace(self, **changes) -> "TrainConfig":
-        return type(self).from_dict({**self.to_dict(), **changes})
+        return type(self).from_dict(merge_values(self.to_dict(), changes))
+
+    def scaled_eval(self, images_seen: int) -> "TrainConfig":
+        """This config with its unset (None) eval_n / eval_steps fitted to a run that sees `images_seen` images
+        (the rule beside FULL_EVAL_N); values the user gave are kept. Points never leave them unset."""
+        if self.eval_n is not None and self.eval_steps is not None:
+            return self
+        share = min(1.0, images_seen / (IMAGE_DEFAULTS["kimg"] * 1000))
+        n = max(MIN_EVAL_N, math.ceil(share * FULL_EVAL_N / 100) * 100) if self.eval_n is None else self.eval_n
+        steps = (FULL_EVAL_STEPS if share >= 0.5 else QUICK_EVAL_STEPS) if self.eval_steps is None else self.eval_steps
+        return self.replace(eval_n=n, eval_steps=steps)
 
     def validate(self, source: str = "config") -> None:
         for f in self.fields():
@@ -283,6 +306,28 @@ class TrainConfig:
         if self.frames * self.frame_points > MAX_FRAME_VALUES:
             raise InputError(f"{source}: frames = {self.frames} snapshots of frame_points = {self.frame_points} "
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
+
+
+def check_length(values: dict, source: str, flags: bool = False) -> None:
+    """One layer of user values (a TOML file, the command line, a sweep's base or run) sets the training length
+    once: epochs, or kimg > 0, not both (which would win is a guess the user should not have to make)."""
+    kimg = values.get("kimg")
+    if "epochs" in values and isinstance(kimg, (int, float)) and kimg > 0:
+        e, k = ("--epochs", "--kimg") if flags else ("epochs", "kimg")
+        raise InputError(f"{source}: {e} {values['epochs']} and {k} {kimg:g} both set the training length; give "
+                         f"one of them")
+
+
+def merge_values(base: dict, over: dict) -> dict:
+    """`over`'s values on top of `base`'s (the command line over a TOML file, a sweep run over its base). A layer
+    that sets the length replaces the other way of setting it below: epochs drops a kimg, kimg > 0 drops epochs."""
+    merged = {**base, **over}
+    if "epochs" in over and "kimg" not in over:
+        merged.pop("kimg", None)
+    kimg = over.get("kimg")
+    if isinstance(kimg, (int, float)) and kimg > 0 and "epochs" not in over:
+        merged.pop("epochs", None)
+    return merged
 
 
 def _int_list(text: str, name: str, source: str, low: int = 0) -> list[int]:

@@ -34,7 +34,9 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "
             continue
         m = f.metadata
         extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
-        default = (f"{POINT_DEFAULTS[f.name]} for points, {IMAGE_DEFAULTS[f.name]} for images" if m["auto"]
+        image_default = IMAGE_DEFAULTS.get(f.name)
+        image_default = "scaled to the run's length" if image_default is None else image_default
+        default = (f"{POINT_DEFAULTS[f.name]} for points, {image_default} for images" if m["auto"]
                    else ("on" if f.default else "off") if isinstance(f.default, bool) else f.default)
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
@@ -215,30 +217,33 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
-                        help="CPU threads torch may use (default 0: torch's own choice, one per core); beside "
-                             "another busy process fewer can be faster (bench/threads.py)")
+                        help="CPU threads torch may use (default auto, also 0: one per core that other processes "
+                             "leave free, at most 2 for point models, re-checked while training; N: exactly N)")
 
 
 def thread_count(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return 0
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 0 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 (torch's choice) to {MAX_THREADS}")
+        raise argparse.ArgumentTypeError(f"{value} must be auto (or 0) to {MAX_THREADS}")
     return value
 
 
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """torch.set_num_threads(n) while the block runs (then the old count again); 0 leaves torch as it is."""
-    if n == 0:
-        yield
-        return
+    """torch.set_num_threads(n) while the block runs (then the old count again); 0: auto, one thread per core
+    other processes leave free (threads.py; `train` re-checks it during training)."""
+    from ..threads import AutoThreads
+
+    auto = AutoThreads(None, set_threads=lambda k: None) if n == 0 else None  # first reading before torch loads
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(auto.start() if auto is not None else n)
     try:
         yield
     finally:

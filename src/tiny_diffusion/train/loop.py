@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import runs
-from ..config import TrainConfig
+from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig
 from ..data.source import load_source
 from ..diffusion import Diffusion
 from ..errors import InputError
@@ -27,12 +27,13 @@ from ..models import build_model
 from . import dist
 from . import state as ckpt
 from .graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
-from .hooks import FRAME_SEED, hooks_for
+from .hooks import FRAME_SEED, final_sampling, hooks_for
 from .step import TrainStep, ema_decay, plan_for
 
 STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
+METRIC_COLUMNS = ("epoch", "step", "loss", "lr", "seconds")  # metrics.csv's header before its first row
 
-__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "train"]
+__all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "resolve_device", "snapshot_steps", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,6 +72,61 @@ def frame_epochs(epochs: int, frames: int) -> list[int]:
     return sorted({int(round(e)) for e in np.linspace(epochs - 1, 0, min(frames, epochs))})
 
 
+def snapshot_steps(total_steps: int, steps_per_epoch: int, frames: int, by_step: bool) -> list[int]:
+    """The steps (counted from 1) after which a snapshot is sampled, always the last. by_step (images): evenly
+    over the run's steps, so a short run (a few epochs, or less than one) still animates with `frames` frames;
+    else (points, as since the start, so their frames stay the same) at the ends of frame_epochs' epochs."""
+    if frames <= 0:
+        return []
+    if not by_step:
+        n_epochs = -(-total_steps // steps_per_epoch)
+        return [min((e + 1) * steps_per_epoch, total_steps) for e in frame_epochs(n_epochs, frames)]
+    return sorted({max(1, int(round(s))) for s in np.linspace(total_steps, 0, frames + 1)[:-1]})
+
+
+def snapshot_epochs(steps: list[int], steps_per_epoch: int, total_steps: int) -> list:
+    """Each snapshot's epoch as quality.json records it: whole at an epoch's end (and at the last step, the
+    run's last epoch), else to 2 decimals (0.25: a quarter into the first epoch)."""
+    return [-(-s // steps_per_epoch) if s % steps_per_epoch == 0 or s == total_steps
+            else round(s / steps_per_epoch, 2) for s in steps]
+
+
+def describe_length(cfg: TrainConfig, n: int, batch: int, total_steps: int) -> str:
+    """How long the run trains and why, e.g. 'training 3 epochs (epochs = 3) = 3 steps of 10 = 30 images'."""
+    what = "images" if cfg.images else "points"
+    if cfg.kimg > 0:
+        why = "the default for images; --epochs N or --kimg K to change" if cfg.images and \
+            cfg.kimg == IMAGE_DEFAULTS["kimg"] else f"kimg = {cfg.kimg:g}"
+        return (f"training {cfg.kimg:g} kimg ({why}) = {total_steps} steps of {batch} = "
+                f"{total_steps * batch / n:.3g} epochs of {n} {what}")
+    why = "the default for points" if not cfg.images and cfg.epochs == POINT_DEFAULTS["epochs"] \
+        else f"epochs = {cfg.epochs}"
+    return f"training {cfg.epochs} epochs ({why}) = {total_steps} steps of {batch} = {total_steps * batch} {what}"
+
+
+def quick_try_hints(cfg: TrainConfig, data) -> list[str]:
+    """What an image run prints on how to try things fast."""
+    if not data.images:
+        return []
+    hints = []
+    if cfg.image_size is None and data.shape[-1] == 64 and Path(cfg.dataset).is_dir():
+        hints.append("images at 64 px (no --image-size given): --image-size 32 trains on a quarter of the pixels")
+    hints.append("a quick try: --kimg 5 (and --image-size 32 for photos); the final samples scale with the run's "
+                 "length unless --eval-n / --eval-steps are given")
+    return hints
+
+
+def final_estimate(cfg: TrainConfig, batch: int, step_seconds: float) -> str:
+    """A line on the final samples and about how long they take: a sampling step is one forward pass of
+    its batch (two when guided), a training step about three of `batch` (forward, and backward at twice it)."""
+    final = final_sampling(cfg)
+    steps = final["steps"] or cfg.timesteps
+    passes = final["n"] * steps * (2 if cfg.class_cond and cfg.guidance not in (0, 1) else 1)
+    seconds = step_seconds * passes / (3 * batch)
+    return (f"final samples: {final['n']} x {steps} {final['sampler']} steps, about {seconds:.0f} s (estimated from "
+            f"the training step's speed)")
+
+
 def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, int, int]:
     """(batch, steps per epoch, total steps) for n training samples: `epochs` full passes, or, when kimg > 0,
     ceil(kimg * 1000 / batch) steps (the last epoch cut short). The ragged last batch of an epoch is
@@ -94,7 +150,7 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, threads: int | None = None) -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
@@ -103,7 +159,13 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     Under torchrun (train/dist.py) every rank calls this: the model is the same whatever the number of
     processes, rank 0 alone writes the run folder and logs, and the other ranks return a result without
-    samples (samples, quality and out_dir None)."""
+    samples (samples, quality and out_dir None).
+
+    threads: None leaves torch's thread count alone; 0 (`--threads auto`) chooses it from the free cores and
+    re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads)."""
+    from ..threads import AutoThreads
+
+    auto_threads = AutoThreads(cfg.images) if threads == 0 else None  # its first reading: now
     main, world = dist.is_main(), dist.world_size()
     log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
     if resume and out_dir is None:
@@ -112,6 +174,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     n = len(data)
     batch, steps_per_epoch, total_steps = schedule_length(cfg, n)
+    cfg = cfg.scaled_eval(total_steps * batch)  # an image run's final samples fit its length (config.py)
     rows = dist.rows(batch)
     plan = plan_for(cfg, device, world, data.images)
     torch.manual_seed(cfg.seed)  # model initialisation
@@ -131,9 +194,9 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    snapshot_at = set(frame_epochs(n_epochs, cfg.frames))
+    snapshot_at = set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames, by_step=data.images))
 
-    metrics_rows, frames = [], []
+    metrics_rows, frames, pending = [], [], {}
     step, start_epoch, start_batch, skipped, seconds_before = 0, 0, 0, 0, 0.0
     perm = None
     restored = dist.on_main(lambda: ckpt.load_state(out, cfg, device)) if resume else None
@@ -154,6 +217,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             step, start_epoch, start_batch = int(restored["step"]), int(restored["epoch"]), int(restored["batch"])
             skipped, seconds_before = restored["skipped"], restored["seconds"]
             metrics_rows = list(restored["metrics"])
+            pending = dict(restored.get("pending", {}))  # a snapshot's numbers within the unfinished epoch
             frames = list(restored["frames"].numpy()) if restored["frames"] is not None else []
             if start_batch > 0:
                 perm = restored["perm"].to(device)
@@ -161,6 +225,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
             raise InputError(f"{Path(out_dir) / runs.CHECKPOINT}: training state does not fit the config "
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
         log(f"resuming {out} after {ckpt.position(step, start_epoch, start_batch)}")
+    for line in [describe_length(cfg, n, batch, total_steps), *quick_try_hints(cfg, data)]:
+        log(line)
     if out is not None and not finished:
         runs.write_json(out / runs.CONFIG, cfg.to_dict())
         if restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
@@ -179,13 +245,13 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     sampling_model = for_sampling(ema_model, device, cfg.cuda_graphs, log)
 
     def save(epoch_done: int, batch_done: int, loss_sum=None) -> None:
-        if metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
-            runs.write_csv(out / runs.METRICS, metrics_rows)
+        # first: a folder with a checkpoint always has the metrics up to it (before the first row: the header)
+        runs.write_csv(out / runs.METRICS, metrics_rows, None if metrics_rows else METRIC_COLUMNS)
         ckpt.save_state(out / runs.CHECKPOINT, cfg=cfg, model=model, ema_model=ema_model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, epoch=epoch_done, batch=batch_done, step=step,
                         perm=perm, loss_sum=loss_sum, metrics_rows=metrics_rows, frames=frames,
                         seconds=seconds_before + time.perf_counter() - start, skipped=skipped,
-                        shape=data.shape, classes=data.classes, world_size=world)
+                        shape=data.shape, classes=data.classes, world_size=world, pending=pending)
 
     def stop_requested(last_of_epoch: bool) -> bool:  # one process: look every step; several: agree now and then
         if world == 1:
@@ -199,7 +265,15 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     bar = tqdm(range(start_epoch, n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
                initial=start_epoch, total=n_epochs)
-    start = time.perf_counter()
+    def take_snapshot() -> dict:  # a frame for frames.npy; its metrics (images) for the metrics row
+        ema_model.eval()
+        frames.append(hooks.snapshot(sampling_model, diffusion))
+        return hooks.snapshot_metrics(frames[-1])
+
+    if auto_threads is not None:
+        log(f"threads: {auto_threads.start()} (auto: the free cores of {auto_threads.usable}, re-checked while "
+            f"training; --threads N to fix it)")
+    start, start_step = time.perf_counter(), step
     compile_seconds = None
     with ckpt.StopSignals() as stop:
         for epoch in bar:
@@ -221,6 +295,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                     log(f"torch.compile: the first step took {compile_seconds:.1f} s (compilation included)")
                 scheduler.step()
                 step += 1
+                if auto_threads is not None:
+                    auto_threads.update()  # between steps: a busy process that starts is seen within seconds
                 if stop_requested(i == epoch_steps - 1):
                     if cfg.skip_nonfinite == 0 and dist.maximum(state.first_bad).item() >= 0:
                         raise ckpt.nonfinite_error(dist.maximum(state.first_bad).item(), cfg, out)
@@ -228,6 +304,8 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                     if out is not None:
                         save(epoch, i + 1, loss_sum)
                     raise stop.stopped(f"after {ckpt.position(step, epoch, i + 1)}", out)
+                if step in snapshot_at and i < epoch_steps - 1 and main:  # a short run's snapshot within an epoch
+                    pending = take_snapshot()
             start_batch = 0
             epoch_loss = (dist.mean(state.loss_sum) / epoch_steps).item()  # the one host sync per epoch
             first_bad = dist.maximum(state.first_bad).item()
@@ -240,10 +318,10 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                 bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{step * batch / max(elapsed, 1e-9):.0f}")
             else:
                 bar.set_postfix(loss=f"{epoch_loss:.4f}")
-            if epoch in snapshot_at and main:
-                ema_model.eval()
-                frames.append(hooks.snapshot(sampling_model, diffusion))
-                row.update(hooks.snapshot_metrics(frames[-1]))
+            if step in snapshot_at and main:
+                pending = take_snapshot()
+            row.update(pending)  # the epoch's last snapshot's numbers
+            pending = {}
             metrics_rows.append(row)
             if out is not None and (epoch + 1 == n_epochs or (cfg.checkpoint_every > 0 and
                                                               (epoch + 1) % cfg.checkpoint_every == 0)):
@@ -256,17 +334,22 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     if not main:
         return TrainResult(cfg, ema_model, diffusion, None, None, None, train_seconds, None)
 
+    log(final_estimate(cfg, batch, (time.perf_counter() - start) / max(1, step - start_step)))
     samples, q, floor = hooks.final(sampling_model, diffusion)
     if out is not None and not finished:
         runs.atomic_write(out / runs.FRAMES, lambda f: np.save(f, np.stack(frames) if frames else samples[None]))
         from .. import plots
 
         plots.loss_curve([r["step"] for r in metrics_rows], [r["loss"] for r in metrics_rows], out / "loss.png")
-        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(snapshot_at)],
+        shots = sorted(snapshot_at)
+        extra = {"train_seconds": round(train_seconds, 3), "frame_steps": shots,
+                 "frame_epochs": snapshot_epochs(shots, steps_per_epoch, total_steps),
                  "world_size": world, "device": device.type, **plan.as_dict(),
                  "cuda_graphs": plan.graphs and train_step.graphed}  # False after auto fell back to eager
         if compile_seconds is not None:
             extra["compile_seconds"] = round(compile_seconds, 3)
+        if auto_threads is not None:
+            extra["threads"] = auto_threads.choices  # every count auto set, in order
         hooks.write(out, samples, q, floor, extra)  # quality.json last: it marks the run finished
     return TrainResult(cfg, ema_model, diffusion, samples, q, floor, train_seconds, out)
 
