@@ -107,7 +107,7 @@ def step_ms(device: torch.device, size: dict) -> None:
     from tiny_diffusion.data.source import load_source
     from tiny_diffusion.core.diffusion import Diffusion
     from tiny_diffusion.models import build_model
-    from tiny_diffusion.runtime.graphs import CudaGraphBackend, GraphedStep, make_graph_safe
+    from tiny_diffusion.runtime.graphs import CudaGraphBackend, GraphedStep
     from tiny_diffusion.train.step import Plan, TrainStep
 
     batch = size["step_batch"]
@@ -121,15 +121,15 @@ def step_ms(device: torch.device, size: dict) -> None:
         gen = torch.Generator(device=device).manual_seed(0)
         plan = Plan(graphs=graphs, bf16=False, compile=False, channels_last=False)
         step = TrainStep(cfg, model, model, ema, opt, Diffusion.from_config(cfg, device), data, gen, slice(None), plan)
-        if graphs:
-            make_graph_safe(opt, device)
-            step = GraphedStep(step, batch, opt, CudaGraphBackend(gen))
+        if graphs:  # as --cuda-graphs auto: kept only if a replayed step matches the eager one
+            step = GraphedStep(step, batch, opt, CudaGraphBackend(gen), check=True)
         idx = torch.randperm(len(data), device=device, generator=gen)[:batch]
         for i in range(5):  # warm-up (and, with graphs, the capture)
             step(idx, i + 1, 0.99)
         n = size["step_n"]
         seconds = timed(lambda: [step(idx, i + 1, 0.99) for i in range(n)], device)
-        print(f"default MLP step, batch {batch}, {'CUDA graph' if graphs else 'eager'}: {1000 * seconds / n:.3f} ms",
+        how = "eager" if not graphs else "CUDA graph" if step.graphed else "eager (auto fell back, see above)"
+        print(f"default MLP step, batch {batch}, {how}: {1000 * seconds / n:.3f} ms",
               flush=True)
     if device.type != "cuda":
         print("default MLP step, CUDA graph: n/a (no CUDA)")
@@ -149,7 +149,8 @@ def sampling(device: torch.device, size: dict) -> None:
     model = build_model(cfg).to(device).eval()  # untrained: the time does not depend on the weights
     diffusion = Diffusion.from_config(cfg, device)
     n = size["points"]
-    nets = [("eager", model)] + ([("graph-replayed network", GraphedNet(model))] if device.type == "cuda" else [])
+    nets = [("eager", model)] + ([("graph-replayed network", GraphedNet(model, check=True))]
+                                 if device.type == "cuda" else [])
     for name, net in nets:
         sample(net, diffusion, n, 0, device=device, steps=2)  # warm-up (capture)
         seconds = timed(lambda: sample(net, diffusion, n, 0, device=device), device)

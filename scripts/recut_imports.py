@@ -30,6 +30,7 @@ MOVES = {  # old module -> new module (inside the package)
     "reproduce": "experiments.study",
     "train.dist": "runtime.dist",
     "train.graphs": "runtime.graphs",
+    "threads": "runtime.threads",
 }
 MOVES = {f"{PKG}.{k}": f"{PKG}.{v}" for k, v in MOVES.items()}
 NAME_MOVES = {  # (module after MOVES, name) -> the module that now defines it

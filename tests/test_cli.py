@@ -96,7 +96,7 @@ def test_config_file_and_flag_override(tmp_path):
     (["train", "--dataset", "missing.csv"], "missing.csv: no such file"),
     (["train", "--config", "missing.toml"], "missing.toml: no such config file"),
     (["sample", "no-such-run", "--out", "x.csv"], "no such run folder"),
-    (["sample", "no-such-run", "--out", "x.txt"], "unsupported file type"),
+    (["sample", "no-such-run", "--out", "x.txt"], "no-such-run: no such run folder"),
     (["sample", "no-such-run", "--n", "0", "--out", "x.csv"], "must be positive"),
     (["evaluate", "missing.npy"], "no such file"),
     (["frobnicate"], "invalid choice"),
@@ -207,11 +207,43 @@ def test_an_unknown_flag_points_to_its_commands_help(capsys):
     assert "see `tiny-diffusion train --help`" in capsys.readouterr().err
 
 
+def _helps(command: str | None = None) -> dict[str, str]:
+    """The help text of each flag of `command` as `--help` shows it (unwrapped), or of each command (None)."""
+    import argparse
+
+    from tiny_diffusion.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    if command is None:
+        return {a.dest: a.help for a in sub._choices_actions}
+    return {a.option_strings[0]: a.help for a in sub.choices[command]._actions if a.option_strings}
+
+
+POINT_ONLY = ("--n-points", "--hidden-size", "--hidden-layers", "--emb-size", "--time-emb", "--input-emb",
+              "--input-scale")  # the point set and the MLP
+IMAGE_ONLY = ("--data-dir", "--image-size", "--channels", "--flip", "--base-channels", "--channel-mult",
+              "--num-res-blocks", "--attn-resolutions", "--dropout", "--eval-n")  # the image data and the U-Net
+
+
+def test_help_marks_the_flags_of_points_or_images_only():
+    marked = {flag: h.split(":")[0] for flag, h in _helps("train").items() if h.startswith(("points:", "images:"))}
+    assert marked == {**dict.fromkeys(POINT_ONLY, "points"), **dict.fromkeys(IMAGE_ONLY, "images")}
+    n = _helps("evaluate")["--n"]
+    assert n.startswith("samples drawn from a run") and "eval_n for images" in n and "points per set" not in n
+    commands = _helps()
+    assert "classifier-FID" in commands["evaluate"] and "images" in commands["evaluate"]
+    assert "--reverse" in commands["animate"]
+    plot = _helps("plot")
+    assert all(plot[flag].startswith("forward only") for flag in ("--timesteps", "--schedule", "--beta-start",
+                                                                 "--beta-end", "--terminal-alpha-bar"))
+
+
 def test_plot_reverse_refuses_flags_it_would_ignore(run_dir, tmp_path, capsys):
     assert main(["plot", "reverse", str(run_dir), "--timesteps", "50", "--schedule", "cosine", "--dataset", "moons",
                  "--out", str(tmp_path / "r.png")]) == 2
     err = capsys.readouterr().err
-    assert "--timesteps" in err and "--schedule" in err and "--dataset" in err
+    assert len(err.strip().splitlines()) == 1 and "plot reverse samples the run's own model, data and schedule; drop " \
+        "--timesteps, --schedule, --dataset" in err, err
     assert not (tmp_path / "r.png").exists()
 
 

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main
@@ -115,6 +116,9 @@ def test_guidance_without_labels_is_refused():
         sample(_model(), Diffusion(make_betas("cosine", 20)), 5, guidance=2.0)
     with pytest.raises(ValueError, match=">= 0"):
         Guided(_model(), -1.0)
+    for w in (float("inf"), float("nan")):  # inf - inf: every sample NaN
+        with pytest.raises(ValueError, match="must be a finite number >= 0"):
+            Guided(_model(), w)
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
@@ -240,15 +244,21 @@ def test_evaluate_writes_the_guidance_curve_per_class(two_run, two_classes, tmp_
     rows = _labels(csv_path)
     assert [(r["guidance"], r["class"]) for r in rows] == [(w, c) for w in ("0.0", "1.0", "3.0") for c in ("left", "right")]
     assert all(float(r["precision"]) > 0.9 for r in rows if r["guidance"] != "0.0")  # both classes are easy
-    assert (tmp_path / "g.png").stat().st_size > 0
+    assert len(np.unique(np.asarray(Image.open(tmp_path / "g.png").convert("L")))) > 2  # a figure, not a blank
+    capsys.readouterr()
     assert main(["evaluate", str(two_run), "--class", "left", "--n", "60", *FAST]) == 0
-    assert "left" in capsys.readouterr().out
+    scored = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("W = ")]
+    scored = [words for words in scored if words[3] != "mean"]  # the rows per class, not their mean
+    assert [words[:4] for words in scored] == [["W", "=", "1.75", "left"]]  # the requested class alone, at the run's W
+    assert float(scored[0][5]) > 0.9  # its precision: drawn on the left
 
 
 @pytest.mark.parametrize("args, message", [
     (["--class", "up"], "--class 'up': not a class of this run; give an index 0..1 or a name: left, right"),
     (["--class", "2"], "--class '2': not a class"),
-    (["--guidance", "-1"], "--guidance: -1 must be >= 0"),
+    (["--guidance", "-1"], "--guidance: -1 must be a finite number >= 0"),
+    (["--guidance", "inf"], "--guidance: inf must be a finite number >= 0"),
+    (["--guidance", "nan"], "--guidance: nan must be a finite number >= 0"),
 ])
 def test_bad_classes_and_weights_exit_2_with_one_line(two_run, two_classes, args, message, tmp_path, capsys):
     for command in (["sample", str(two_run), "--out", str(tmp_path / "x.csv")], ["evaluate", str(two_run)],
@@ -264,6 +274,7 @@ def test_class_flags_on_an_unconditional_run_and_class_cond_without_labels_exit_
     cfg = TrainConfig(n_points=256, epochs=1, batch_size=128, timesteps=10, terminal_alpha_bar=1e-4, hidden_size=8,
                       hidden_layers=1, emb_size=4, frames=0, frame_points=20, device="cpu")
     train(cfg, run, progress=False)
+    capsys.readouterr()  # train's own lines (its length, the final samples' estimate)
     for flags in (["--class", "0"], ["--guidance", "2"]):
         assert main(["sample", str(run), *flags, "--out", str(tmp_path / "x.csv")]) == 2
         err = capsys.readouterr().err

@@ -99,16 +99,112 @@ def _cpu_graph_safe(optimizer, device):
         group["lr"], group["foreach"] = torch.tensor(float(group["lr"])), False
 
 
+def pretend_graphs(monkeypatch, backend) -> None:
+    """The loop's graph path on the CPU: a plan with graphs, `backend(generator)` for CUDA graphs."""
+    monkeypatch.setattr(loop, "plan_for", lambda *a: Plan(graphs=True, bf16=False, compile=False, channels_last=False))
+    monkeypatch.setattr(loop, "CudaGraphBackend", backend)
+    monkeypatch.setattr(loop, "make_graph_safe", _cpu_graph_safe)
+
+
+class FailingCapture(Replay):
+    def capture(self, fn):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+
+class OtherNoise(Replay):
+    """A graph whose replays draw other random numbers than the eager step would (the generator reseeded)."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def capture(self, fn):
+        def replay():
+            self.replays += 1
+            self.generator.manual_seed(12345)
+            fn()
+        return replay
+
+
+@pytest.mark.parametrize("backend, why", [(lambda generator: FailingCapture(), "the capture failed (RuntimeError: "
+                                           "CUDA error: operation not permitted when stream is capturing)"),
+                                          (OtherNoise, "one replayed step differs from the eager step")])
+def test_auto_graphs_fall_back_to_exactly_the_eager_run(backend, why, tmp_path, monkeypatch):
+    """--cuda-graphs auto checks the capture on one step: a capture that raises or a replay that differs leaves
+    the run eager, bit for bit the run that never tried a graph, with one line saying why."""
+    cfg = tiny(epochs=4)
+    train(cfg, tmp_path / "eager", progress=False)
+    pretend_graphs(monkeypatch, backend)
+    said = []
+    train(cfg, tmp_path / "auto", progress=False, log=said.append)
+    said = [line for line in said if line.startswith("--cuda-graphs")]  # beside the run's length and sampling lines
+    assert len(said) == 1 and said[0].startswith(f"--cuda-graphs auto: {why}") and "training eagerly" in said[0]
+    eager, auto = (torch.load(tmp_path / r / runs.CHECKPOINT, weights_only=True) for r in ("eager", "auto"))
+    for part in ("model", "ema"):
+        assert all(torch.equal(a, b) for a, b in zip(eager[part].values(), auto[part].values()))
+    assert json.loads((tmp_path / "auto" / runs.QUALITY).read_text())["cuda_graphs"] is False
+
+
+def test_auto_graphs_keep_a_replay_that_matches(monkeypatch):
+    cfg = tiny(epochs=4)
+    eager = train(cfg, progress=False)
+    backend, said = Replay(), []
+    pretend_graphs(monkeypatch, lambda generator: backend)
+    graphed = train(cfg, progress=False, log=said.append)
+    said = [line for line in said if line.startswith("--cuda-graphs")]  # beside the run's length and sampling lines
+    steps = cfg.epochs * (cfg.n_points // cfg.batch_size)
+    # the trial: WARMUP_STEPS eager steps, one graph-safe warm step, one capture whose first replay is a real step
+    warm = graphs.WARMUP_STEPS
+    assert (backend.warmed, backend.captured, backend.replays) == (warm + 1, 1, steps - warm)
+    assert said == []
+    for a, b in zip(_weights(eager.model), _weights(graphed.model)):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+
+
+class Drifting(Replay):
+    """A sampling graph whose replays compute with other weights than the live ones."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+
+    def capture(self, fn):
+        self.captured += 1
+
+        def replay():
+            with torch.no_grad():
+                self.weight.add_(0.5)
+                fn()
+                self.weight.sub_(0.5)
+        return replay
+
+
+@pytest.mark.parametrize("broken", ["capture", "replay", None])
+def test_auto_sampling_graph_falls_back_or_keeps_a_matching_replay(broken):
+    torch.manual_seed(0)
+    model = build_model(tiny(), (2,)).eval()
+    backend = {"capture": FailingCapture(), "replay": Drifting(next(model.parameters())), None: Replay()}[broken]
+    said = []
+    net = graphs.GraphedNet(model, check=True, log=said.append, backend=backend)
+    x, t = torch.randn(64, 2), torch.tensor(7)
+    for _ in range(3):
+        assert torch.equal(net(x, t), model(x, t))
+    assert backend.captured == (broken != "capture")  # one attempt, never retried
+    if broken is None:
+        assert said == [] and backend.replays == 1 + 3 and not net.eager  # the check's replay, then every call
+    else:
+        assert len(said) == 1 and said[0].startswith("--cuda-graphs auto: sampling: ") and net.eager
+        assert ("capture failed" if broken == "capture" else "differs from the eager one") in said[0]
+
+
 def test_the_graph_path_replays_the_eager_step(monkeypatch):
     """Through the graph wrapper (static idx, step number, EMA decay and LR tensors) the run equals the eager one
-    up to the EMA's rounding (mul + add instead of lerp on the captured path)."""
+    up to the EMA's rounding (mul + add instead of lerp on the captured path). --cuda-graphs on: no check."""
     cfg = tiny(epochs=4)
     eager = train(cfg, progress=False)
     backend = Replay()
-    monkeypatch.setattr(loop, "plan_for", lambda *a: Plan(graphs=True, bf16=False, compile=False, channels_last=False))
-    monkeypatch.setattr(loop, "CudaGraphBackend", lambda generator: backend)
-    monkeypatch.setattr(loop, "make_graph_safe", _cpu_graph_safe)
-    graphed = train(cfg, progress=False)
+    pretend_graphs(monkeypatch, lambda generator: backend)
+    graphed = train(cfg.replace(cuda_graphs="on"), progress=False)
     steps = cfg.epochs * (cfg.n_points // cfg.batch_size)
     assert (backend.warmed, backend.captured, backend.replays) == (graphs.WARMUP_STEPS, 1, steps - graphs.WARMUP_STEPS)
     for a, b in zip(_weights(eager.model), _weights(graphed.model)):
@@ -123,6 +219,40 @@ def test_a_replaced_lr_tensor_is_refused():
     opt.param_groups[0]["lr"] = torch.tensor(0.1)
     with pytest.raises(RuntimeError, match="learning-rate tensor"):
         step(torch.arange(4), 1, 0.5)
+
+
+def _gray_folder(root, n: int = 8):
+    """n 8x8 grayscale PNGs (a bar on the left or right), no class folders: no metric classifier to train."""
+    from PIL import Image
+    import numpy as np
+
+    root.mkdir()
+    for i in range(n):
+        img = np.random.default_rng(i).integers(0, 40, (8, 8))
+        img[:, [1, 2] if i % 2 else [5, 6]] = 230
+        Image.fromarray(img.astype(np.uint8), mode="L").save(root / f"{i}.png")
+    return root
+
+
+def test_the_ema_model_of_a_batchnorm_network_has_the_trained_statistics(tmp_path, monkeypatch):
+    """BatchNorm's running statistics are buffers, not parameters: the EMA copy must carry the trained ones,
+    or an EMA'd simple-unet samples with the statistics it was initialised with (mean 0, variance 1)."""
+    from tiny_diffusion.models import MODELS
+    from tiny_diffusion.models.simple_unet import SimpleUnet
+
+    monkeypatch.setenv("TINY_DIFFUSION_DATA", str(tmp_path / "cache"))
+    monkeypatch.setitem(MODELS, "simple-unet", lambda cfg, shape, label_dim: SimpleUnet(  # the tutorial's, but tiny
+        img_channels=shape[0], img_resolution=shape[-1], channels=(4, 8), time_emb_dim=8))
+    cfg = TrainConfig.from_dict(dict(dataset=str(_gray_folder(tmp_path / "imgs")), model="simple-unet", timesteps=20,
+                                     batch_size=4, kimg=0.016, ema=0.999, frames=0, eval_n=4, eval_steps=2,
+                                     device="cpu"))
+    train(cfg, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / runs.CHECKPOINT, weights_only=True)
+    stats = [k for k in state["model"] if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert stats and state["model"][stats[-1]].item() == 4  # 16 images seen in batches of 4: four updates
+    for k in stats:
+        assert torch.equal(state["ema"][k], state["model"][k]), k
+    assert not torch.equal(state["model"][stats[0]], torch.zeros_like(state["model"][stats[0]]))  # they moved
 
 
 def test_ema_on_tensors_matches_the_float_update():

@@ -147,3 +147,79 @@ def test_training_animation_shows_far_points_at_the_edge_and_lasts(run_dir, tmp_
 @pytest.mark.parametrize("frames, fps", [(2, 1), (10, 2), (20, 4), (100, 10), (1000, 10)])
 def test_default_fps_plays_the_frames_in_seconds(frames, fps):
     assert figures.default_fps(frames) == fps
+
+
+def _panels(monkeypatch) -> list:
+    """The (title, points) panels `plot reverse` of points draws."""
+    shown = []
+    monkeypatch.setattr(plots, "grid", lambda panels, path, **kw: shown.extend(panels))
+    return shown
+
+
+def test_points_default_reverse_figure_is_every_ancestral_step(run_dir, tmp_path, monkeypatch):
+    """Unchanged by the sampling flags: without them the panels are states of the full ancestral trajectory."""
+    from tiny_diffusion.sampling import trajectory
+
+    shown = _panels(monkeypatch)
+    assert main(["plot", "reverse", str(run_dir), "--n", "20", "--seed", "3", "--out", str(tmp_path / "r.png")]) == 0
+    _, model, diffusion = runs.load_run(run_dir)
+    states = list(trajectory(model, diffusion, 20, 3))  # ddpm, all T steps: states[c] is x_{T-c}
+    ts, _ = parse_titles([title for title, _ in shown])
+    assert len(states) == diffusion.T + 1 and len(shown) == 10
+    for t, (_, points) in zip(ts, shown):
+        assert np.array_equal(points, states[diffusion.T - t].numpy())
+
+
+def test_plot_reverse_honours_the_sampling_flags(run_dir, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from tiny_diffusion.sampling import sample
+    from tiny_diffusion.core.samplers import timesteps
+
+    threads = []
+    real = figures.sampling_trajectory
+    monkeypatch.setattr(figures, "sampling_trajectory", lambda *a, **kw: threads.append(torch.get_num_threads())
+                        or real(*a, **kw))
+    shown = _panels(monkeypatch)
+    assert main(["plot", "reverse", str(run_dir), "--n", "20", "--sampler", "ddim", "--steps", "5", "--spacing",
+                 "trailing", "--threads", "2", "--out", str(tmp_path / "r.png")]) == 0
+    assert "(ddim, 5 steps, trailing, seed 0)" in capsys.readouterr().out
+    _, model, diffusion = runs.load_run(run_dir)
+    ts, _ = parse_titles([title for title, _ in shown])
+    assert ts == [t + 1 for t in timesteps(diffusion.T, 5, "trailing")] + [0]  # all 6 states: 10 panels > 6
+    assert np.array_equal(shown[-1][1], sample(model, diffusion, 20, 0, sampler="ddim", steps=5,
+                                                spacing="trailing").numpy())
+    assert threads == [2]
+
+
+def test_reverse_figures_show_progress_on_a_terminal(run_dir, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["plot", "reverse", str(run_dir), "--n", "5", "--steps", "4", "--out", str(tmp_path / "r.png")]) == 0
+    assert "sampling: " in capsys.readouterr().err
+    assert main(["animate", str(run_dir), "--reverse", "--n", "5", "--steps", "4", "--out", str(tmp_path / "r.gif")])\
+        == 0
+    err = capsys.readouterr().err
+    assert "sampling: " in err and "0/5 [" in err  # x_T and the 4 steps' states
+
+
+def test_animate_reverse_honours_the_sampling_flags(run_dir, tmp_path, monkeypatch, capsys):
+    real, shown = plots.animate, []
+    monkeypatch.setattr(plots, "animate", lambda frames, path, titles, **kw: shown.extend(titles)
+                        or real(frames, path, titles, **kw))
+    assert main(["animate", str(run_dir), "--reverse", "--n", "5", "--sampler", "dpm++", "--steps", "7",
+                 "--out", str(tmp_path / "r.gif")]) == 0
+    assert "dpm++, 7 steps" in capsys.readouterr().out and len(shown) == 8 and parse_titles(shown)[0][-1] == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["animate", "RUN", "--steps", "5"], "--steps: apply to --reverse"),
+    (["animate", "RUN", "--sampler", "ddim", "--class", "a"], "--class, --sampler: apply to --reverse"),
+    (["plot", "forward", "--sampler", "ddim", "--out", "OUT"], "samples nothing; drop --sampler"),
+])
+def test_sampling_flags_where_nothing_is_sampled_are_one_line(run_dir, tmp_path, capsys, argv, message):
+    argv = [str(run_dir) if a == "RUN" else str(tmp_path / "f.png") if a == "OUT" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

@@ -523,19 +523,26 @@ def test_load_mnist_downloads_train_once_test_optional(server, monkeypatch, tmp_
     assert [r for r in server.requests if "train" in r] == asked  # no second download
 
 
-def test_load_cifar_downloads_and_extracts_safely(server, monkeypatch, tmp_path):
-    rng = np.random.default_rng(3)
-    imgs = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+def _cifar_archive(imgs, evil=True) -> bytes:
+    """A cifar-10-binary.tar.gz of 5 training batches of one image each and a test batch of the rest (and, if
+    evil, a member whose path climbs out of the folder)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         members = {f"cifar-10-batches-bin/data_batch_{i + 1}.bin": _cifar_bytes(imgs[i:i + 1], [i]) for i in range(5)}
-        members["cifar-10-batches-bin/test_batch.bin"] = _cifar_bytes(imgs[5:], [9])
-        members["../escape.bin"] = b"must not be written"
+        members["cifar-10-batches-bin/test_batch.bin"] = _cifar_bytes(imgs[5:], [9] * len(imgs[5:]))
+        if evil:
+            members["../escape.bin"] = b"must not be written"
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    archive = buf.getvalue()
+    return buf.getvalue()
+
+
+def test_load_cifar_downloads_and_extracts_safely(server, monkeypatch, tmp_path):
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+    archive = _cifar_archive(imgs)
     server.routes["/kriz/cifar-10-binary.tar.gz"] = archive
     monkeypatch.setitem(images.CHECKSUMS, "cifar10", {"cifar-10-binary.tar.gz": md5(archive)})
     monkeypatch.setenv("TINY_DIFFUSION_MIRROR", server.url + "/kriz/")
@@ -546,6 +553,66 @@ def test_load_cifar_downloads_and_extracts_safely(server, monkeypatch, tmp_path)
     assert not (tmp_path / "cache" / "escape.bin").exists() and not (tmp_path / "escape.bin").exists()
     load_images("cifar10", log=lambda m: None)
     assert len(server.requests) == 1
+
+
+def test_a_cifar_archive_in_data_dir_enters_the_cache_only_if_checksum_true(server, monkeypatch, tmp_path):
+    """16.5: a --data-dir archive is extracted into the shared cache, which later runs without --data-dir trust
+    as if downloaded: a wrong archive is refused there, and batches extracted unchecked (by an older version)
+    are downloaded again rather than trusted."""
+    rng = np.random.default_rng(4)
+    real, fake = (rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8) for _ in range(2))
+    real_archive = _cifar_archive(real, evil=False)
+    monkeypatch.setitem(images.CHECKSUMS, "cifar10", {"cifar-10-binary.tar.gz": md5(real_archive)})
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "cifar-10-binary.tar.gz").write_bytes(_cifar_archive(fake, evil=False))
+    with pytest.raises(InputError, match="is not the published") as e:
+        load_images("cifar10", data_dir=tmp_path / "d", log=lambda m: None)
+    assert "\n" not in str(e.value) and not (tmp_path / "cache" / "cifar10" / "data_batch_1.bin").exists()
+    # what the unchecked extraction used to leave: batch files without the checksum marker
+    images._extract_cifar(tmp_path / "d" / "cifar-10-binary.tar.gz", tmp_path / "cache" / "cifar10")
+    (tmp_path / "cache" / "cifar10" / images.VERIFIED).unlink()
+    server.routes["/kriz/cifar-10-binary.tar.gz"] = real_archive
+    monkeypatch.setenv("TINY_DIFFUSION_MIRROR", server.url + "/kriz/")
+    np.testing.assert_array_equal(load_images("cifar10", log=lambda m: None).train, real[:5])  # downloaded anew
+    assert server.requests == ["/kriz/cifar-10-binary.tar.gz"]
+    # the published archive in --data-dir is extracted and then used without any download
+    monkeypatch.setenv("TINY_DIFFUSION_DATA", str(tmp_path / "cache2"))
+    (tmp_path / "d" / "cifar-10-binary.tar.gz").write_bytes(real_archive)
+    np.testing.assert_array_equal(load_images("cifar10", data_dir=tmp_path / "d", log=lambda m: None).train, real[:5])
+    np.testing.assert_array_equal(load_images("cifar10", log=lambda m: None).train, real[:5])
+    assert len(server.requests) == 1
+
+
+def test_idx_files_of_another_data_set_are_refused_by_their_checksum(tmp_path, monkeypatch):
+    """17.6: MNIST's .gz files given as Fashion-MNIST's are told apart by the published MD5s; a .gz of one's own
+    (matching no published file) is used, with a line that says so."""
+    _write_mnist(tmp_path / "d", test=True)
+    sums = {name: md5((tmp_path / "d" / name).read_bytes())
+            for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+    monkeypatch.setitem(images.CHECKSUMS, "mnist", dict(images.CHECKSUMS["mnist"], **sums))
+    assert load_images("mnist", data_dir=tmp_path / "d", log=lambda m: pytest.fail(m)).train.shape == (5, 1, 28, 28)
+    with pytest.raises(InputError) as e:
+        load_images("fashion-mnist", data_dir=tmp_path / "d", log=lambda m: None)
+    msg = str(e.value)
+    assert "mnist's file" in msg and "not fashion-mnist's" in msg and "--dataset mnist" in msg and "\n" not in msg
+    monkeypatch.setitem(images.CHECKSUMS, "mnist", {})  # now the files match no published one
+    messages = []
+    assert load_images("fashion-mnist", data_dir=tmp_path / "d", log=messages.append).train.shape == (5, 1, 28, 28)
+    assert len(messages) == 3 and all("not the published fashion-mnist file" in m for m in messages)
+
+
+@pytest.mark.parametrize("name, files", [
+    ("mnist", ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"]),
+    ("cifar10", ["cifar-10-binary.tar.gz", "data_batch_1.bin", "data_batch_5.bin", "test_batch.bin"]),
+])
+def test_a_failed_download_lists_the_files_data_dir_needs(name, files, dead_url, monkeypatch):
+    """17.7: the way out of a failed download is --data-dir; the message names what that folder must hold."""
+    monkeypatch.setenv("TINY_DIFFUSION_MIRROR", dead_url)
+    with pytest.raises(InputError) as e:
+        load_images(name, log=lambda m: None)
+    msg = str(e.value)
+    assert "--data-dir FOLDER" in msg and all(f in msg for f in files) and "\n" not in msg
 
 
 def test_a_point_set_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from tiny_diffusion import runs
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli import main, torch_threads
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
 from tiny_diffusion.sampling import sample
 from tiny_diffusion.train import train
@@ -93,7 +93,8 @@ def test_bad_image_config_exits_2_with_one_line(args, message, capsys, tmp_path)
 def test_empty_folder_exits_2_before_any_run_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
-    assert "no readable image" in capsys.readouterr().err or not (tmp_path / "r").exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path / 'empty'}: no image files" in err and "--dataset" in err, err
     assert not (tmp_path / "r").exists()
 
 
@@ -107,9 +108,31 @@ def test_a_run_folder_holds_what_users_expect(run):
     q = json.loads((run / "quality.json").read_text())
     assert q["quality"]["n"] == TINY["eval_n"] and q["data_floor"]["n"] == TINY["eval_n"]
     assert q["noise"]["fid_features"] > q["data_floor"]["fid_features"]
-    assert q["shape"] == [1, 8, 8] and 0 <= q["classifier_accuracy"] <= 1
+    assert q["shape"] == [1, 8, 8] and q["classifier_accuracy"] == 1.0  # bars on the left or right: no doubt
     state = runs.load_checkpoint(run / "checkpoint.pt")
     assert state["shape"] == [1, 8, 8] and state["classes"] == ["left", "right"]
+
+
+def test_image_configs_record_no_point_only_fields_and_old_ones_still_load(run, tmp_path):
+    """config.json and the checkpoint of an image run hold no n_points and no MLP sizes; a run written before
+    (with them) still loads, samples and passes resume's config check; point configs keep every field."""
+    import shutil
+
+    from tiny_diffusion.train.state import load_state
+
+    saved = json.loads((run / runs.CONFIG).read_text())
+    point_only = {"n_points", "hidden_size", "hidden_layers", "emb_size", "time_emb", "input_emb", "input_scale"}
+    assert not point_only & set(saved) and saved["base_channels"] == TINY["base_channels"]
+    assert not point_only & set(runs.load_checkpoint(run / runs.CHECKPOINT)["config"])
+    assert point_only <= set(TrainConfig().to_dict())
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / runs.CONFIG).write_text(json.dumps({**saved, "n_points": 8000, "hidden_size": 64}))
+    state = torch.load(old / runs.CHECKPOINT, weights_only=True)
+    torch.save({**state, "config": {**state["config"], "n_points": 8000, "hidden_size": 64}}, old / runs.CHECKPOINT)
+    assert runs.run_config(old).to_dict() == saved
+    assert load_state(old, runs.run_config(old), torch.device("cpu")) is not None
+    assert main(["sample", str(old), "--n", "2", "--out", str(tmp_path / "x.npy")]) == 0
 
 
 def test_images_stay_uint8_on_the_device_and_batches_are_scaled(folder):
@@ -117,6 +140,8 @@ def test_images_stay_uint8_on_the_device_and_batches_are_scaled(folder):
 
     data = load_source(tiny(folder), "cpu")
     assert data.x.dtype == torch.uint8 and data.shape == (1, 8, 8) and data.labels.tolist().count(1) == 16
+    assert data.flip  # flip auto: on for a folder; off here, or the draws below would depend on torch's global RNG
+    data.flip = False
     x0 = data.batch(torch.arange(4))
     assert x0.dtype == torch.float32 and x0.min() >= -1 and x0.max() <= 1
     assert torch.equal(x0, data.x[:4].float() / 127.5 - 1)
@@ -139,6 +164,21 @@ def test_image_samples_depend_only_on_seed_and_index(run):
     assert torch.equal(big[:5], small) and torch.equal(big[64:70], late)
 
 
+def test_the_api_and_the_cli_give_the_same_images_in_the_pixel_range(run, tmp_path):
+    import tiny_diffusion as td
+    from tiny_diffusion.sampling import trajectory
+
+    _, model, diffusion = runs.load_run(run)
+    options = dict(sampler="ddpm", steps=10)
+    *_, raw = trajectory(model, diffusion, 12, 2, **options)
+    assert raw.abs().max() > 1  # a barely trained model: the sampler's last state overshoots the pixel range
+    x = td.sample(model, diffusion, 12, 2, **options)
+    assert torch.equal(x, raw.clamp(-1, 1))
+    assert main(["sample", str(run), "--n", "12", "--seed", "2", "--sampler", "ddpm", "--steps", "10",
+                 "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "x.npy"), x.numpy())
+
+
 def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
     assert main(["sample", str(run), "--n", "12", "--out", str(tmp_path / "x.npy")]) == 0
     x = np.load(tmp_path / "x.npy")
@@ -152,6 +192,15 @@ def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
 
     assert main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "e")]) == 0
     assert np.array_equal(read_images(tmp_path / "e"), to_uint8(x[:5]))
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "x.csv"])
+def test_sample_refuses_a_file_type_naming_those_an_image_run_writes(run, tmp_path, capsys, name):
+    assert main(["sample", str(run), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--out {tmp_path / name}: unsupported file type" in err, err
+    assert "use FILE.npy, FILE.png (a grid) or a folder DIR/ (one PNG per image)" in err and ".csv" not in err[-80:]
+    assert not any(tmp_path.iterdir())
 
 
 def test_evaluate_a_run_and_image_files(run, folder, tmp_path, capsys):
@@ -176,7 +225,8 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
     strip = Image.open(tmp_path / "f.png")
     real, labels = vi.process_strip, []
     monkeypatch.setattr(vi, "process_strip", lambda traj, path, shown: real(traj, path, labels.extend(shown) or shown))
-    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--out", str(tmp_path / "r.png")]) == 0
+    assert main(["plot", "reverse", str(run), "--n", "3", "--panels", "5", "--sampler", "ddpm",  # every step
+                 "--out", str(tmp_path / "r.png")]) == 0
     assert Image.open(tmp_path / "r.png").size[0] >= strip.size[0]  # the same columns, perhaps wider for the labels
     # x_T, then steps evenly in log-SNR from lambda -2.5 (this cosine schedule ends at lambda -10), then x_0
     steps = [re.fullmatch(r"t = (\d+)\nlambda = (\S+)", label) for label in labels]
@@ -238,6 +288,21 @@ def test_a_run_from_before_kinds_were_recorded_takes_its_kind_from_the_checkpoin
     assert np.load("x.npy").shape == (2, 1, 8, 8)
 
 
+def test_reverse_figure_of_images_samples_as_the_final_samples_by_default(run, tmp_path, monkeypatch, capsys):
+    """Not 1000 ancestral steps: the run's eval_sampler and eval_steps (dpm++ in 4 here), so x_0 is `sample`'s."""
+    from tiny_diffusion.viz import images as vi
+
+    shown = []
+    monkeypatch.setattr(vi, "process_strip", lambda traj, path, titles: shown.append((traj, titles)))
+    assert main(["plot", "reverse", str(run), "--n", "3", "--out", str(tmp_path / "r.png")]) == 0
+    assert f"(dpm++, {TINY['eval_steps']} steps, logsnr, seed 0)" in capsys.readouterr().out
+    (traj, titles), = shown
+    assert len(titles) == TINY["eval_steps"] + 1 and titles[-1].startswith("t = 0\n")  # every state of 4 steps
+    _, model, diffusion = runs.load_run(run)
+    x0 = sample(model, diffusion, 3, 0, sampler="dpm++", steps=TINY["eval_steps"])
+    assert np.array_equal(traj[-1], vi.to_uint8(x0))
+
+
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
     for i in range(12):
         Image.fromarray(_digit(i % 2, i), mode="L").save(tmp_path / f"{i}.png")
@@ -249,14 +314,16 @@ def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
 
 def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
     """An image run killed with SIGKILL after its first checkpoint and resumed gives the weights, metrics
-    and frames of the same run trained without a stop."""
+    and frames of the same run trained without a stop. One thread throughout: a convolution's sums depend on
+    the thread count, and the CLI's default (auto) would follow the machine's load."""
     cfg = {**TINY, "kimg": 0.32, "frames": 3}  # 40 steps: 10 epochs of 4 steps, a checkpoint after each
     ref = tmp_path / "ref"
-    train(tiny(folder, **cfg), ref, progress=False)
+    with torch_threads(1):
+        train(tiny(folder, **cfg), ref, progress=False)
     env = {**os.environ, "PYTHONPATH": SRC}
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *_flags(cfg),
-           "--out", str(out), "--quiet"]
+           "--out", str(out), "--quiet", "--threads", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline:
@@ -270,8 +337,8 @@ def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert killed and not runs.is_finished(out)
-    subprocess.run([sys.executable, "-m", "tiny_diffusion", "train", "--resume", str(out), "--quiet"], env=env,
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "tiny_diffusion", "train", "--resume", str(out), "--quiet", "--threads", "1"],
+                   env=env, check=True, capture_output=True)
     a, b = torch.load(ref / runs.CHECKPOINT, weights_only=True), torch.load(out / runs.CHECKPOINT, weights_only=True)
     for part in ("model", "ema"):
         for k in a[part]:
@@ -291,7 +358,11 @@ def test_a_sweep_of_image_runs_tabulates_their_final_metrics(folder, tmp_path):
                  "--vary", "lr=1e-3,3e-3"]) == 0
     with open(tmp_path / "s" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["lr"] for r in rows] == ["0.001", "0.003"] and all(float(r["fid_features"]) > 0 for r in rows)
+    assert [r["lr"] for r in rows] == ["0.001", "0.003"]
+    for r in rows:  # each row holds its own run's final numbers
+        q = json.loads((tmp_path / "s" / "runs" / r["run"] / runs.QUALITY).read_text())["quality"]
+        assert float(r["fid_features"]) == pytest.approx(q["fid_features"]) and int(r["n"]) == q["n"]
+    assert rows[0]["fid_features"] != rows[1]["fid_features"]
 
 
 def test_aligned_batches_hand_each_sample_its_own_label():

@@ -3,6 +3,9 @@
 import json
 import re
 
+import numpy as np
+from PIL import Image
+
 from tiny_diffusion.cli import main
 from tiny_diffusion.experiments.study import conclusions
 
@@ -10,8 +13,10 @@ from tiny_diffusion.experiments.study import conclusions
 def test_reproduce_test_preset_end_to_end(tmp_path, capsys):
     assert main(["reproduce", "--preset", "test", "--jobs", "1", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "README.md").read_text()
-    for fig in re.findall(r"\(figures/([^)]+)\)", report):
-        assert (tmp_path / "figures" / fig).stat().st_size > 0, fig
+    figures = re.findall(r"\(figures/([^)]+)\)", report)
+    assert figures
+    for fig in figures:  # each an image with something drawn in it
+        assert len(np.unique(np.asarray(Image.open(tmp_path / "figures" / fig).convert("L")))) > 2, fig
     tables = json.loads((tmp_path / "numbers.json").read_text())
     assert set(tables) == {"lr", "timesteps"}
     for rows in tables.values():

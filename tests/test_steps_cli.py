@@ -4,6 +4,7 @@ import csv
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
@@ -59,6 +60,13 @@ def test_bad_sampling_flags_exit_2_with_one_line(run_dir, tmp_path, capsys, flag
     assert len(err.splitlines()) == 1 and message in err, err
 
 
+def test_sample_refuses_an_image_file_type_for_points_naming_those_it_writes(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "x.png: unsupported file type; use FILE.csv (header x,y) or FILE.npy" in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, capsys):
     csv_path, fig = tmp_path / "curve.csv", tmp_path / "curve.png"
     assert main(["evaluate", str(run_dir), "--steps", "2,5,50", "--n", "100", "--device", "cpu",
@@ -66,8 +74,20 @@ def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, caps
     rows = list(csv.DictReader(csv_path.open()))
     assert [(r["sampler"], int(r["nfe"])) for r in rows] == [(s, k) for s in ("ddpm", "ddim", "dpm++")
                                                              for k in (2, 5, 50)]
-    assert all(float(r["energy"]) >= 0 and 0 <= float(r["coverage"]) <= 1 for r in rows)
-    assert fig.stat().st_size > 1000 and fig.read_bytes()[:4] == b"\x89PNG"
+    # each row scores the samples that sampler draws in that many steps (the run's final seed) against n references
+    from tiny_diffusion import runs
+    from tiny_diffusion.eval.points import quality, references
+    from tiny_diffusion.sampling import sample
+    from tiny_diffusion.train.hooks import final_sampling
+
+    cfg, model, diffusion = runs.load_run(run_dir)
+    refs = references(cfg.dataset, n=100)
+    for r in rows[1::3]:  # the 5-step rows
+        x = sample(model, diffusion, 100, final_sampling(cfg)["seed"], sampler=r["sampler"], steps=5).numpy()
+        q = quality(x, refs)
+        assert (float(r["energy"]), float(r["coverage"])) == pytest.approx((q.energy, q.coverage)), r
+    assert len({r["energy"] for r in rows}) == len(rows)  # nine different sample sets
+    assert fig.read_bytes()[:4] == b"\x89PNG" and len(np.unique(np.asarray(Image.open(fig).convert("L")))) > 2
     assert "data floor" in capsys.readouterr().out
 
 

@@ -1,12 +1,17 @@
-"""--threads N: torch's CPU thread count for train, sample and evaluate, during the command only; 0 (the
-default) leaves torch alone."""
+"""--threads N: torch's CPU thread count for train, sample and evaluate, during the command only; auto (0, the
+default) one thread per core other processes leave free, re-checked while training (threads.py)."""
 
 from __future__ import annotations
+
+import json
+import os
+import time
 
 import pytest
 import torch
 
 from tiny_diffusion import sampling
+from tiny_diffusion.runtime import threads
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.train import train
@@ -55,13 +60,88 @@ def test_threads_sets_torch_threads_while_the_command_runs(run_dir, tmp_path, th
     assert threads_at_work == [wanted] * len(commands)
 
 
-def test_threads_0_leaves_torch_alone(run_dir, tmp_path, threads_at_work, monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch, "set_num_threads", calls.append)
-    for threads in ([], ["--threads", "0"]):
+def _loaded(others: float):
+    """A read_cpu stand-in: `others` cores busy with other processes, on the real clock, beside this one's use."""
+    def read():
+        wall = time.monotonic()
+        own = sum(os.times()[:2])
+        return threads.Reading(busy=wall * others + own, own=own, wall=wall)
+    return read
+
+
+@pytest.mark.parametrize("value", [[], ["--threads", "0"], ["--threads", "auto"]])
+def test_auto_threads_is_the_default_and_backs_off_when_cores_are_busy(run_dir, tmp_path, threads_at_work,
+                                                                        monkeypatch, value):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    for others, wanted in ((0.0, 4), (3.0, 1), (2.2, 2)):
+        monkeypatch.setattr(threads, "read_cpu", _loaded(others))
         with pytest.raises(Reached):
-            main(["sample", str(run_dir), "--n", "5", "--out", str(tmp_path / "s.npy"), *threads])
-    assert calls == [] and len(threads_at_work) == 2
+            main(["sample", str(run_dir), "--n", "5", "--out", str(tmp_path / "s.npy"), *value])
+        assert threads_at_work[-1] == wanted and torch.get_num_threads() == before
+
+
+def test_choose_gives_one_thread_per_free_core():
+    assert threads.choose(2, 0.0, images=True) == 2  # idle: every core
+    assert threads.choose(2, 1.0, images=True) == 1  # one busy process on two cores
+    assert threads.choose(2, 0.67, images=True) == 1  # our two threads sharing with it: still busy
+    assert threads.choose(2, 0.4, images=True) == 2  # a core more than half free counts
+    assert threads.choose(4, 9.0, images=True) == 1  # never fewer than one
+    assert threads.choose(16, 3.0, images=True) == 13
+    assert threads.choose(16, 0.0, images=False) == threads.POINT_MAX_THREADS  # the small MLP stops at 2
+    assert threads.choose(2, 1.0, images=False) == 1
+
+
+def test_others_busy_subtracts_our_own_use_and_counts_our_cores():
+    before = threads.Reading(busy=100.0, own=5.0, wall=10.0)
+    after = threads.Reading(busy=103.0, own=6.0, wall=12.0)  # 1.5 cores busy in all, 0.5 of them ours
+    assert threads.others_busy(before, after, machine_cores=2, usable=2) == pytest.approx(1.0)
+    assert threads.others_busy(before, after, machine_cores=8, usable=2) == pytest.approx(0.25)
+    idle = threads.Reading(busy=100.5, own=5.5, wall=12.0)  # only we ran
+    assert threads.others_busy(before, idle, machine_cores=2, usable=2) == 0.0
+
+
+def test_auto_threads_rechecks_the_load_every_few_seconds():
+    clock, busy, own, readings, set_to = [0.0], [0.0], [0.0], [], []
+
+    def read():  # `others` cores busy over each window
+        readings.append(clock[0])
+        return threads.Reading(busy=busy[0], own=own[0], wall=clock[0])
+
+    def advance(seconds: float, others: float):
+        clock[0] += seconds
+        busy[0] += seconds * others
+
+    auto = threads.AutoThreads(images=True, set_threads=set_to.append, read=read, usable=2, machine_cores=2,
+                               sleep=lambda s: advance(s, 0.0), clock=lambda: clock[0])
+    assert auto.start() == 2 and set_to == [2]  # idle: waited MIN_WINDOW for a second reading
+    n_reads = len(readings)
+    advance(threads.RECHECK_SECONDS / 2, 1.0)
+    auto.update()
+    assert len(readings) == n_reads and set_to == [2]  # too soon: the clock alone, no reading
+    advance(threads.RECHECK_SECONDS / 2, 1.0)
+    auto.update()
+    assert set_to == [2, 1]  # a busy process started: one thread
+    advance(threads.RECHECK_SECONDS, 1.0)
+    auto.update()
+    assert set_to == [2, 1]  # unchanged: not set again
+    advance(threads.RECHECK_SECONDS, 0.0)
+    auto.update()
+    assert set_to == [2, 1, 2] and auto.choices == [2, 1, 2]  # it left: both cores again
+
+
+def test_train_with_auto_threads_follows_the_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "read_cpu", _loaded(2.0))  # both cores busy with other work
+    before, seen = torch.get_num_threads(), []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    train(TrainConfig.from_dict({**RUN, "frames": 0}), tmp_path / "run", progress=False, threads=0)
+    assert seen == [1] and json.loads((tmp_path / "run" / "quality.json").read_text())["threads"] == [1]
+    seen.clear()
+    train(TrainConfig.from_dict({**RUN, "frames": 0}), tmp_path / "run2", progress=False)  # None: torch alone
+    assert seen == [] and torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize("value", ["-1", "1025", "two", "1.5"])

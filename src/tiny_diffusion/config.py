@@ -22,16 +22,18 @@ BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "fal
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
-def _f(default, help: str, choices=None, low=None, high=None, nullable=False):
-    """A config field: its default, one line of help, and the values it accepts."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": nullable, "auto": False,
-            "resolved": False}
+def _f(default, help: str, choices=None, low=None, high=None, nullable=False, only=None):
+    """A config field: its default, one line of help, and the values it accepts. only: "points" or "images" for a
+    field that one kind of data alone uses; its help then starts with that word (as `train --help` shows it), and
+    configs of the other kind do not record it (`to_dict`)."""
+    meta = {"help": f"{only}: {help}" if only else help, "choices": choices, "low": low, "high": high,
+            "nullable": nullable, "auto": False, "only": only, "resolved": False}
     return field(default=default, metadata=meta)
 
 
 def _auto(help: str, choices=None, low=None, high=None):
     """A field whose default depends on the data (POINT_DEFAULTS / IMAGE_DEFAULTS); None means auto."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True,
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "nullable": False, "auto": True, "only": None,
             "resolved": False}
     return field(default=None, metadata=meta)
 
@@ -39,7 +41,7 @@ def _auto(help: str, choices=None, low=None, high=None):
 def _resolved(help: str, choices=None):
     """A field the run fills in and records (None: not known yet); not a flag: it follows from the data."""
     meta = {"help": help, "choices": choices, "low": None, "high": None, "nullable": True, "auto": False,
-            "resolved": True}
+            "only": None, "resolved": True}
     return field(default=None, metadata=meta)
 
 
@@ -74,7 +76,7 @@ IMAGE_DEFAULTS = dict(
     schedule="cosine",  # Nichol & Dhariwal 2021: the linear schedule wastes its last steps on pure noise at 28x28
     prediction="v",  # Salimans & Ho 2022: well-conditioned at both ends of the cosine schedule
     t_sampling="uniform",
-    epochs=100,  # an upper bound: `kimg` sets the length of image runs
+    epochs=100,  # unused while kimg > 0 (kimg sets the length of image runs); an explicit epochs turns kimg off
     kimg=90.0,  # thousands of images seen: ~8.5 min of training at ~185 images/s on 2 CPU cores
     batch_size=64,
     lr=2e-3,
@@ -82,16 +84,25 @@ IMAGE_DEFAULTS = dict(
     frames=10,  # each snapshot grid costs ~0.4% of the default run
     frame_points=64,  # one 8x8 grid per snapshot: frames stay small
     checkpoint_every=1,  # an image epoch is long; a checkpoint costs well under 1% of one
-    eval_n=1000,  # final samples scored by the classifier metrics
+    eval_n=None,  # scaled to the run's length (scaled_eval): FULL_EVAL_N for a default-length run
     # DPM-Solver++ at 50 steps: 1000 digits in ~80 s on 2 cores (not the 25 min of 1000 ancestral steps), and
     # classifier-FID 2.1 where 20 steps gave 2.8 and 10 steps 6.1 (docs/images.md)
     eval_sampler="dpm++",
-    eval_steps=50,
+    eval_steps=None,  # scaled to the run's length (scaled_eval): 50 from half the default length, else 20
     # class-cond: at 20 kimg on the 4000 digits (`python bench/mnist_cond.py --n 50 --curve 0,1,2,3,5 -- --kimg 20
     # --frames 0 --eval-n 100 --eval-steps 20`, 500 samples), W = 2 had the lowest classifier-FID (7.4; W = 1: 10.2,
     # 3: 8.7, 5: 12.0) and 0.88 labelled as requested (W = 1: 0.66, 3: 0.94; docs/conditional.md)
     guidance=2.0,
 )
+
+# The final samples of an image run when eval_n / eval_steps are not given: their cost fits the run's length.
+# The default run (90 kimg) scores FULL_EVAL_N samples at FULL_EVAL_STEPS, ~80 s after ~8.5 min of training. A
+# quick try (`--kimg 5`: ~47 s of training) paid the same ~150 s for its final samples; scaled, eval_n follows the
+# share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of fewer is mostly noise),
+# and below half the default length the solver takes QUICK_EVAL_STEPS (classifier-FID 2.8 vs 2.1 at 50 steps on
+# the default run, docs/images.md): `--kimg 5` scores 100 samples at 20 steps, 25x less sampling.
+FULL_EVAL_N, MIN_EVAL_N = 1000, 100
+FULL_EVAL_STEPS, QUICK_EVAL_STEPS = 50, 20
 
 
 @dataclass
@@ -103,16 +114,16 @@ class TrainConfig:
                                  "dataset_kind), then recorded", choices=KINDS)
     sample_shape: str | None = _resolved("the shape of one sample, comma-separated (2, or C,H,W): recorded by "
                                          "training from the data")
-    n_points: int = _f(8000, "training points drawn once from the data set (points only; the classic study used "
-                       "8000)", low=1, high=100_000_000)
-    data_dir: str | None = _f(None, "images: folder holding the data set's files (raw or .gz); unset: download once "
-                              "into $TINY_DIFFUSION_DATA or ~/.cache/tiny-diffusion", nullable=True)
-    image_size: int | None = _f(None, "images: resize the shorter side and center-crop to this (unset: the images' "
-                                "own size if they all agree, else 64)", low=1, high=4096, nullable=True)
-    channels: int | None = _f(None, "images: 1 (grayscale) or 3 (RGB); unset keeps the data's own", low=1, high=3,
-                              nullable=True)
-    flip: str = _f("auto", "images: random horizontal flips (auto: on for photo folders and CIFAR-10, off for "
-                   "digits)", choices=("auto", "on", "off"))
+    n_points: int = _f(8000, "training points drawn once from the data set (the classic study used 8000)", low=1,
+                       high=100_000_000, only="points")
+    data_dir: str | None = _f(None, "folder holding the data set's files (raw or .gz); unset: download once into "
+                              "$TINY_DIFFUSION_DATA or ~/.cache/tiny-diffusion", nullable=True, only="images")
+    image_size: int | None = _f(None, "resize the shorter side and center-crop to this (unset: the images' own size if "
+                                "they all agree, else 64)", low=1, high=4096, nullable=True, only="images")
+    channels: int | None = _f(None, "1 (grayscale) or 3 (RGB); unset keeps the data's own", low=1, high=3,
+                              nullable=True, only="images")
+    flip: str = _f("auto", "random horizontal flips (auto: on for photo folders and CIFAR-10, off for digits)",
+                   choices=("auto", "on", "off"), only="images")
     timesteps: int = _f(1000, "number of diffusion steps T", low=1, high=100_000)
     schedule: str = _auto("beta schedule", choices=SCHEDULES)
     beta_start: float = _f(1e-4, "first beta of the linear/quadratic schedules", low=0.0, high=1.0)
@@ -130,23 +141,24 @@ class TrainConfig:
     # the MLP (points): the classic one, narrower (64 wide, 32-feature embeddings) so that 1000 sampling steps of 1000
     # points take about 1 s on 2 cores
     hidden_size: int = _f(64, "width of the MLP (64: 1000 steps x 1000 points in about 1 s on 2 cores; 128 is 2x slower "
-                          "and no better in 30 s of training)", low=1, high=65_536)
-    hidden_layers: int = _f(3, "number of residual hidden blocks", low=0, high=1000)
+                          "and no better in 30 s of training)", low=1, high=65_536, only="points")
+    hidden_layers: int = _f(3, "number of the MLP's residual hidden blocks", low=0, high=1000, only="points")
     emb_size: int = _f(32, "features per embedded scalar (x, y and t); 32 measured as good as 64 and faster",
-                       low=1, high=65_536)
-    time_emb: str = _f("sinusoidal", "time embedding", choices=EMBEDDINGS)
-    input_emb: str = _f("sinusoidal", "input (coordinate) embedding", choices=EMBEDDINGS)
+                       low=1, high=65_536, only="points")
+    time_emb: str = _f("sinusoidal", "the MLP's time embedding", choices=EMBEDDINGS, only="points")
+    input_emb: str = _f("sinusoidal", "input (coordinate) embedding", choices=EMBEDDINGS, only="points")
     input_scale: float = _f(25.0, "frequency scale of the sinusoidal input embedding (classic: 25)", low=0.0,
-                            high=1e6)
+                            high=1e6, only="points")
     # the U-Net (images): lean enough for minutes on a laptop CPU (docs/images.md)
     # base 16 x (1, 2, 4): 0.7M weights, ~185 images/s on 2 cores; at equal CPU minutes it beat base 24 and 32
     # (1, 2, 2), which see fewer images (bench/mnist_recipes.py)
-    base_channels: int = _f(16, "U-Net: channels of the first level", low=1, high=4096)
-    channel_mult: str = _f("1,2,4", "U-Net: channel multiplier per level, comma-separated (28x28: 28, 14, 7)")
-    num_res_blocks: int = _f(1, "U-Net: residual blocks per level", low=1, high=16)
-    attn_resolutions: str = _f("auto", "U-Net: resolutions with self-attention, comma-separated (auto: the lowest "
-                               "one; none: no attention)")
-    dropout: float = _f(0.0, "U-Net: dropout in the residual blocks", low=0.0, high=0.99)
+    base_channels: int = _f(16, "the U-Net's channels at its first level", low=1, high=4096, only="images")
+    channel_mult: str = _f("1,2,4", "the U-Net's channel multiplier per level, comma-separated (28x28: 28, 14, 7)",
+                           only="images")
+    num_res_blocks: int = _f(1, "the U-Net's residual blocks per level", low=1, high=16, only="images")
+    attn_resolutions: str = _f("auto", "the U-Net's resolutions with self-attention, comma-separated (auto: the lowest "
+                               "one; none: no attention)", only="images")
+    dropout: float = _f(0.0, "the U-Net's dropout in its residual blocks", low=0.0, high=0.99, only="images")
     # class labels (docs/conditional.md): the label's embedding is added to the time embedding
     class_cond: bool = _f(False, "train on the data's class labels (a labelled data set: mnist, fashion-mnist, "
                           "cifar10, a folder with class subfolders, datasaurus); sample with --class and --guidance")
@@ -155,9 +167,9 @@ class TrainConfig:
     guidance: float = _auto("class-cond: guidance weight W of the final samples and the default of sample/evaluate "
                             "(W = 1 plain conditional, 0 unconditional, > 1 guided)", low=0.0, high=1000.0)
     # optimisation
-    epochs: int = _auto("passes over the training data (points: 600 x 7 steps, about 15 s on 2 cores)", low=1,
-                        high=10_000_000)
-    kimg: float = _auto("training length in thousands of images seen; overrides epochs when > 0 (0: use epochs)",
+    epochs: int = _auto("passes over the training data (points: 600 x 7 steps, about 15 s on 2 cores); set on "
+                        "images, it replaces the default kimg", low=1, high=10_000_000)
+    kimg: float = _auto("training length in thousands of images seen (0: use epochs); give epochs or kimg, not both",
                         low=0.0, high=1e9)
     batch_size: int = _auto("samples per optimisation step", low=1, high=10_000_000)
     lr: float = _auto("peak learning rate of AdamW", low=0.0, high=10.0)
@@ -184,7 +196,8 @@ class TrainConfig:
     # snapshots with a 20-step solver cost ~1% of training; the final samples always use full ancestral DDPM
     frame_sampler: str = _f("dpm++", "sampler of the snapshots in frames.npy", choices=SAMPLERS)
     frame_steps: int = _f(20, "network evaluations per snapshot (at most timesteps)", low=1, high=100_000)
-    eval_n: int = _auto("images: final samples scored by the classifier metrics", low=1, high=10_000_000)
+    eval_n: int = _auto("images: final samples scored by the classifier metrics (100 is a quick look)", low=1,
+                        high=10_000_000)
     eval_sampler: str = _auto("sampler of the final samples", choices=SAMPLERS)
     eval_steps: int = _auto("network evaluations of the final samples (0 = all timesteps)", low=0, high=100_000)
     # safety: a checkpoint (model, EMA, optimizer, RNG states) of the default point model is ~1.2 MB and took a
@@ -200,6 +213,8 @@ class TrainConfig:
         if self.kind is None:
             self.kind = dataset_kind(self.dataset)
         defaults = IMAGE_DEFAULTS if self.images else POINT_DEFAULTS
+        if self.kimg is None and self.epochs is not None:
+            self.kimg = 0.0  # a length the user gives is the length: an explicit epochs replaces the default kimg
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -237,23 +252,40 @@ class TrainConfig:
         path = Path(path)
         values = read_toml(path, "config")
         values = values.get("train", values) if isinstance(values.get("train"), dict) else values
-        return cls.from_dict({**values, **(overrides or {})}, source=str(path))
+        check_length(values, str(path))
+        return cls.from_dict(merge_values(values, overrides or {}), source=str(path))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The values config.json records: all of them, less the point-only ones (n_points, the MLP's) in an image
+        config, which they would only mislead. Point configs keep every field, as their runs always have."""
+        values = dataclasses.asdict(self)
+        if self.images:
+            values = {k: v for k, v in values.items() if self._field(k).metadata["only"] != "points"}
+        return values
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with `changes`; another dataset is resolved afresh (its kind and shape are its own)."""
         if "dataset" in changes and changes["dataset"] != self.dataset:
             changes = {"kind": None, "sample_shape": None, **changes}
-        return type(self).from_dict({**self.to_dict(), **changes})
+        return type(self).from_dict(merge_values(self.to_dict(), changes))
+
+    def scaled_eval(self, images_seen: int) -> "TrainConfig":
+        """This config with its unset (None) eval_n / eval_steps fitted to a run that sees `images_seen` images
+        (the rule beside FULL_EVAL_N); values the user gave are kept. Points never leave them unset."""
+        if self.eval_n is not None and self.eval_steps is not None:
+            return self
+        share = min(1.0, images_seen / (IMAGE_DEFAULTS["kimg"] * 1000))
+        n = max(MIN_EVAL_N, math.ceil(share * FULL_EVAL_N / 100) * 100) if self.eval_n is None else self.eval_n
+        steps = (FULL_EVAL_STEPS if share >= 0.5 else QUICK_EVAL_STEPS) if self.eval_steps is None else self.eval_steps
+        return self.replace(eval_n=n, eval_steps=steps)
 
     def differences(self, saved: dict, ignore=()) -> list[str]:
-        """The fields whose value differs from `saved` (a config's dict), but for `ignore` and a resolved
-        field this config does not know yet (None)."""
-        resolved = {f.name for f in self.fields() if f.metadata["resolved"]}
+        """The fields whose value differs from `saved` (a config's dict), but for `ignore` and a field the run fills
+        in itself that this config does not know yet (None): a resolved one (kind, sample_shape), or an auto one left
+        unset (an image run's eval_n / eval_steps, scaled to its length)."""
+        filled = {f.name for f in self.fields() if f.metadata["resolved"] or f.metadata["auto"]}
         return [k for k, v in self.to_dict().items()
-                if k not in ignore and saved.get(k) != v and not (k in resolved and v is None)]
+                if k not in ignore and saved.get(k) != v and not (k in filled and v is None)]
 
     def validate(self, source: str = "config") -> None:
         for f in self.fields():
@@ -295,6 +327,28 @@ class TrainConfig:
         if self.frames * self.frame_points > MAX_FRAME_VALUES:
             raise InputError(f"{source}: frames = {self.frames} snapshots of frame_points = {self.frame_points} "
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
+
+
+def check_length(values: dict, source: str, flags: bool = False) -> None:
+    """One layer of user values (a TOML file, the command line, a sweep's base or run) sets the training length
+    once: epochs, or kimg > 0, not both (which would win is a guess the user should not have to make)."""
+    kimg = values.get("kimg")
+    if "epochs" in values and isinstance(kimg, (int, float)) and kimg > 0:
+        e, k = ("--epochs", "--kimg") if flags else ("epochs", "kimg")
+        raise InputError(f"{source}: {e} {values['epochs']} and {k} {kimg:g} both set the training length; give "
+                         f"one of them")
+
+
+def merge_values(base: dict, over: dict) -> dict:
+    """`over`'s values on top of `base`'s (the command line over a TOML file, a sweep run over its base). A layer
+    that sets the length replaces the other way of setting it below: epochs drops a kimg, kimg > 0 drops epochs."""
+    merged = {**base, **over}
+    if "epochs" in over and "kimg" not in over:
+        merged.pop("kimg", None)
+    kimg = over.get("kimg")
+    if isinstance(kimg, (int, float)) and kimg > 0 and "epochs" not in over:
+        merged.pop("epochs", None)
+    return merged
 
 
 def _int_list(text: str, name: str, source: str, low: int = 0, high: int = 64) -> list[int]:

@@ -65,6 +65,13 @@ IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, l
 BLOCKS = {"points": POINT_BLOCK, "images": IMAGE_BLOCK}
 
 
+def shape_and_kind(model, shape=None, kind=None) -> tuple[tuple[int, ...], str]:
+    """One sample's shape and kind ("points"/"images"): as given, else the model's (build_model records both
+    from the run's config), else (2,) and the kind of that shape."""
+    shape = tuple(shape or getattr(model, "sample_shape", (2,)))
+    return shape, kind or getattr(model, "kind", None) or kind_of_shape(shape)
+
+
 def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
                sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
                y: torch.Tensor | None = None, guidance: float = 1.0, spacing: str | None = None,
@@ -87,8 +94,7 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
         kwargs["eta"] = eta
     if guidance != 1 and y is None:
         raise ValueError(f"guidance = {guidance} needs class labels y to guide towards")
-    shape = tuple(shape or getattr(model, "sample_shape", (2,)))
-    kind = kind or getattr(model, "kind", None) or kind_of_shape(shape)
+    shape, kind = shape_and_kind(model, shape, kind)
     spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
     ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
     noise = SampleNoise(seed, n, shape, device=device, start=start)
@@ -98,12 +104,18 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, ts, **kwargs)
 
 
+IMAGE_RANGE = 1.0  # images are trained as pixels scaled to [-1, 1] (data/source.py); their samples are clipped to it
+
+
 def sample(model, diffusion: Diffusion, n: int, seed: int = 0, **kwargs) -> torch.Tensor:
-    """The last state x_0 of `trajectory` (same arguments): n seeded samples."""
+    """The last state x_0 of `trajectory` (same arguments): n seeded samples. Points (n, 2) come as the sampler
+    leaves them; images (n, C, H, W) are clipped to the pixel range [-1, 1] (a sampler's last step can
+    overshoot it), so the API, `sample --out x.npy` and the PNGs all hold the same images."""
     x = None
     for x in trajectory(model, diffusion, n, seed, **kwargs):
         pass
-    return x
+    _, kind = shape_and_kind(model, kwargs.get("shape"), kwargs.get("kind"))
+    return x.clamp(-IMAGE_RANGE, IMAGE_RANGE) if kind == "images" else x
 
 
 class AlignedBatches(torch.nn.Module):

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .common import add_device_flag, device_of, output_path, positive_int, seed_arg
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, device_of, output_path, positive_int,
+                     sampling_flags_given, sampling_of_run, seed_arg, torch_threads)
 from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("animate", help="GIF (or MP4 with ffmpeg) of a run's training snapshots")
+    p = sub.add_parser("animate", help="GIF (or MP4 with ffmpeg) of a run's training snapshots, or (--reverse) of "
+                       "its sampling, points or images")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", help="FILE.gif or FILE.mp4 (default RUN_DIR/animation.mp4 with ffmpeg, else .gif; "
                    "reverse.* for --reverse)")
@@ -22,7 +24,9 @@ def add_parser(sub) -> None:
                    help="frames per second (default: the frames play in about 5 s, at most 10 fps); the last frame "
                    "stays 2 s")
     add_device_flag(p)
+    add_threads_flag(p)
     add_class_flags(p)  # --reverse only
+    add_sampling_flags(p.add_argument_group("sampling (--reverse only; default: as the run's final samples)"))
     p.set_defaults(func=run)
 
 
@@ -40,12 +44,17 @@ def run(args) -> int:
     output_path(str(out), (".gif", ".mp4"))
     if out.suffix == ".mp4" and not shutil.which("ffmpeg"):
         raise InputError(f"--out {out}: MP4 needs ffmpeg on PATH; install it or write a .gif")
-    if args.reverse:
-        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device), args.classes,
-                                  args.guidance)
-    elif args.classes is not None or args.guidance is not None:
-        raise InputError("--class and --guidance apply to --reverse (the training snapshots are already drawn)")
-    else:
+    if not args.reverse:
+        given = ["--class"] * (args.classes is not None) + ["--guidance"] * (args.guidance is not None) + \
+            sampling_flags_given(args)
+        if given:
+            raise InputError(f"{', '.join(given)}: apply to --reverse (the training snapshots are already drawn)")
         figures.training_animation(run_dir, out, args.fps)
-    print(f"wrote {out}")
+        print(f"wrote {out}")
+        return 0
+    grid = []
+    with torch_threads(args.threads):
+        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device), args.classes,
+                                  args.guidance, sampling_of_run(args, grid), progress=None)
+    print(f"wrote {out} ({grid[0]}, seed {args.seed})")
     return 0

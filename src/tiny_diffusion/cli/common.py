@@ -27,19 +27,22 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names=None) -> None:
-    """One flag per TrainConfig field (or per field in `names`); unset flags stay out of the namespace."""
+def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "") -> None:
+    """One flag per TrainConfig field (or per field in `names`), each help prefixed with `scope` (e.g. "forward
+    only: "); unset flags stay out of the namespace."""
     for f in TrainConfig.fields():
         if (names is not None and f.name not in names) or f.metadata["resolved"]:
             continue
         m = f.metadata
         extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
-        default = (f"{POINT_DEFAULTS[f.name]} for points, {IMAGE_DEFAULTS[f.name]} for images" if m["auto"]
+        image_default = IMAGE_DEFAULTS.get(f.name)
+        image_default = "scaled to the run's length" if image_default is None else image_default
+        default = (f"{POINT_DEFAULTS[f.name]} for points, {image_default} for images" if m["auto"]
                    else ("on" if f.default else "off") if isinstance(f.default, bool) else f.default)
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
         parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
-                            help=f"{m['help']}{extra}; default {default}", **switch)
+                            help=f"{scope}{m['help']}{extra}; default {default}", **switch)
 
 
 def config_overrides(args: argparse.Namespace, names=None) -> dict:
@@ -70,10 +73,12 @@ def seed_arg(text: str) -> int:
     return value
 
 
-def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
+def output_path(path: str, suffixes: tuple[str, ...], flag: str = "--out", use: str | None = None) -> Path:
+    """`path` if it ends in one of `suffixes` (its folder created); else InputError saying what to `use` instead
+    (default: the suffixes)."""
     p = Path(path)
     if p.suffix.lower() not in suffixes:
-        raise InputError(f"{flag} {path}: unsupported file type; use {' or '.join(suffixes)}")
+        raise InputError(f"{flag} {path}: unsupported file type; use {use or ' or '.join(suffixes)}")
     if p.parent and not p.parent.exists():
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +172,23 @@ def sampling_options(args, diffusion, cfg=None) -> dict:
             "lambda_min": args.lambda_min}
 
 
+def sampling_flags_given(args) -> list[str]:
+    """The sampling flags (add_sampling_flags) given on the command line, as typed: for commands that sample
+    only in some modes, to refuse them in the others."""
+    names = ("sampler", "steps", "eta", "spacing", "lambda_min", "clip")
+    return [flag_name(name) for name in names if getattr(args, name, None) is not None]
+
+
+def sampling_of_run(args, said: list):
+    """sampling(cfg, diffusion) -> sampling_options of the flags for that run (figures' reverse process loads the
+    run itself); appends the grid it chose (grid_text) to `said`, for the printed result."""
+    def sampling(cfg, diffusion) -> dict:
+        options = sampling_options(args, diffusion, cfg)
+        said.append(grid_text(options, diffusion, cfg))
+        return options
+    return sampling
+
+
 def grid_text(options: dict, diffusion, cfg) -> str:
     """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
     from ..sampling import describe_grid
@@ -175,14 +197,18 @@ def grid_text(options: dict, diffusion, cfg) -> str:
                          kind=cfg.kind)
 
 
-def print_quality(what: str, dataset: str, q, floor) -> None:
-    """The quality line and the data floor's beneath it (None: a data set without labels for the metrics)."""
+def print_quality(what: str, dataset: str, q, floor, notes=()) -> None:
+    """The quality line and the data floor's beneath it, each None where it could not be measured, and the
+    notes that say why (no labels, too few images, no test split)."""
     if q is None:
-        print(f"{what} of {dataset}: no quality numbers (the classifier metrics need class labels)")
-        return
-    head = f"quality of {what} vs {dataset}: "
-    print(f"{head}{q}")
-    print(f"{'data floor (real vs real): ':<{len(head)}}{floor}")
+        print(f"{what} of {dataset}: no quality numbers" + ("" if notes else " (the classifier metrics need class "
+                                                                               "labels)"))
+    else:
+        head = f"quality of {what} vs {dataset}: "
+        print(f"{head}{q}")
+        print(f"{'data floor (real vs real): ':<{len(head)}}{'not available' if floor is None else floor}")
+    for note in notes:
+        print(f"  note: {note}")
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
@@ -192,30 +218,33 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=thread_count, default=0, metavar="N",
-                        help="CPU threads torch may use (default 0: torch's own choice, one per core); beside "
-                             "another busy process fewer can be faster (bench/threads.py)")
+                        help="CPU threads torch may use (default auto, also 0: one per core that other processes "
+                             "leave free, at most 2 for point models, re-checked while training; N: exactly N)")
 
 
 def thread_count(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return 0
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 0 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 (torch's choice) to {MAX_THREADS}")
+        raise argparse.ArgumentTypeError(f"{value} must be auto (or 0) to {MAX_THREADS}")
     return value
 
 
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """torch.set_num_threads(n) while the block runs (then the old count again); 0 leaves torch as it is."""
-    if n == 0:
-        yield
-        return
+    """torch.set_num_threads(n) while the block runs (then the old count again); 0: auto, one thread per core
+    other processes leave free (threads.py; `train` re-checks it during training)."""
+    from ..runtime.threads import AutoThreads
+
+    auto = AutoThreads(None, set_threads=lambda k: None) if n == 0 else None  # first reading before torch loads
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(auto.start() if auto is not None else n)
     try:
         yield
     finally:

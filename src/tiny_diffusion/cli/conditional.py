@@ -6,13 +6,14 @@ import argparse
 
 
 def guidance_weight(text: str) -> float:
-    """argparse type: a guidance weight W >= 0."""
+    """argparse type: a guidance weight W, a finite number >= 0 (inf and nan would make every sample NaN)."""
     try:
         w = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 <= w < float("inf"):
-        raise argparse.ArgumentTypeError(f"{w:g} must be >= 0 (1: plain conditional, 0: unconditional, > 1: guided)")
+        raise argparse.ArgumentTypeError(f"{w:g} must be a finite number >= 0 (1: plain conditional, 0: unconditional, "
+                                         f"> 1: guided)")
     return w
 
 

@@ -13,15 +13,16 @@ from .conditional import add_class_flags
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="energy distance, precision and coverage of samples or of a run")
+    p = sub.add_parser("evaluate", help="quality of samples or of a run: energy distance, precision and coverage "
+                       "(points); classifier-FID and friends (images)")
     p.add_argument("target", metavar="FILE|DIR|RUN_DIR", help="a .csv/.npy of points, images (a folder of PNGs or "
                    "an .npy of (N, C, H, W) in [-1, 1]), or a run folder to sample from")
     p.add_argument("--dataset", help="the true distribution (default: the run's data set, or dino for a point file; "
                    "needed for image files)")
     p.add_argument("--data-dir", help="folder holding the image data set's files (else downloaded once)")
     p.add_argument("--n", type=positive_int, default=None,
-                   help="points per set (default 1000; one sampler and step count from a run: as many samples as "
-                        "its final ones, scored against references of 1000, as train scores them)")
+                   help="samples drawn from a run (default: as many as its final ones, eval_n for images, as train "
+                        "scored them); points: also the size of each reference set (default 1000)")
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="sampling seed for a run folder (default: that of the run's final samples, 1234, so that "
                         "`evaluate RUN` repeats the numbers train printed)")
@@ -43,7 +44,8 @@ def run(args) -> int:
     from ..eval.points import COVERAGE_K, N_EVAL, data_floor, quality, references
 
     if args.n is not None and not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances
-        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 points per set; e.g. --n 1000")
+        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 samples (or points) per set; "
+                         f"e.g. --n 1000")
 
     target = Path(args.target)
     if args.classes is not None or args.guidance is not None or _is_conditional_run(target):
@@ -104,7 +106,21 @@ def _is_image_target(target: Path, dataset: str | None) -> bool:
 
     if os.path.isfile(target / CONFIG):  # os.path: False, not OSError, for a name too long for the file system
         return run_config(target).images
-    return dataset is not None and dataset_kind(dataset) == "images" or (os.path.isdir(target) and dataset is None)
+    if dataset is None:
+        return os.path.isdir(target) or _npy_ndim(target) == 4  # then _evaluate_images asks for --dataset
+    return dataset_kind(dataset) == "images"
+
+
+def _npy_ndim(path: Path) -> int | None:
+    """The number of dimensions of the array in a .npy file, from its header alone; None for anything else."""
+    import numpy as np
+
+    if path.suffix.lower() != ".npy" or not os.path.isfile(path):
+        return None
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False).ndim
+    except Exception:  # not a readable .npy: read_points says why
+        return None
 
 
 def _evaluate_images(args, target: Path) -> int:
@@ -129,17 +145,18 @@ def _evaluate_images(args, target: Path) -> int:
         from ..viz.images import read_images
 
         if args.dataset is None:
-            raise InputError(f"{target}: give --dataset NAME, the real images to compare with (e.g. --dataset mnist)")
+            raise InputError(f"{target}: images are scored against a data set's real images; give --dataset NAME "
+                             f"(e.g. --dataset mnist, or the folder the model was trained on)")
         if args.steps or args.sampler:
             raise InputError(f"{target}: --steps and --sampler need a run folder to sample from, not image files")
         images, device = read_images(target), resolve_device(args.device)
-        cfg = TrainConfig.from_dict({**changes, "image_size": images.shape[-1], "channels": images.shape[1]},
-                                    "command line")
+        cfg = TrainConfig.from_dict(changes, "command line")  # the data set at its own size: score_images compares
         what = f"{len(images)} images of {target}"
-    report = score_images(cfg, images, device)
-    print_quality(what, cfg.dataset, report.quality, report.floor)
-    print(f"noise images:  {report.noise}")
-    print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
+    report = score_images(cfg, images, device, flag="--n" if (target / CONFIG).is_file() else None)
+    print_quality(what, cfg.dataset, report.quality, report.floor, report.notes)
+    if report.quality is not None:
+        print(f"noise images:  {report.noise}")
+        print(f"classifier accuracy on held-out real images: {report.accuracy:.3f}")
     return 0
 
 

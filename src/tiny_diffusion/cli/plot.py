@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import (SCHEDULE_FIELDS, add_config_flags, add_device_flag, config_overrides, device_of, flag_name,
-                     output_path, positive_int, seed_arg)
+from .common import (SCHEDULE_FIELDS, add_config_flags, add_device_flag, add_sampling_flags, add_threads_flag,
+                     config_overrides, device_of, flag_name, output_path, positive_int, sampling_flags_given,
+                     sampling_of_run, seed_arg, torch_threads)
 from .conditional import add_class_flags
 
 
@@ -21,8 +22,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the data draw and of the noise (default 0)")
     p.add_argument("--panels", type=positive_int, default=10, help="snapshots in the grid (default 10)")
     add_device_flag(p)
-    add_config_flags(p, SCHEDULE_FIELDS)
+    add_threads_flag(p)
+    add_config_flags(p, SCHEDULE_FIELDS, scope="forward only (reverse uses the run's): ")
     add_class_flags(p)  # reverse only
+    add_sampling_flags(p.add_argument_group("sampling (plot reverse only; default: as the run's final samples)"))
     p.set_defaults(func=run)
 
 
@@ -43,7 +46,11 @@ def run(args) -> int:
             cfg = TrainConfig.from_dict({**given, **changes})
         if args.classes is not None or args.guidance is not None:
             raise InputError("plot forward noises real data, which asks for no class; drop --class and --guidance")
-        figures.forward_figure(cfg, out, args.n, args.seed, args.panels)
+        sampling_flags = sampling_flags_given(args)
+        if sampling_flags:
+            raise InputError(f"plot forward noises real data and samples nothing; drop {', '.join(sampling_flags)}")
+        with torch_threads(args.threads):
+            figures.forward_figure(cfg, out, args.n, args.seed, args.panels)
     else:
         if not args.run_dir:
             raise InputError("plot reverse: give the run folder, e.g. `tiny-diffusion plot reverse runs/dino-...`")
@@ -51,7 +58,11 @@ def run(args) -> int:
                   ["--data-dir"] * (args.data_dir is not None)
         if ignored:
             raise InputError(f"plot reverse samples the run's own model, data and schedule; drop {', '.join(ignored)}")
-        figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, device_of(args.device),
-                               args.classes, args.guidance)
+        grid = []
+        with torch_threads(args.threads):
+            figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, device_of(args.device),
+                                   args.classes, args.guidance, sampling_of_run(args, grid), progress=None)
+        print(f"wrote {out} ({grid[0]}, seed {args.seed})")
+        return 0
     print(f"wrote {out}")
     return 0

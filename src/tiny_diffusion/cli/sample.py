@@ -39,10 +39,13 @@ def _sample(args) -> int:
     from ..runtime import dist
     from ..runtime.graphs import for_sampling
 
-    if not _folder_like(args.out):  # the file type is checked before the (slow) run loading
-        output_path(args.out, (".csv", ".npy", ".png"))
+    from ..runs import CONFIG, run_config
+
+    # --out is checked against what the run can write before the (slow) loading: its config.json says points or images
+    known = os.path.isfile(os.path.join(args.run_dir, CONFIG))  # else load_run says what is wrong with the folder
+    out = _output(args.out, run_config(args.run_dir).images) if known else None
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
-    out = _image_output(args.out) if cfg.images else output_path(args.out, (".csv", ".npy"))
+    out = out or _output(args.out, cfg.images)
     options = sampling_options(args, diffusion, cfg)
     cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
     # sample i depends only on (seed, i) (sampling.trajectory) and its class, so each rank draws its own range
@@ -75,9 +78,15 @@ def _folder_like(path: str) -> bool:
     return path.endswith(("/", "\\")) or os.path.isdir(path) or not Path(path).suffix  # isdir: False on OSError
 
 
-def _image_output(path: str) -> Path:
-    """--out for images: FILE.npy (float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid), or DIR/ (one PNG each)."""
-    return Path(path) if _folder_like(path) else output_path(path, (".npy", ".png"))
+def _output(path: str, images: bool) -> Path:
+    """--out as the run can write it: points FILE.csv or FILE.npy; images FILE.npy (float32 (N, C, H, W) in
+    [-1, 1]), FILE.png (a grid) or DIR/ (one PNG each). A refused one names what this run can write."""
+    if not images:
+        return output_path(path, (".csv", ".npy"), use="FILE.csv (header x,y) or FILE.npy for the points of this run")
+    if _folder_like(path):
+        return Path(path)
+    return output_path(path, (".npy", ".png"), use="FILE.npy, FILE.png (a grid) or a folder DIR/ (one PNG per "
+                                                   "image) for the images of this run")
 
 
 def save_images(path: Path, x, labels=None, classes=None) -> None:
@@ -89,7 +98,7 @@ def save_images(path: Path, x, labels=None, classes=None) -> None:
     from ..viz.images import save_class_grid, save_grid, save_png_folder
 
     if path.suffix.lower() == ".npy":
-        atomic_write(path, lambda f: np.save(f, x.clamp(-1, 1).numpy().astype(np.float32)))
+        atomic_write(path, lambda f: np.save(f, x.numpy().astype(np.float32)))  # sample() clipped them
     elif path.suffix.lower() == ".png" and labels is not None:
         save_class_grid(x.numpy(), labels, classes, path)
     elif path.suffix.lower() == ".png":

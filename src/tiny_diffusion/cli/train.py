@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import TrainConfig, check_length
 from ..errors import InputError
 from .common import add_config_flags, add_threads_flag, config_overrides, print_quality
 
@@ -27,6 +27,7 @@ def run(args) -> int:
 
     with dist.session():  # under torchrun: one process group for the whole command (nothing otherwise)
         overrides = config_overrides(args)
+        check_length(overrides, "command line", flags=True)
         if args.resume:
             return _resume_train(args, overrides)
         return _train(args, overrides)
@@ -41,16 +42,32 @@ def _train(args, overrides: dict) -> int:
     out = args.out or dist.on_main(lambda: Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-"
                                                          f"{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
-    result = train(cfg, out, progress=None if not args.quiet else False)
-    if not dist.is_main():
-        return 0
+    result = train(cfg, out, progress=None if not args.quiet else False, threads=args.threads)
+    if dist.is_main():
+        _print_result(result, start)
+    return 0
+
+
+def _print_result(result, start: float) -> None:
+    """What a finished run (fresh or resumed) prints: its folder, length and time, quality."""
+    cfg = result.config
     print(f"run folder: {result.out_dir}")
     length = f"{cfg.kimg:g} kimg" if cfg.kimg > 0 else f"{cfg.epochs} epochs"
     print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
           f"sampling and figures)")
-    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor, _notes(result))
     _print_classes(result)
-    return 0
+
+
+def _notes(result) -> list[str]:
+    """What an image run's metrics could not measure, and why (quality.json's notes)."""
+    if result.out_dir is None or not result.config.images:
+        return []
+    import json
+
+    from ..runs import QUALITY
+
+    return json.loads((result.out_dir / QUALITY).read_text()).get("notes", [])
 
 
 def _print_classes(result) -> None:
@@ -89,10 +106,9 @@ def _resume_train(args, changes: dict) -> int:
         if dist.is_main():
             print(f"{args.resume}: already finished (quality.json exists); nothing to do")
         return 0
+    start = time.perf_counter()
     cfg = dist.on_main(lambda: config_for_resume(args.resume, changes))
-    result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True)
-    if not dist.is_main():
-        return 0
-    print(f"run folder: {result.out_dir}")
-    print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor)
+    result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True, threads=args.threads)
+    if dist.is_main():
+        _print_result(result, start)  # train_seconds: the run's training time, before the stop and since
     return 0

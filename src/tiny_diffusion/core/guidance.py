@@ -42,8 +42,9 @@ class Guided(torch.nn.Module):
 
     def __init__(self, model, w: float):
         super().__init__()
-        if not w >= 0:
-            raise ValueError(f"guidance weight w = {w} must be >= 0 (1: plain conditional, 0: unconditional)")
+        if not 0 <= w < float("inf"):
+            raise ValueError(f"guidance weight w = {w} must be a finite number >= 0 (1: plain conditional, 0: "
+                             f"unconditional)")
         self.model, self.w = model, float(w)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,6 +99,7 @@ def request(model, cfg, n: int, classes: str | None = None, guidance: float | No
         return {}
     w = cfg.guidance if guidance is None else guidance
     if not 0 <= w < float("inf"):
-        raise InputError(f"--guidance {w}: must be a number >= 0 (1: plain conditional, 0: unconditional, > 1: guided)")
+        raise InputError(f"--guidance {w}: must be a finite number >= 0 (1: plain conditional, 0: unconditional, "
+                         f"> 1: guided)")
     y = split_labels(parse_classes(classes, names), n) if classes is not None else cycle_labels(n, len(names))
     return {"y": y, "guidance": w}

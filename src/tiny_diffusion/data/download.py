@@ -46,11 +46,13 @@ def mirror_list(mirrors: list[str]) -> list[str]:
     return [override] if override else list(mirrors)
 
 
-def fetch(filename: str, mirrors: list[str], checksum: str, dest_dir: str | Path, log=None) -> Path:
+def fetch(filename: str, mirrors: list[str], checksum: str, dest_dir: str | Path, log=None,
+          needs: str | None = None) -> Path:
     """dest_dir/filename, downloaded from the first mirror that serves it with the right md5/sha256 `checksum`.
 
     A file already there with the right checksum is returned without any request. InputError (one line,
-    naming the file, each mirror tried and why it failed, and the fix) when no mirror serves it.
+    naming the file, each mirror tried and why it failed, and the fix: `needs`, the files a --data-dir
+    folder must hold instead, when given) when no mirror serves it.
     """
     dest_dir = Path(dest_dir)
     dest = dest_dir / filename
@@ -74,8 +76,8 @@ def fetch(filename: str, mirrors: list[str], checksum: str, dest_dir: str | Path
         except _MirrorFailed as e:
             failures.append(f"{url}: {e}")
     tried = "; ".join(failures) or f"no mirror given (${MIRROR_ENV} is empty)"
-    raise InputError(f"{filename}: download failed ({tried}); download it yourself into --data-dir DIR, "
-                     f"or set ${MIRROR_ENV} to a base URL that serves it")
+    raise InputError(f"{filename}: download failed ({tried}); download {needs or 'it'} yourself into a folder and "
+                     f"pass --data-dir FOLDER, or set ${MIRROR_ENV} to a base URL that serves it")
 
 
 class _MirrorFailed(Exception):

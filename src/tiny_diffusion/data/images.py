@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import InputError
-from .download import fetch
+from .download import fetch, file_digest
 from .image_names import IMAGE_DATASETS
 
 CACHE_ENV = "TINY_DIFFUSION_DATA"  # where downloads and decoded folders are cached
@@ -76,6 +76,7 @@ CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST = "test_batch.bin"
 CIFAR_RECORD = 1 + 3 * 32 * 32  # bytes: the label, then the red, green and blue 32x32 planes, rows in order
+VERIFIED = "VERIFIED.md5"  # written beside batch files extracted from a checksum-true archive
 
 
 def print_to_stderr(message: str) -> None:
@@ -247,6 +248,9 @@ def _idx_arrays(name: str, data_dir: Path | None, log):
     train_stem = IDX_SPLITS["train"][0]
     if data_dir is not None and _find_idx(data_dir, name, train_stem):
         paths = {stem: _find_idx(data_dir, name, stem) for stems in IDX_SPLITS.values() for stem in stems}
+        for path in paths.values():
+            if path is not None:
+                _check_local(name, path, log)
     else:
         if data_dir is not None:
             log(f"{name}: no {train_stem}[.gz] in {data_dir}; using the download cache {cache_root() / name}")
@@ -279,13 +283,22 @@ def _find_idx(data_dir: Path, name: str, stem: str) -> Path | None:
     return None
 
 
+def data_dir_needs(name: str) -> str:
+    """The files a --data-dir folder must hold for the built-in set `name`, in words (for error messages)."""
+    if name == "cifar10":
+        return f"{CIFAR_ARCHIVE} (or the {', '.join(CIFAR_TRAIN)} and {CIFAR_TEST} inside it)"
+    train, test = (", ".join(f"{stem}.gz" for stem in stems) for stems in IDX_SPLITS.values())
+    return f"{name}'s {train} (and {test} for the test split; .gz or unpacked)"
+
+
 def _fetch_idx(name: str, log) -> dict[str, Path | None]:
     """The four IDX files in the cache, downloaded if needed; a test file that cannot be had is None."""
     dest, paths = cache_root() / name, dict.fromkeys(stem for stems in IDX_SPLITS.values() for stem in stems)
     for split, stems in IDX_SPLITS.items():
         try:
             for stem in stems:
-                paths[stem] = fetch(stem + ".gz", MIRRORS[name], CHECKSUMS[name][stem + ".gz"], dest, log)
+                paths[stem] = fetch(stem + ".gz", MIRRORS[name], CHECKSUMS[name][stem + ".gz"], dest, log,
+                                    needs=data_dir_needs(name))
         except InputError as e:
             if split == "train":
                 raise
@@ -335,7 +348,8 @@ def _find_cifar(data_dir: Path) -> Path | None:
     for archive in (data_dir / CIFAR_ARCHIVE, data_dir / "cifar10" / CIFAR_ARCHIVE):
         if archive.is_file():
             dest = cache_root() / "cifar10"
-            if not _has_cifar_batches(dest):  # extracted once, like a download
+            if not _has_cifar_batches(dest):  # extracted once, like a download, and only if it is the published one
+                _check_local("cifar10", archive)
                 _extract_cifar(archive, dest)
             return dest
     return None
@@ -346,14 +360,17 @@ def _fetch_cifar(log) -> Path:
     dest = cache_root() / "cifar10"
     if _has_cifar_batches(dest):
         return dest
-    archive = fetch(CIFAR_ARCHIVE, MIRRORS["cifar10"], CHECKSUMS["cifar10"][CIFAR_ARCHIVE], dest, log)
+    archive = fetch(CIFAR_ARCHIVE, MIRRORS["cifar10"], CHECKSUMS["cifar10"][CIFAR_ARCHIVE], dest, log,
+                    needs=data_dir_needs("cifar10"))
     _extract_cifar(archive, dest)
     archive.unlink()  # the extracted .bin files (written only from a checksum-true archive) are all we read again
     return dest
 
 
 def _has_cifar_batches(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in CIFAR_TRAIN + (CIFAR_TEST,))
+    """The cache holds batch files extracted from a checksum-true archive (the marker says so: an older version
+    extracted --data-dir archives unchecked, and those are downloaded again rather than trusted)."""
+    return (folder / VERIFIED).is_file() and all((folder / f).is_file() for f in CIFAR_TRAIN + (CIFAR_TEST,))
 
 
 def _extract_cifar(archive: Path, dest: Path) -> None:
@@ -372,6 +389,30 @@ def _extract_cifar(archive: Path, dest: Path) -> None:
         raise InputError(f"{archive}: cannot read the archive ({type(e).__name__}: {e}); get it again") from None
     if CIFAR_TRAIN[0] not in found:
         raise InputError(f"{archive}: no {CIFAR_TRAIN[0]} inside; use CIFAR-10's binary version {CIFAR_ARCHIVE}")
+    _write_atomic(dest / VERIFIED, f"{CHECKSUMS['cifar10'][CIFAR_ARCHIVE]}  {CIFAR_ARCHIVE}\n".encode())
+
+
+def _check_local(name: str, path: Path, log=None) -> None:
+    """A file of `name` found in --data-dir, checked against the published MD5 of its file name (the .gz and
+    archive names have one; unpacked files are used unchecked). Another data set's file (MNIST's given as
+    Fashion-MNIST's) is refused; CIFAR-10's archive must match, as it is extracted into the shared cache; any
+    other IDX .gz that matches nothing (a file of one's own) is used after a log line."""
+    canonical = path.name.replace(".idx", "-idx")  # train-images.idx3-ubyte.gz, as some unpackers name it
+    published = CHECKSUMS[name].get(canonical)
+    if published is None:
+        return
+    digest = file_digest(path, "md5")
+    if digest == published:
+        return
+    other = next((n for n, sums in CHECKSUMS.items() if n != name and digest in sums.values()), None)
+    if other is not None:
+        raise InputError(f"{path}: this is {other}'s file (its published MD5), not {name}'s; use --dataset {other}, "
+                         f"or point --data-dir at {name}'s files")
+    if name == "cifar10":
+        raise InputError(f"{path}: MD5 {digest} is not the published {published} (incomplete or another file); get "
+                         f"it again, or unpack its {CIFAR_TRAIN[0]}... into --data-dir yourself")
+    if log is not None:
+        log(f"{path}: not the published {name} file (MD5 {digest}, published {published}); used as it is")
 
 
 def _fit_builtin(images: np.ndarray, image_size: int | None, channels: int | None) -> np.ndarray:

@@ -64,7 +64,8 @@ class ImageQuality:
     fid_logits: float  # the same in the logits
     confidence: float  # mean max softmax probability
     class_entropy: float  # entropy of the predicted-class histogram, nats
-    memorised: float  # share of images closer to a training image than 99% of held-out real images are
+    memorised: float | None  # share of images closer to a training image than 99% of held-out real images are;
+    # None when the held-out images were training images too (no test split): copies cannot be told apart
     n: int  # images scored
     n_classes: int  # the classifier's classes: class_entropy is at most ln(n_classes)
 
@@ -74,17 +75,21 @@ class ImageQuality:
     def __str__(self) -> str:
         return (
             f"classifier-FID {self.fid_features:.2f} (logits {self.fid_logits:.2f})  confidence {self.confidence:.2f}"
-            f"  classes {self.class_entropy:.2f}/{math.log(self.n_classes):.2f} nats  memorised {self.memorised:.3f}"
+            f"  classes {self.class_entropy:.2f}/{math.log(self.n_classes):.2f} nats  memorised "
+            + ("n/a" if self.memorised is None else f"{self.memorised:.3f}")
         )
 
 
 class ImageMetric:
     """Scores uint8 image sets (N, C, H, W) against one data set. Computed once here: the held-out images'
     feature and logit statistics, and the memorisation threshold (the MEMORISED_PERCENTILE-th percentile of
-    the held-out images' distances to their nearest training image). Moves `classifier` to `device`."""
+    the held-out images' distances to their nearest training image). Moves `classifier` to `device`.
+    held_out_note: why held_out is no true held-out set (the model trained on it: no test split); then
+    `memorised` is None in every score, as nearest-neighbour distances cannot tell copies apart."""
 
     def __init__(self, classifier: Classifier, train: np.ndarray, held_out: np.ndarray, device="cpu",
-                 batch_size: int = EVAL_BATCH, floor_images: np.ndarray | None = None):
+                 batch_size: int = EVAL_BATCH, floor_images: np.ndarray | None = None,
+                 held_out_note: str | None = None):
         check_images("train", train, classifier.in_channels)
         check_images("held_out", held_out, classifier.in_channels)
         if train.shape[1:] != held_out.shape[1:] or len(held_out) < 2:
@@ -94,6 +99,7 @@ class ImageMetric:
             if floor_images.shape[1:] != held_out.shape[1:]:
                 raise InputError(f"floor_images: shape {floor_images.shape}; need images of shape {held_out.shape[1:]}")
         self.floor_images = floor_images  # real images in neither train nor held_out, if given: the floor's source
+        self.held_out_note = held_out_note
         self.classifier = classifier.to(device).eval()
         self.device, self.batch_size = torch.device(device), batch_size
         self.image_shape = held_out.shape[1:]  # (C, H, W)
@@ -102,7 +108,13 @@ class ImageMetric:
         self._train_sq = torch.cat([t.float().square().sum(1) for t in self._train.split(TRAIN_CHUNK)])  # (n_train,)
         feats, logits = embed(self.classifier, held_out, batch_size)
         self.ref_features, self.ref_logits = _stats(feats), _stats(logits)
-        self.threshold = float(np.percentile(self.nn_distance(held_out), MEMORISED_PERCENTILE))
+        self.threshold = None if held_out_note else float(np.percentile(self.nn_distance(held_out),
+                                                                        MEMORISED_PERCENTILE))
+
+    @property
+    def floor_limit(self) -> int:
+        """The largest n `floor` can draw: the number of real images it draws from."""
+        return len(self.train if self.floor_images is None else self.floor_images)
 
     def nn_distance(self, images: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """L2 pixel distance (float64, uint8 units) from each image to its nearest training image, the
@@ -131,7 +143,9 @@ class ImageMetric:
             out[q0 : q0 + len(q)] = np.sqrt(((flat[q0 : q0 + len(q)] - nearest) ** 2).sum(1))
         return out
 
-    def _quality(self, images: np.ndarray, nn_dist: np.ndarray) -> ImageQuality:
+    def _quality(self, images: np.ndarray, nn_dist) -> ImageQuality:
+        """The numbers of images; nn_dist: a callable giving their nearest-training-image distances (called only
+        when memorisation can be measured)."""
         feats, logits = embed(self.classifier, images, self.batch_size)  # (N, F), (N, K)
         probs = torch.from_numpy(logits).softmax(1).numpy()  # (N, K)
         k = self.classifier.n_classes
@@ -142,7 +156,8 @@ class ImageMetric:
             fid_logits=frechet_distance(*_stats(logits), *self.ref_logits),
             confidence=float(probs.max(1).mean()),
             class_entropy=float((hist * np.log(1 / hist)).sum()),  # not -sum p ln p: no -0.0 for one class
-            memorised=float((nn_dist <= self.threshold).mean()),  # <=: exact copies count when threshold is 0
+            # <=: exact copies count when threshold is 0
+            memorised=None if self.held_out_note else float((nn_dist() <= self.threshold).mean()),
             n=len(images),
             n_classes=k,
         )
@@ -155,7 +170,7 @@ class ImageMetric:
     def score(self, images: np.ndarray) -> ImageQuality:
         """The numbers for uint8 images (N, C, H, W), N >= 2, e.g. to_uint8(samples)."""
         self._check("images", images)
-        return self._quality(images, self.nn_distance(images))
+        return self._quality(images, lambda: self.nn_distance(images))
 
     def floor(self, n: int, seed: int = 0) -> ImageQuality:
         """n random real images scored the same way: what a perfect model gets at this n. They are drawn
@@ -169,11 +184,11 @@ class ImageMetric:
             raise InputError(f"floor: n={n}; need 2 <= n <= {len(source)}, the number of real images to draw from")
         idx = np.random.default_rng(seed).choice(len(source), n, replace=False)
         images = source[idx].reshape(n, *self.image_shape)
-        return self._quality(images, self.nn_distance(images, exclude=idx if source is self.train else None))
+        return self._quality(images, lambda: self.nn_distance(images, exclude=idx if source is self.train else None))
 
     def noise(self, n: int, seed: int = 0) -> ImageQuality:
         """n images of uniform random pixels scored the same way: a baseline far from the floor."""
         if n < 2:
             raise InputError(f"noise: n={n}; need at least 2 images")
         images = np.random.default_rng(seed).integers(0, 256, (n, *self.image_shape), dtype=np.uint8)
-        return self._quality(images, self.nn_distance(images))
+        return self._quality(images, lambda: self.nn_distance(images))

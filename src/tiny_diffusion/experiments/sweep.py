@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fileio, runs
-from ..config import TrainConfig, parse_value, read_toml
+from ..config import TrainConfig, check_length, merge_values, parse_value, read_toml
 from ..errors import InputError
 
 EVALUATION = "evaluation.json"
@@ -56,7 +56,9 @@ def run_name(changes: dict) -> str:
 def make_run(base: dict, changes: dict) -> Run:
     """The run of `changes` on `base`; named by what differs from the base config, so a change that
     repeats a base value (e.g. lr = the base lr) names the same run as the base itself."""
-    cfg = TrainConfig.from_dict({**base, **changes}, source=f"sweep run {run_name(changes)}")
+    check_length(base, "sweep base")
+    check_length(changes, f"sweep run {run_name(changes)}")  # a grid over both epochs and kimg would be ambiguous
+    cfg = TrainConfig.from_dict(merge_values(base, changes), source=f"sweep run {run_name(changes)}")
     base_cfg = TrainConfig.from_dict(base, source="sweep base")
     diff = {k: v for k, v in changes.items() if getattr(base_cfg, k) != getattr(cfg, k)}
     return Run(run_name(diff), changes, cfg)
@@ -166,7 +168,6 @@ def evaluate_run(run_dir: Path) -> dict:
 
     from ..eval.likelihood import held_out_likelihood
     from ..eval.points import quality, references
-    from ..runs import frame_epochs
 
     path = Path(run_dir) / EVALUATION
     if path.is_file():
@@ -175,9 +176,8 @@ def evaluate_run(run_dir: Path) -> dict:
     if cfg.images:
         return _evaluate_image_run(run_dir, path)
     frames = np.load(Path(run_dir) / runs.FRAMES, allow_pickle=False)
-    epochs = frame_epochs(cfg.epochs, cfg.frames) or [cfg.epochs - 1]
     refs = references(cfg.dataset)
-    per_epoch = [{"epoch": e + 1, **quality(x, refs).as_dict()} for e, x in zip(epochs, frames)]
+    per_epoch = [{"epoch": e, **quality(x, refs).as_dict()} for e, x in zip(snapshot_epochs(run_dir), frames)]
     _, model, diffusion = runs.load_run(run_dir)
     lik = held_out_likelihood(model, diffusion, cfg.dataset, N_HELD_OUT)
     train_seconds = json.loads((Path(run_dir) / runs.QUALITY).read_text())["train_seconds"]
@@ -186,14 +186,24 @@ def evaluate_run(run_dir: Path) -> dict:
     return result
 
 
-def _evaluate_image_run(run_dir: Path, path: Path) -> dict:
-    """An image run's row: its final classifier metrics (quality.json) after its last epoch; no likelihoods."""
+def snapshot_epochs(run_dir: Path) -> list:
+    """The (1-based) epochs of a finished run's frames as the run recorded them (a kimg run's length is not
+    `epochs`; a short run's snapshots fall within epochs); without snapshots, the last epoch (frames.npy then
+    holds the final samples)."""
+    return runs.frame_epochs_of(run_dir) or [_last_epoch(run_dir)]
+
+
+def _last_epoch(run_dir: Path) -> int:
     import csv
 
-    q = json.loads((Path(run_dir) / runs.QUALITY).read_text())
     with open(Path(run_dir) / runs.METRICS) as f:
-        last_epoch = int(list(csv.DictReader(f))[-1]["epoch"])
-    result = {"epochs": [{"epoch": last_epoch, **q.get("quality", {})}], "nll": None, "elbo": None,
+        return int(list(csv.DictReader(f))[-1]["epoch"])
+
+
+def _evaluate_image_run(run_dir: Path, path: Path) -> dict:
+    """An image run's row: its final classifier metrics (quality.json) after its last epoch; no likelihoods."""
+    q = json.loads((Path(run_dir) / runs.QUALITY).read_text())
+    result = {"epochs": [{"epoch": _last_epoch(run_dir), **q.get("quality", {})}], "nll": None, "elbo": None,
               "train_seconds": q["train_seconds"]}
     fileio.write_json(path, result)
     return result
@@ -304,7 +314,6 @@ def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = 
     import numpy as np
 
     from ..viz import points as plots
-    from ..runs import frame_epochs
 
     rows = []
     for i, r in enumerate(all_runs):
@@ -313,9 +322,8 @@ def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = 
             continue
         frames = np.load(run_dir / runs.FRAMES, allow_pickle=False)
         ev = evaluate_run(run_dir)
-        epochs = frame_epochs(r.config.epochs, r.config.frames) or [r.config.epochs - 1]
         label = labels[i] if labels else ", ".join(f"{k}={v}" for k, v in r.changes.items()) or "base"
-        rows.append((label, [(e + 1, q, x) for e, q, x in zip(epochs, ev["epochs"], frames)]))
+        rows.append((label, [(e, q, x) for e, q, x in zip(snapshot_epochs(run_dir), ev["epochs"], frames)]))
     if not rows:
         return None
     return plots.sweep_grid(rows, path, title=title)

@@ -6,6 +6,7 @@ their metrics, the final samples, their quality beside the data floor, and the r
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -85,12 +86,32 @@ class ImageHooks:
     scored by the classifier metrics (eval/images.py) beside the real-data floor and a noise baseline."""
 
     def __init__(self, cfg, data, device, log=None):
-        from ..eval.report import image_metric
+        from ..eval.report import image_metric, unscorable
 
         self.cfg, self.data, self.device = cfg, data, device
-        self.metric, self.accuracy = image_metric(data, device, log) if data.labels is not None else (None, None)
-        self._snapshot_floor = None
+        reason = unscorable(data)  # no labels, images too small, too few: no metric, and the reason in quality.json
+        self.metric, self.accuracy = (None, None) if reason else image_metric(data, device, log)
+        self.notes = [reason] if reason else self._size_notes()  # said now, and written to quality.json
+        for note in self.notes:
+            (log or print)(f"{cfg.dataset}: {note}")
         self.as_requested = None  # a class-conditional run: the share of final samples labelled as their class
+
+    def _size_notes(self) -> list[str]:
+        """What the metric cannot measure at this data set's size and the run's sample counts, and which flag helps."""
+        from ..eval.report import floor_note
+
+        cfg, limit = self.cfg, self.metric.floor_limit
+        snapshots = floor_note(cfg.frame_points, limit, "--frame-points") if cfg.frames > 0 else None
+        final = floor_note(final_sampling(cfg)["n"], limit, "--eval-n")
+        return [note for note in (self.metric.held_out_note, snapshots and f"snapshots (cfid_floor): {snapshots}",
+                                  final and f"final samples: {final}") if note]
+
+    @cached_property
+    def _snapshot_floor(self):
+        """The real-data floor at the snapshot grid's n, drawn once; None where it cannot be (a note says why)."""
+        from ..eval.report import floor_or_note
+
+        return floor_or_note(self.metric, self.cfg.frame_points, "--frame-points")[0]
 
     def _sample(self, model, diffusion, n, sampler, steps) -> np.ndarray:  # (n, C, H, W) uint8
         from ..viz.images import to_uint8  # NaN -> 0: a diverged sample never loses the run
@@ -105,31 +126,31 @@ class ImageHooks:
     def snapshot_metrics(self, frame) -> dict:
         """Classifier numbers of the snapshot grid itself (n = frame_points, so noisy, with its own floor):
         a classifier pass over a few dozen images costs nothing next to training."""
-        if self.metric is None:
+        if self.metric is None or len(frame) < 2:
             return {}
-        if self._snapshot_floor is None:
-            self._snapshot_floor = self.metric.floor(len(frame))
         q = self.metric.score(frame)
-        return {"cfid": q.fid_features, "cfid_logits": q.fid_logits, "cfid_floor": self._snapshot_floor.fid_features,
-                "confidence": q.confidence}
+        floor = {"cfid_floor": self._snapshot_floor.fid_features} if self._snapshot_floor else {}
+        return {"cfid": q.fid_features, "cfid_logits": q.fid_logits, **floor, "confidence": q.confidence}
 
     def final(self, model, diffusion):
+        from ..eval.report import floor_or_note
+
         final = final_sampling(self.cfg)
         samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"])
-        if self.metric is None:
+        if self.metric is None or len(samples) < 2:  # 1 sample: _size_notes said --eval-n 2 or more
             return samples, None, None
         if self.cfg.class_cond:
             from ..eval.classifier import accuracy
 
             requested = conditioning(self.cfg, self.data, len(samples))["y"]
             self.as_requested = accuracy(self.metric.classifier, samples, requested)
-        return samples, self.metric.score(samples), self.metric.floor(len(samples))
+        return samples, self.metric.score(samples), floor_or_note(self.metric, len(samples), "--eval-n")[0]
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
         from ..viz.images import save_class_grid, save_grid, save_png_folder
 
         save_png_folder(samples, out / SAMPLES_DIR)
-        result = {"n_eval": len(samples), "shape": list(self.data.shape)}
+        result = {"n_eval": len(samples), "shape": list(self.data.shape), "notes": self.notes}
         if self.cfg.class_cond:  # one row per class, and each PNG's class in samples/labels.csv
             labels = conditioning(self.cfg, self.data, len(samples))["y"].numpy()
             runs.write_labels(runs.labels_path(out / SAMPLES_DIR), labels, self.data.classes)
@@ -139,8 +160,9 @@ class ImageHooks:
             save_grid(samples[:100], out / "samples.png")
         if q is not None:
             noise = self.metric.noise(len(samples))
-            result.update(metric="classifier-FID (docs/images.md)", quality=q.as_dict(), data_floor=floor.as_dict(),
-                          noise=noise.as_dict(), classifier_accuracy=self.accuracy)
+            result.update(metric="classifier-FID (docs/images.md)", quality=q.as_dict(),
+                          data_floor=floor.as_dict() if floor else None, noise=noise.as_dict(),
+                          classifier_accuracy=self.accuracy)
         fileio.write_json(out / runs.QUALITY, {**result, **extra})
 
 

@@ -8,7 +8,6 @@ points and images (snapshots, metrics, final files) lives in hooks.py; checkpoin
 from __future__ import annotations
 
 import copy
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,38 +22,19 @@ from ..core.diffusion import Diffusion
 from ..data.source import load_source
 from ..errors import InputError
 from ..models import build_model
-from ..runs import frame_epochs
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
 from . import state as ckpt
 from .hooks import FRAME_SEED, hooks_for
+from .length import (describe_length, final_estimate, lr_factor, quick_try_hints, schedule_length, snapshot_epochs,
+                     snapshot_steps)
 from .step import TrainStep, ema_decay, plan_for
 
 STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
+METRIC_COLUMNS = ("epoch", "step", "loss", "lr", "seconds")  # metrics.csv's header before its first row
 
 __all__ = ["FRAME_SEED", "TrainResult", "lr_factor", "train"]
-
-
-def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
-    """Linear warm-up over the first warmup*total steps, then constant or cosine decay to 0."""
-    n_warm = int(warmup * total)
-    if step < n_warm:
-        return (step + 1) / n_warm
-    if decay == "constant":
-        return 1.0
-    progress = (step - n_warm) / max(1, total - n_warm)
-    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, int, int]:
-    """(batch, steps per epoch, total steps) for n training samples: `epochs` full passes, or, when kimg > 0,
-    ceil(kimg * 1000 / batch) steps (the last epoch cut short). The ragged last batch of an epoch is
-    dropped, as the classic study did."""
-    batch = min(cfg.batch_size, n)
-    per_epoch = n // batch
-    total = math.ceil(cfg.kimg * 1000 / batch) if cfg.kimg > 0 else cfg.epochs * per_epoch
-    return batch, per_epoch, total
 
 
 @dataclass
@@ -102,20 +82,23 @@ class Run:
     perm: torch.Tensor | None = None
     metrics_rows: list = field(default_factory=list)
     frames: list = field(default_factory=list)
+    pending: dict = field(default_factory=dict)  # the numbers of a snapshot taken within the unfinished epoch
     finished: bool = False  # resumed a finished run: nothing is rewritten
     restored: dict | None = None
     train_step: object = None
     loss_state: object = None  # where the loss sum and the non-finite marker live (the step, or its graph)
     sampling_model: object = None
     start: float = 0.0  # perf_counter when the loop started
+    start_step: int = 0  # ... and the step it started from
     compile_seconds: float | None = None
+    auto_threads: object = None  # threads.AutoThreads under --threads auto, else None
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.start
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, threads: int | None = None) -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
@@ -124,12 +107,22 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
 
     Under torchrun (runtime/dist.py) every rank calls this: the model is the same whatever the number of
     processes, rank 0 alone writes the run folder and logs, and the other ranks return a result without
-    samples (samples, quality and out_dir None)."""
+    samples (samples, quality and out_dir None).
+
+    threads: None leaves torch's thread count alone; 0 (`--threads auto`) chooses it from the free cores and
+    re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads)."""
+    from ..runtime.threads import AutoThreads
+
+    auto_threads = AutoThreads(cfg.images) if threads == 0 else None  # its first reading: now
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
     run = _setup(cfg, out_dir, resume, log)
+    run.auto_threads = auto_threads
     if resume:
         _restore(run, out_dir)
+    for line in [describe_length(run.cfg, len(run.data), run.batch, run.total_steps),
+                 *quick_try_hints(run.cfg, run.data)]:
+        run.log(line)
     if run.out is not None and not run.finished:
         fileio.write_json(run.out / runs.CONFIG, run.cfg.to_dict())
         if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
@@ -148,6 +141,7 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     cfg = cfg.replace(sample_shape=shape_text(data.shape))  # recorded in config.json and the checkpoint
     batch, steps_per_epoch, total_steps = schedule_length(cfg, len(data))
+    cfg = cfg.scaled_eval(total_steps * batch)  # an image run's final samples fit its length (config.py)
     rows = dist.rows(batch)
     plan = plan_for(cfg, device, world, data.images)
     torch.manual_seed(cfg.seed)  # model initialisation
@@ -166,7 +160,7 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     return Run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, n_epochs, rows, plan,
                model, ema_model, diffusion, optimizer, scheduler, generator, hooks,
-               set(frame_epochs(n_epochs, cfg.frames)))
+               set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames, by_step=data.images)))
 
 
 def _restore(run: Run, out_dir) -> None:
@@ -190,6 +184,7 @@ def _restore(run: Run, out_dir) -> None:
         run.step, run.epoch, run.batch_start = int(r["step"]), int(r["epoch"]), int(r["batch"])
         run.skipped, run.seconds_before = r["skipped"], r["seconds"]
         run.metrics_rows = list(r["metrics"])
+        run.pending = dict(r.get("pending", {}))  # a snapshot's numbers within the unfinished epoch
         run.frames = list(r["frames"].numpy()) if r["frames"] is not None else []
         if run.batch_start > 0:
             run.perm = r["perm"].to(run.device)
@@ -206,24 +201,25 @@ def _build_step(run: Run) -> None:
         net = torch.compile(net)
     step = TrainStep(run.cfg, net, run.model, run.ema_model, run.optimizer, run.diffusion, run.data, run.generator,
                      run.rows, run.plan)
-    if run.plan.graphs:
-        make_graph_safe(run.optimizer, run.device)
-        step = GraphedStep(step, run.batch, run.optimizer, CudaGraphBackend(run.generator))
+    if run.plan.graphs:  # auto: kept only once a replayed step has matched the eager one (runtime/graphs.py)
+        step = GraphedStep(step, run.batch, run.optimizer, CudaGraphBackend(run.generator),
+                           lambda: make_graph_safe(run.optimizer, run.device), check=run.cfg.cuda_graphs == "auto",
+                           log=run.log)
     run.train_step = step
     run.loss_state = step.step if run.plan.graphs else step
     if run.restored is not None and run.batch_start > 0:
         run.loss_state.loss_sum.copy_(run.restored["loss_sum"])
-    run.sampling_model = for_sampling(run.ema_model, run.device, run.cfg.cuda_graphs)
+    run.sampling_model = for_sampling(run.ema_model, run.device, run.cfg.cuda_graphs, run.log)
 
 
 def _save(run: Run, epoch_done: int, batch_done: int, loss_sum=None) -> None:
-    if run.metrics_rows:  # first: a folder with a checkpoint always has the metrics up to it
-        fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
+    # first: a folder with a checkpoint always has the metrics up to it (before the first row: the header)
+    fileio.write_csv(run.out / runs.METRICS, run.metrics_rows, None if run.metrics_rows else METRIC_COLUMNS)
     ckpt.save_state(run.out / runs.CHECKPOINT, cfg=run.cfg, model=run.model, ema_model=run.ema_model,
                     optimizer=run.optimizer, scheduler=run.scheduler, generator=run.generator, epoch=epoch_done,
                     batch=batch_done, step=run.step, perm=run.perm, loss_sum=loss_sum, metrics_rows=run.metrics_rows,
                     frames=run.frames, seconds=run.seconds(), skipped=run.skipped, shape=run.data.shape,
-                    classes=run.data.classes, world_size=run.world)
+                    classes=run.data.classes, world_size=run.world, pending=run.pending)
 
 
 def _stop_requested(run: Run, stop, last_of_epoch: bool) -> bool:
@@ -240,7 +236,10 @@ def _train_epochs(run: Run, progress: bool | None) -> None:
 
     bar = tqdm(range(run.epoch, run.n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
                initial=run.epoch, total=run.n_epochs)
-    run.start = time.perf_counter()
+    if run.auto_threads is not None:
+        run.log(f"threads: {run.auto_threads.start()} (auto: the free cores of {run.auto_threads.usable}, re-checked "
+                f"while training; --threads N to fix it)")
+    run.start, run.start_step = time.perf_counter(), run.step
     with ckpt.StopSignals() as stop:
         for epoch in bar:
             epoch_steps = _run_epoch(run, epoch, stop)
@@ -272,6 +271,8 @@ def _run_epoch(run: Run, epoch: int, stop) -> int:
             run.log(f"torch.compile: the first step took {run.compile_seconds:.1f} s (compilation included)")
         run.scheduler.step()
         run.step += 1
+        if run.auto_threads is not None:
+            run.auto_threads.update()  # between steps: a busy process that starts is seen within seconds
         if _stop_requested(run, stop, i == epoch_steps - 1):
             # non-finite guard without a host sync per step: the step remembers the first bad step in a tensor
             if cfg.skip_nonfinite == 0 and dist.maximum(state.first_bad).item() >= 0:
@@ -280,6 +281,8 @@ def _run_epoch(run: Run, epoch: int, stop) -> int:
             if run.out is not None:
                 _save(run, epoch, i + 1, loss_sum)
             raise stop.stopped(f"after {ckpt.position(run.step, epoch, i + 1)}", run.out)
+        if run.step in run.snapshot_at and i < epoch_steps - 1 and run.main:  # a short run's snapshot within an epoch
+            run.pending = _snapshot(run)
     run.batch_start = 0
     return epoch_steps
 
@@ -298,14 +301,21 @@ def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar) -> None:
         bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{run.step * run.batch / max(elapsed, 1e-9):.0f}")
     else:
         bar.set_postfix(loss=f"{epoch_loss:.4f}")
-    if epoch in run.snapshot_at and run.main:
-        run.ema_model.eval()
-        run.frames.append(run.hooks.snapshot(run.sampling_model, run.diffusion))
-        row.update(run.hooks.snapshot_metrics(run.frames[-1]))
+    if run.step in run.snapshot_at and run.main:
+        run.pending = _snapshot(run)
+    row.update(run.pending)  # the epoch's last snapshot's numbers
+    run.pending = {}
     run.metrics_rows.append(row)
     if run.out is not None and (epoch + 1 == run.n_epochs or (cfg.checkpoint_every > 0 and
                                                               (epoch + 1) % cfg.checkpoint_every == 0)):
         _save(run, epoch + 1, 0)
+
+
+def _snapshot(run: Run) -> dict:
+    """A frame for frames.npy; its metrics (images) for the epoch's metrics row."""
+    run.ema_model.eval()
+    run.frames.append(run.hooks.snapshot(run.sampling_model, run.diffusion))
+    return run.hooks.snapshot_metrics(run.frames[-1])
 
 
 def _finish(run: Run) -> TrainResult:
@@ -314,6 +324,7 @@ def _finish(run: Run) -> TrainResult:
     run.ema_model.eval()
     if not run.main:
         return TrainResult(run.cfg, run.ema_model, run.diffusion, None, None, None, train_seconds, None)
+    run.log(final_estimate(run.cfg, run.batch, (time.perf_counter() - run.start) / max(1, run.step - run.start_step)))
     samples, q, floor = run.hooks.final(run.sampling_model, run.diffusion)
     out = run.out
     if out is not None and not run.finished:
@@ -323,10 +334,15 @@ def _finish(run: Run) -> TrainResult:
 
         rows = run.metrics_rows
         plots.loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], out / "loss.png")
-        extra = {"train_seconds": round(train_seconds, 3), "frame_epochs": [e + 1 for e in sorted(run.snapshot_at)],
-                 "world_size": run.world, "device": run.device.type, **run.plan.as_dict()}
+        shots = sorted(run.snapshot_at)
+        extra = {"train_seconds": round(train_seconds, 3), "frame_steps": shots,
+                 "frame_epochs": snapshot_epochs(shots, run.steps_per_epoch, run.total_steps),
+                 "world_size": run.world, "device": run.device.type, **run.plan.as_dict(),
+                 "cuda_graphs": run.plan.graphs and run.train_step.graphed}  # False after auto fell back to eager
         if run.compile_seconds is not None:
             extra["compile_seconds"] = round(run.compile_seconds, 3)
+        if run.auto_threads is not None:
+            extra["threads"] = run.auto_threads.choices  # every count auto set, in order
         run.hooks.write(out, samples, q, floor, extra)
     return TrainResult(run.cfg, run.ema_model, run.diffusion, samples, q, floor, train_seconds, out)
 

@@ -60,12 +60,14 @@ def _as_tuples(x):
 
 def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, scheduler, generator,
                epoch: int, batch: int, step: int, perm, loss_sum, metrics_rows, frames, seconds: float,
-               skipped: int, shape: tuple[int, ...], classes: list[str] | None, world_size: int = 1) -> None:
+               skipped: int, shape: tuple[int, ...], classes: list[str] | None, world_size: int = 1,
+               pending: dict | None = None) -> None:
     """Write the training state atomically to `path`. `epoch` epochs are complete and `batch` steps of
     the next one are done (with `perm` its batch order and `loss_sum` its running loss). `shape` is one
     sample's shape and `classes` the data's class names: what sampling needs without the data. Every rank
     of a torchrun run holds the same state (the same weights, generator and batch order), so rank 0's
-    checkpoint is what each needs to resume; `world_size` is recorded for the reader."""
+    checkpoint is what each needs to resume; `world_size` is recorded for the reader. `pending`: the numbers of
+    a snapshot taken within the unfinished epoch, for that epoch's metrics row."""
     runs.save_checkpoint(path, {
         "version": runs.FORMAT_VERSION,
         "config": cfg.to_dict(),
@@ -87,6 +89,7 @@ def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, sch
         "seconds": float(seconds),
         "skipped": int(skipped),
         "world_size": int(world_size),
+        "pending": dict(pending or {}),
     })
 
 

@@ -81,6 +81,10 @@ class TrainStep:
         self.cond_drop = cfg.cond_drop if cfg.class_cond else None  # class-conditional: the label dropout rate
         self.params = list(model.parameters())
         self.ema_params = list(ema_model.parameters()) if ema_model is not model else None
+        # buffers (BatchNorm's running statistics and step count) are not averaged but copied, as timm's and
+        # torch.optim.swa_utils' EMA can do: an average of statistics of weights long gone describes no network
+        self.buffers = list(model.buffers())
+        self.ema_buffers = list(ema_model.buffers()) if ema_model is not model else None
         self.clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # inf: the norm measured only
         self.skip_nonfinite = cfg.skip_nonfinite > 0
         device = data.x.device
@@ -115,7 +119,14 @@ class TrainStep:
         self.first_bad.copy_(torch.where((self.first_bad < 0) & ~finite, step_no, self.first_bad))
         if self.ema_params is not None:
             ema_update(self.ema_params, self.params, decay)
+            copy_buffers(self.ema_buffers, self.buffers)
         return bool(skipped)
+
+
+def copy_buffers(ema_buffers, buffers) -> None:
+    """ema_buffers <- buffers, in place (graph-safe: the captured copy reads the live buffers at each replay)."""
+    for ema, live in zip(ema_buffers, buffers):
+        ema.copy_(live)
 
 
 def ema_update(ema_params, params, decay) -> None:

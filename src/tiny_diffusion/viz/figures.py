@@ -35,28 +35,50 @@ def _columns(length: int, panels: int) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, panels).round().astype(int))
 
 
-def reverse_columns(alpha_bar, panels: int) -> np.ndarray:
-    """Which states of the sampling trajectory x_T ... x_0 (index c holds x_{T-c}) a reverse figure shows:
-    x_T, then states evenly spaced in log-SNR lambda_t = log(alpha_t / sigma_t) over [SHAPE_FROM, SHAPE_UNTIL]
-    (within lambda_T .. lambda_1; each the step nearest its lambda), then x_0; `panels` in all (fewer when
-    steps coincide)."""
+def reverse_columns(alpha_bar, panels: int, t_states=None) -> np.ndarray:
+    """Which states of a sampling trajectory a reverse figure shows, as indices into it: the first (x_T), then
+    states evenly spaced in log-SNR lambda_t = log(alpha_t / sigma_t) over [SHAPE_FROM, SHAPE_UNTIL] (within the
+    trajectory's lambdas; each the state nearest its lambda), then the last (x_0); `panels` in all (fewer when
+    states coincide). t_states[c]: the timestep of state c (`state_timesteps`); default every step, x_T ... x_0,
+    so that index c holds x_{T-c}."""
     from ..core.samplers import log_snr
 
-    with np.errstate(divide="ignore"):  # alpha_bar 0 or 1 (a zero beta): lambda -inf or inf
-        lam = log_snr(alpha_bar)  # lam[t - 1] belongs to x_t, t = 1..T; decreasing in t
-    T = len(lam)
-    if panels > T:
-        return np.arange(T + 1)
+    T = len(alpha_bar)
+    t_states = np.arange(T, -1, -1) if t_states is None else np.asarray(t_states)
+    last = len(t_states) - 1  # x_0
+    if panels > last:
+        return np.arange(last + 1)
     if panels == 1:
-        return np.array([T])  # x_0: what the model makes
-    t_of = np.flatnonzero(np.isfinite(lam))[::-1] + 1  # the steps of finite lambda, increasing lambda
-    ascending = lam[t_of - 1]
+        return np.array([last])  # x_0: what the model makes
+    with np.errstate(divide="ignore"):  # alpha_bar 0 or 1 (a zero beta): lambda -inf or inf
+        lam = log_snr(np.asarray(alpha_bar)[t_states[:-1] - 1])  # lam[c] belongs to state c; increasing in c
+    finite = np.flatnonzero(np.isfinite(lam))  # the states of finite lambda, increasing lambda
+    ascending = lam[finite]
     low = max(ascending[0], SHAPE_FROM)
     high = max(low, min(ascending[-1], SHAPE_UNTIL))
-    targets = np.linspace(low, high, panels - 1 - (low > lam[-1]))  # lambda_T itself when low = lambda_T
+    targets = np.linspace(low, high, panels - 1 - (low > lam[0]))  # x_T's own lambda when low is x_T's
     right = np.clip(np.searchsorted(ascending, targets), 1, len(ascending) - 1)
     nearer = np.where(targets - ascending[right - 1] <= ascending[right] - targets, right - 1, right)
-    return np.unique(np.concatenate([[0], T - t_of[nearer], [T]]))
+    return np.unique(np.concatenate([[0], finite[nearer], [last]]))
+
+
+def state_timesteps(diffusion, options: dict, kind: str) -> np.ndarray:
+    """The timestep of each state x_T ... x_0 that `trajectory(**options)` yields, as the titles count them:
+    the state a step at (0-based) t starts from is x_{t+1}, the last one is x_0. Every step: T, T-1, ..., 0."""
+    from ..core.samplers import timesteps
+    from ..sampling import grid
+
+    steps = options.get("steps")
+    spacing, lambda_min = grid(options.get("sampler", "ddpm"), diffusion, steps, options.get("spacing"),
+                               options.get("lambda_min"), kind)
+    return np.append(timesteps(diffusion.T, steps, spacing, _alpha_bar(diffusion), lambda_min) + 1, 0)
+
+
+def default_sampling(cfg, diffusion) -> dict:
+    """How reverse figures sample when not told: as the run's final samples (and `sample`) do, so x_0 is what
+    `sample --seed` writes. Images: DPM-Solver++ in 50 steps by default (not minutes of 1000 ancestral steps);
+    points: every ancestral step, as ever (their eval_sampler and eval_steps default to it)."""
+    return {"sampler": cfg.eval_sampler, "steps": cfg.eval_steps or None}  # as train.hooks.final_sampling
 
 
 def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
@@ -68,16 +90,27 @@ def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
     return f"t = {t}{sep}lambda = {lam:.1f}"
 
 
-def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, cond: dict | None = None) -> np.ndarray:
-    """(steps + 1, n, *model.sample_shape): x_T ... x_0 of ancestral sampling, or only the indices in
-    `keep`; x_0 is exactly `sample --seed`'s output. Images come back as uint8. cond: class labels and
-    guidance (`guidance.request`) of a class-conditional model."""
+def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, cond: dict | None = None,
+                        options: dict | None = None, progress: bool | None = False) -> np.ndarray:
+    """(states, n, *model.sample_shape): x_T ... x_0 of ancestral sampling (or of `options`, sample()'s sampler
+    keywords), or only the indices in `keep`; x_0 is exactly `sample --seed`'s output (before images are
+    clipped). Images come back as uint8. cond: class labels and guidance (`guidance.request`) of a
+    class-conditional model. progress: a bar on stderr (None: when stderr is a terminal)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
     from ..sampling import trajectory
 
+    options = options or {}
+    show = sys.stderr.isatty() if progress is None else progress
+    total = len(state_timesteps(diffusion, options, model.kind))
     states = []
-    for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **(cond or {}))):
-        if keep is None or i in keep:
-            states.append(_to_numpy(x, images=model.kind == "images"))
+    with tqdm(total=total, desc="sampling", unit="step", disable=not show, leave=False) as bar:
+        for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **options, **(cond or {}))):
+            if keep is None or i in keep:
+                states.append(_to_numpy(x, images=model.kind == "images"))
+            bar.update()
     return np.stack(states)
 
 
@@ -116,27 +149,39 @@ def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: 
     return Path(out)
 
 
-def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, panels: int = 10,
-                   device="cpu", classes: str | None = None, guidance: float | None = None) -> Path:
-    """x_T ... x_0 of ancestral sampling from a run: `panels` steps spaced in log-SNR (reverse_columns), each
-    titled with its t and lambda; for images rows = samples, columns = steps. classes, guidance: a
-    class-conditional run's --class and --guidance (`guidance.request`)."""
+def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels: int, animation: bool):
+    """(cfg, titles, states) of a run's reverse process for figures and animations: `panels` states of the
+    trajectory spaced in log-SNR (reverse_columns), each titled with its t and lambda (newline-separated for
+    images). sampling(cfg, diffusion) -> sample()'s sampler keywords (default: default_sampling)."""
     from ..core.guidance import request
 
     cfg, model, diffusion = runs.load_run(run_dir, device)
-    n = n or default_n(cfg.images)
+    options = (sampling or default_sampling)(cfg, diffusion)
+    n = n or default_n(cfg.images, animation)
     alpha_bar = _alpha_bar(diffusion)
-    cols = reverse_columns(alpha_bar, panels)
+    t_states = state_timesteps(diffusion, options, cfg.kind)
+    cols = reverse_columns(alpha_bar, panels, t_states)
     cond = request(model, cfg, n, classes, guidance)
-    traj = sampling_trajectory(model, diffusion, n, seed, device, keep=set(cols.tolist()), cond=cond)
+    traj = sampling_trajectory(model, diffusion, n, seed, device, set(cols.tolist()), cond, options, progress)
+    sep = "\n" if cfg.images and not animation else ", "
+    return cfg, [step_title(int(t), alpha_bar, sep) for t in t_states[cols]], traj
+
+
+def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, panels: int = 10, device="cpu",
+                   classes: str | None = None, guidance: float | None = None, sampling=None,
+                   progress: bool | None = False) -> Path:
+    """A run's reverse process: `panels` states from x_T to x_0 spaced in log-SNR (reverse_columns), each titled
+    with its t and lambda; for images rows = samples, columns = steps. classes, guidance: a class-conditional
+    run's --class and --guidance (`guidance.request`). sampling(cfg, diffusion): sample()'s sampler keywords
+    (default_sampling: images as the run's final samples, points by every ancestral step); progress: a bar."""
+    cfg, titles, traj = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels, False)
     if cfg.images:
         from .images import process_strip
 
-        return process_strip(traj, out, [step_title(diffusion.T - c, alpha_bar, "\n") for c in cols])
+        return process_strip(traj, out, titles)
     from . import points as plots
 
-    titles = [step_title(diffusion.T - c, alpha_bar) for c in cols]
-    plots.grid(list(zip(titles, traj)), out, cols=min(len(cols), 5))
+    plots.grid(list(zip(titles, traj)), out, cols=min(len(titles), 5))
     return Path(out)
 
 
@@ -164,19 +209,14 @@ def training_animation(run_dir, out: Path, fps: int | None = None) -> Path:
 
 
 def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int | None = None,
-                      device="cpu", classes: str | None = None, guidance: float | None = None) -> Path:
+                      device="cpu", classes: str | None = None, guidance: float | None = None, sampling=None,
+                      progress: bool | None = False) -> Path:
     """The sampling trajectory x_T ... x_0: at most MAX_ANIMATION_FRAMES states of it, spaced in log-SNR
     (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps. classes,
-    guidance: as `reverse_figure`."""
-    from ..core.guidance import request
-
-    cfg, model, diffusion = runs.load_run(run_dir, device)
-    n = n or default_n(cfg.images, animation=True)
-    alpha_bar = _alpha_bar(diffusion)
-    keep = reverse_columns(alpha_bar, MAX_ANIMATION_FRAMES)
-    cond = request(model, cfg, n, classes, guidance)
-    frames = sampling_trajectory(model, diffusion, n, seed, device, keep=set(keep.tolist()), cond=cond)
-    return _animate(cfg.images, frames, out, [step_title(diffusion.T - c, alpha_bar) for c in keep], fps)
+    guidance, sampling, progress: as `reverse_figure`."""
+    cfg, titles, frames = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress,
+                                   MAX_ANIMATION_FRAMES, True)
+    return _animate(cfg.images, frames, out, titles, fps)
 
 
 def _animate(images: bool, frames: np.ndarray, out: Path, titles, fps: int | None) -> Path:
