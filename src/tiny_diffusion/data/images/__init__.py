@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import InputError
-from .download import fetch, file_digest
-from .image_names import IMAGE_DATASETS
+from ...errors import InputError
+from ..download import fetch, file_digest
+from ..image_names import IMAGE_DATASETS
 
 CACHE_ENV = "TINY_DIFFUSION_DATA"  # where downloads and decoded folders are cached
 MAX_IMAGE_SIZE = 2048  # pixels per side; beyond this a DDPM on one machine is out of reach anyway
@@ -674,7 +674,7 @@ def _read_folder_cache(path: Path, name: str):
 
 def _write_folder_cache(path: Path, images, labels, classes, notes: list[str], log) -> None:
     """Save the decoded folder atomically (temp file, then rename); a failure only costs the next run time."""
-    from ..fileio import atomic_write
+    from ...fileio import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -687,6 +687,6 @@ def _write_folder_cache(path: Path, images, labels, classes, notes: list[str], l
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    from ..fileio import atomic_write
+    from ...fileio import atomic_write
 
     atomic_write(path, lambda f: f.write(data))
