@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion.data.images import write_idx
+from tiny_diffusion.data.images.idx import write_idx
 
 HELD_OUT_PER_CLASS = 100
 SPLIT_SEED = 0

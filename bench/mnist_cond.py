@@ -59,7 +59,7 @@ def main():
     from tiny_diffusion.data.source import load_source
     from tiny_diffusion.eval.classifier import accuracy
     from tiny_diffusion.eval.report import image_metric
-    from tiny_diffusion.viz.images import to_uint8
+    from tiny_diffusion.viz.image_files import to_uint8
 
     start = time.perf_counter()
     metric, ceiling = image_metric(load_source(TrainConfig.from_dict({"dataset": "mnist", "data_dir": str(data_dir)}),

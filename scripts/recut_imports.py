@@ -40,6 +40,8 @@ NAME_MOVES = {  # (module after MOVES, name) -> the module that now defines it
     ("train.loop", "resolve_device"): "runtime.device",
     ("train.loop", "frame_epochs"): "runs",
     **{("runs", n): "fileio" for n in ("atomic_write", "write_csv", "write_json")},
+    **{("experiments.study", n): "experiments.ablations" for n in ("CLASSIC", "NEAR_ZERO", "Ablation", "ablations")},
+    **{("experiments.study", n): "experiments.study_report" for n in ("conclusions", "render")},
 }
 NAME_MOVES = {(f"{PKG}.{m}", n): f"{PKG}.{v}" for (m, n), v in NAME_MOVES.items()}
 NEW_TO_OLD = {v: k for k, v in MOVES.items()}

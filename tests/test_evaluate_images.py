@@ -11,7 +11,7 @@ from PIL import Image
 
 from tiny_diffusion.cli import main
 from tiny_diffusion.data import images as data_images
-from tiny_diffusion.data.images import write_idx
+from tiny_diffusion.data.images.idx import write_idx
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from tiny_diffusion.eval import classifier as clf_mod
 from tiny_diffusion.eval import images as img_mod
 from tiny_diffusion.eval.classifier import Classifier, accuracy, classifier_for, embed, train_classifier
 from tiny_diffusion.eval.images import ImageMetric, ImageQuality, frechet_distance
-from tiny_diffusion.viz.images import to_uint8  # the one conversion of samples to pixels
+from tiny_diffusion.viz.image_files import to_uint8  # the one conversion of samples to pixels
 
 FAST_STEPS = 300  # the module's classifier: 300 Adam steps on 1000 8x8 digits, ~98% held out in ~3 s
 

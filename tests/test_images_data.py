@@ -23,7 +23,9 @@ from PIL import Image, ImageFile
 
 from tiny_diffusion.data import download, images
 from tiny_diffusion.data.image_names import IMAGE_DATASETS, dataset_kind
-from tiny_diffusion.data.images import load_images, read_cifar_binary, read_idx, write_idx
+from tiny_diffusion.data.images import cifar, folders, load_images
+from tiny_diffusion.data.images.cifar import read_cifar_binary
+from tiny_diffusion.data.images.idx import read_idx, write_idx
 from tiny_diffusion.errors import InputError
 
 
@@ -53,7 +55,7 @@ def test_image_names_are_pure_python_and_know_folders(tmp_path):
     assert dataset_kind("cifar10") == dataset_kind(str(tmp_path)) == "images"
     assert dataset_kind("moons") == dataset_kind(str(tmp_path / "missing")) == "points"
     # loaded on its own in a fresh interpreter, the module pulls in none of the heavy packages
-    path = os.path.join(os.path.dirname(images.__file__), "image_names.py")
+    path = os.path.join(os.path.dirname(download.__file__), "image_names.py")
     code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('n', sys.argv[1]); "
             "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
             "print(sorted({'numpy', 'torch', 'PIL'} & set(sys.modules)))")
@@ -378,20 +380,20 @@ def test_folder_cache_skips_decoding_and_notices_changes(tmp_path, monkeypatch):
     save(root / "a.png", _rgb(6, 6, (10, 0, 0)))
     save(root / "b.png", _rgb(6, 6, (0, 10, 0)))
     calls = []
-    original = images._decode
-    monkeypatch.setattr(images, "_decode", lambda *a: calls.append(a[0].name) or original(*a))
+    original = folders._decode
+    monkeypatch.setattr(folders, "_decode", lambda *a: calls.append(a[0].name) or original(*a))
     first = load_images(str(root), log=lambda m: None)
     assert len(calls) == 2 and list((tmp_path / "cache" / "folders").glob("*.npz"))
 
     def refuse(*a):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(images, "_decode", refuse)
+    monkeypatch.setattr(folders, "_decode", refuse)
     again = load_images(str(root), log=lambda m: None)
     np.testing.assert_array_equal(again.train, first.train)
     assert again.name == first.name and again.train_labels is None
 
-    monkeypatch.setattr(images, "_decode", lambda *a: calls.append(a[0].name) or original(*a))
+    monkeypatch.setattr(folders, "_decode", lambda *a: calls.append(a[0].name) or original(*a))
     st = os.stat(root / "a.png")
     os.utime(root / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
     assert len(load_images(str(root), log=lambda m: None).train) == 2 and len(calls) == 4
@@ -569,8 +571,8 @@ def test_a_cifar_archive_in_data_dir_enters_the_cache_only_if_checksum_true(serv
         load_images("cifar10", data_dir=tmp_path / "d", log=lambda m: None)
     assert "\n" not in str(e.value) and not (tmp_path / "cache" / "cifar10" / "data_batch_1.bin").exists()
     # what the unchecked extraction used to leave: batch files without the checksum marker
-    images._extract_cifar(tmp_path / "d" / "cifar-10-binary.tar.gz", tmp_path / "cache" / "cifar10")
-    (tmp_path / "cache" / "cifar10" / images.VERIFIED).unlink()
+    cifar._extract_cifar(tmp_path / "d" / "cifar-10-binary.tar.gz", tmp_path / "cache" / "cifar10")
+    (tmp_path / "cache" / "cifar10" / cifar.VERIFIED).unlink()
     server.routes["/kriz/cifar-10-binary.tar.gz"] = real_archive
     monkeypatch.setenv("TINY_DIFFUSION_MIRROR", server.url + "/kriz/")
     np.testing.assert_array_equal(load_images("cifar10", log=lambda m: None).train, real[:5])  # downloaded anew

@@ -188,7 +188,7 @@ def test_sample_writes_npy_grid_and_png_folder(run, tmp_path, capsys):
     assert main(["sample", str(run), "--n", "5", "--sampler", "ddim", "--steps", "5", "--out", str(tmp_path / "d") + "/"]) == 0
     assert len(list((tmp_path / "d").glob("*.png"))) == 5
     # the PNG folder holds exactly the .npy's images (same seed, same default sampler)
-    from tiny_diffusion.viz.images import read_images, to_uint8
+    from tiny_diffusion.viz.image_files import read_images, to_uint8
 
     assert main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "e")]) == 0
     assert np.array_equal(read_images(tmp_path / "e"), to_uint8(x[:5]))

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from tiny_diffusion.cli import main
-from tiny_diffusion.experiments.study import conclusions
+from tiny_diffusion.experiments.study_report import conclusions
 
 
 def test_reproduce_test_preset_end_to_end(tmp_path, capsys):

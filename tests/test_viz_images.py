@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tiny_diffusion.errors import InputError
+from tiny_diffusion.viz import animate
 from tiny_diffusion.viz import images as vi
 
 
@@ -307,7 +308,7 @@ def test_animate_grids_refuses_bad_arguments(tmp_path, monkeypatch):
             vi.animate_grids(frames, tmp_path / "a.gif", **kw)
     with pytest.raises(InputError):
         vi.animate_grids(frames, tmp_path / "a.avi")
-    monkeypatch.setattr(vi.shutil, "which", lambda name: None)
+    monkeypatch.setattr(animate.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="ffmpeg") as err:
         vi.animate_grids(frames, tmp_path / "a.mp4")
     one_line(err)
@@ -331,7 +332,7 @@ def test_animate_grids_mp4_through_a_stand_in_ffmpeg(tmp_path, monkeypatch, fail
     fake.parent.mkdir()
     fake.write_text(FAKE_FFMPEG.format(python=sys.executable, fail=fail))
     fake.chmod(0o755)
-    monkeypatch.setattr(vi.shutil, "which", lambda name: str(fake))
+    monkeypatch.setattr(animate.shutil, "which", lambda name: str(fake))
     frames = np.stack([constant_images([v] * 4, h=7, w=7) for v in (0, 100, 200)])
     out = tmp_path / "out" / "a.mp4"
     if fail:

@@ -134,7 +134,7 @@ def _evaluate_images(args, target: Path) -> int:
         raise InputError("several --steps or --sampler values (a steps curve) are for points only; give one of each")
     changes = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None}
     if (target / CONFIG).is_file():
-        from ..viz.images import to_uint8
+        from ..viz.image_files import to_uint8
 
         cfg, model, diffusion, device = load_run_on(str(target), args.device)
         cfg = cfg.replace(**changes) if changes else cfg
@@ -142,7 +142,7 @@ def _evaluate_images(args, target: Path) -> int:
         images = to_uint8(images)
     else:
         from ..runtime.device import resolve_device
-        from ..viz.images import read_images
+        from ..viz.image_files import read_images
 
         if args.dataset is None:
             raise InputError(f"{target}: images are scored against a data set's real images; give --dataset NAME "

@@ -82,7 +82,7 @@ def check_images(name: str, images, channels: int | None = None) -> None:
     (and C == channels when given)."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-        raise InputError(f"{name}: expected a uint8 array (n, C, H, W), got {got}; convert with viz.images.to_uint8")
+        raise InputError(f"{name}: expected a uint8 array (n, C, H, W), got {got}; convert with viz.image_files.to_uint8")
     n, c, h, w = images.shape
     if n < 1 or min(h, w) < MIN_SIDE:
         raise InputError(f"{name}: shape {images.shape}; need at least one image of at least {MIN_SIDE}x{MIN_SIDE}")

@@ -44,7 +44,7 @@ class Scorer:
             return [{"guidance": w, "class": name, "n": s["n"], **s["quality"].as_dict(),
                      **{f"floor_{k}": v for k, v in s["data_floor"].as_dict().items()}} for name, s in scores.items()]
         from .classifier import accuracy
-        from ..viz.images import to_uint8
+        from ..viz.image_files import to_uint8
 
         images = to_uint8(x)
         q, fl = self.metric.score(images), self.floor

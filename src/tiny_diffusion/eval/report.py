@@ -60,7 +60,7 @@ def image_metric(data, device, log=None, classes: list[int] | None = None):
     without a test split the metric reports memorisation as None). classes: score against real images of these
     classes only (held-out and training images alike), for samples that asked for them; the classifier is the
     data set's, trained on all of its training images and classes."""
-    from ..data.images import cache_root
+    from ..data.images.imageset import cache_root
     from .classifier import accuracy, classifier_for
     from .images import ImageMetric
 

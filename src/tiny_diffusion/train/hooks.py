@@ -114,7 +114,7 @@ class ImageHooks:
         return floor_or_note(self.metric, self.cfg.frame_points, "--frame-points")[0]
 
     def _sample(self, model, diffusion, n, sampler, steps) -> np.ndarray:  # (n, C, H, W) uint8
-        from ..viz.images import to_uint8  # NaN -> 0: a diverged sample never loses the run
+        from ..viz.image_files import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
                                sampler=sampler, steps=steps, spacing="logsnr", **conditioning(self.cfg, self.data, n)))

@@ -116,7 +116,7 @@ def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, 
 
 def _to_numpy(x: torch.Tensor, images: bool) -> np.ndarray:
     if images:
-        from .images import to_uint8
+        from .image_files import to_uint8
 
         return to_uint8(x)
     return x.cpu().numpy()

@@ -88,7 +88,7 @@ def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps
     lie far out) are drawn at the edge in another colour, and the title counts them."""
     from PIL import Image
 
-    from .images import check_animation, save_animation
+    from .animate import check_animation, save_animation
 
     check_animation(path, fps, hold_last)
     plt = _plt()
