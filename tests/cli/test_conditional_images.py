@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_images_train import TINY, _flags, cache  # noqa: F401  (fixture: a private cache)
+from tests.helpers import TINY, cache, flags  # noqa: F401  (cache: a private data cache)
 from tiny_diffusion.cli import main
 from tiny_diffusion.eval.guidance_curve import IMAGE_COLUMNS
 
@@ -39,7 +39,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("cond") / "run"
-    assert main(["train", "--dataset", str(folder), *_flags(COND), "--class-cond", "--guidance", "2", "--out",
+    assert main(["train", "--dataset", str(folder), *flags(COND), "--class-cond", "--guidance", "2", "--out",
                  str(out), "--quiet"]) == 0
     return out
 

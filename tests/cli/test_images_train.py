@@ -18,16 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import SRC, TINY, cache, flags  # noqa: F401  (cache: a private data cache)
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main, torch_threads
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
 from tiny_diffusion.sampling import sample
 from tiny_diffusion.train import train
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-# a U-Net of a few thousand weights on 8x8 grayscale images: seconds, not minutes
-TINY = dict(base_channels=4, channel_mult="1,2", timesteps=50, batch_size=8, kimg=0.064, frames=2, frame_points=4,
-            eval_n=16, eval_steps=4, frame_steps=4, device="cpu")
 
 
 def _digit(cls: int, i: int) -> np.ndarray:
@@ -47,14 +43,6 @@ def folder(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    """Decoded folders and the metrics' classifier are cached in a temporary folder, shared by this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINY_DIFFUSION_DATA", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 def tiny(folder, **changes) -> TrainConfig:
     return TrainConfig.from_dict({"dataset": str(folder), **TINY, **changes})
 
@@ -62,12 +50,8 @@ def tiny(folder, **changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def run(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", "--dataset", str(folder), *_flags(TINY), "--out", str(out), "--quiet"]) == 0
+    assert main(["train", "--dataset", str(folder), *flags(TINY), "--out", str(out), "--quiet"]) == 0
     return out
-
-
-def _flags(values: dict) -> list[str]:
-    return [a for k, v in values.items() for a in (f"--{k.replace('_', '-')}", str(v))]
 
 
 def test_image_defaults_fill_what_the_user_left_unset(folder):
@@ -246,7 +230,7 @@ def test_a_run_of_a_relative_folder_is_images_from_any_working_directory(folder,
     is still an image run when sample, evaluate, plot and animate run elsewhere, where `imgs` does not exist."""
     monkeypatch.chdir(folder.parent)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", folder.name, *_flags(TINY), "--frames", "0", "--eval-n", "4", "--out", str(run),
+    assert main(["train", "--dataset", folder.name, *flags(TINY), "--frames", "0", "--eval-n", "4", "--out", str(run),
                  "--quiet"]) == 0
     recorded = json.loads((run / runs.CONFIG).read_text())
     assert (recorded["dataset"], recorded["kind"], recorded["sample_shape"]) == (folder.name, "images", "1,8,8")
@@ -306,7 +290,7 @@ def test_reverse_figure_of_images_samples_as_the_final_samples_by_default(run, t
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
     for i in range(12):
         Image.fromarray(_digit(i % 2, i), mode="L").save(tmp_path / f"{i}.png")
-    assert main(["train", "--dataset", str(tmp_path), *_flags(TINY), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["train", "--dataset", str(tmp_path), *flags(TINY), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert "no quality numbers" in capsys.readouterr().out
     q = json.loads((tmp_path / "run" / "quality.json").read_text())
     assert "quality" not in q and q["n_eval"] == TINY["eval_n"]
@@ -322,7 +306,7 @@ def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
         train(tiny(folder, **cfg), ref, progress=False)
     env = {**os.environ, "PYTHONPATH": SRC}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *_flags(cfg),
+    cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *flags(cfg),
            "--out", str(out), "--quiet", "--threads", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -354,7 +338,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 
 def test_a_sweep_of_image_runs_tabulates_their_final_metrics(folder, tmp_path):
-    assert main(["sweep", "--out", str(tmp_path / "s"), "--dataset", str(folder), *_flags(TINY),
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--dataset", str(folder), *flags(TINY),
                  "--vary", "lr=1e-3,3e-3"]) == 0
     with open(tmp_path / "s" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import SRC
 from tiny_diffusion import cli, fileio, runs
 from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
 from tiny_diffusion.config import TrainConfig
@@ -25,7 +26,6 @@ from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError, TrainingStopped
 from tiny_diffusion.train import train
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 # terminal_alpha_bar: 20 steps that end at noise, so no warning about shrunk samples (these tests compare runs)
 TINY = dict(dataset="moons", n_points=256, batch_size=64, epochs=8, timesteps=20, terminal_alpha_bar=1e-4,
             hidden_size=16, hidden_layers=1, emb_size=8, frames=4, frame_points=64, checkpoint_every=2, device="cpu")
