@@ -5,7 +5,7 @@ kernels with one call. What is captured is the very TrainStep the eager loop cal
 changing inputs live in static tensors refilled before each replay, the learning rate in a tensor the LR
 scheduler fills, the optimizer in its capturable form, and the training generator is registered with
 the graph so every replay draws fresh noise. Nothing here runs on the CPU except through the `backend`
-a test passes (tests/test_fast_step.py checks the static-buffer plumbing against the eager loop there).
+a test passes (tests/train/test_fast_step.py checks the static-buffer plumbing against the eager loop there).
 
 No GPU has checked these paths yet, so --cuda-graphs auto trusts a capture only after it has been compared:
 one replayed training step against the eager step from the same state, one replayed network call against

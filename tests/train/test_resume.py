@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import pickle
@@ -18,43 +17,16 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import DETERMINISTIC, SRC, TINY_POINTS, assert_same_run, metrics_rows, stop_at_frame
 from tiny_diffusion import cli, fileio, runs
-from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError, TrainingStopped
 from tiny_diffusion.train import train
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-# terminal_alpha_bar: 20 steps that end at noise, so no warning about shrunk samples (these tests compare runs)
-TINY = dict(dataset="moons", n_points=256, batch_size=64, epochs=8, timesteps=20, terminal_alpha_bar=1e-4,
-            hidden_size=16, hidden_layers=1, emb_size=8, frames=4, frame_points=64, checkpoint_every=2, device="cpu")
-DETERMINISTIC = ("epoch", "step", "loss", "lr")  # metrics.csv columns; `seconds` is wall-clock time
-
 
 def tiny(**changes) -> TrainConfig:
-    return TrainConfig.from_dict({**TINY, **changes})
-
-
-def weights(run_dir) -> dict:
-    state = torch.load(Path(run_dir) / runs.CHECKPOINT, weights_only=True)
-    return {**{f"model.{k}": v for k, v in state["model"].items()},
-            **{f"ema.{k}": v for k, v in (state["ema"] or {}).items()}}
-
-
-def assert_same_run(a, b):
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), f"{k} differs"
-    assert metrics_rows(a) == metrics_rows(b)
-    assert np.array_equal(np.load(Path(a) / runs.FRAMES), np.load(Path(b) / runs.FRAMES))
-
-
-def metrics_rows(run_dir) -> list[dict]:
-    """metrics.csv's deterministic columns, as strings."""
-    with open(Path(run_dir) / runs.METRICS, newline="") as f:
-        return [{c: r[c] for c in DETERMINISTIC} for r in csv.DictReader(f)]
+    return TrainConfig.from_dict({**TINY_POINTS, **changes})
 
 
 def checkpoint_rows(run_dir) -> list[dict]:
@@ -70,23 +42,10 @@ def reference_run(tmp_path_factory):
     return out
 
 
-def _stop_at_frame(monkeypatch, k: int, action):
-    """Make the k-th snapshot (an epoch end) trigger `action`: a signal or a crash."""
-    real, calls = train_module.sample, []
-
-    def sample(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == k:
-            action()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "sample", sample)
-
-
 @pytest.mark.parametrize("k, sig", [(1, signal.SIGTERM), (3, signal.SIGINT)])
 def test_a_signal_stops_after_the_step_and_resume_is_exact(reference_run, tmp_path, monkeypatch, k, sig):
     out = tmp_path / "run"
-    _stop_at_frame(monkeypatch, k, lambda: signal.raise_signal(sig))
+    stop_at_frame(monkeypatch, k, lambda: signal.raise_signal(sig))
     with pytest.raises(TrainingStopped, match=f"{sig.name}.*--resume") as e:
         train(tiny(), out, progress=False)
     assert e.value.exit_code == 128 + sig
@@ -109,7 +68,7 @@ def test_crash_resumes_from_the_last_interval_checkpoint(reference_run, tmp_path
     def crash():
         raise MemoryError("simulated crash")
 
-    _stop_at_frame(monkeypatch, 3, crash)  # frames after epochs 1, 3, 6, 8: crash at the end of epoch 6,
+    stop_at_frame(monkeypatch, 3, crash)  # frames after epochs 1, 3, 6, 8: crash at the end of epoch 6,
     with pytest.raises(MemoryError):       # before its checkpoint: the one after epoch 4 is the last good one
         train(tiny(), out, progress=False)
     assert torch.load(out / runs.CHECKPOINT, weights_only=True)["epoch"] == 4
@@ -144,7 +103,7 @@ def test_checkpoint_holds_the_full_training_state(reference_run):
     state = runs.load_checkpoint(reference_run / runs.CHECKPOINT)  # weights_only=True inside
     assert {"model", "ema", "optimizer", "scheduler", "rng", "metrics", "frames", "config", "step"} <= set(state)
     assert {"generator", "torch_cpu", "numpy", "python"} <= set(state["rng"])
-    assert len(state["metrics"]) == TINY["epochs"] and state["frames"].shape[0] == TINY["frames"]
+    assert len(state["metrics"]) == TINY_POINTS["epochs"] and state["frames"].shape[0] == TINY_POINTS["frames"]
 
 
 # -- kill -9 at random moments ------------------------------------------------------------
@@ -171,7 +130,7 @@ def _check_files_whole(run_dir: Path):
         assert rows[:len(saved)] == saved and len(rows) - len(saved) in (0, ahead)
 
 
-KILL_CFG = {**TINY, "epochs": 150, "checkpoint_every": 7}
+KILL_CFG = {**TINY_POINTS, "epochs": 150, "checkpoint_every": 7}
 
 
 def _epochs_done(run_dir: Path) -> int:
@@ -242,7 +201,7 @@ def _poison_steps(monkeypatch, bad_steps: set[int]):
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     _poison_steps(monkeypatch, {15})  # 4 steps per epoch: epoch 4; the checkpoint after epoch 2 stays
-    flags = [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    flags = [a for k, v in TINY_POINTS.items() for a in (f"--{k.replace('_', '-')}", str(v))]
     assert cli.main(["train", *flags, "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "step 15" in err and "lr" in err

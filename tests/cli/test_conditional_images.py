@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_images_train import TINY, _flags, cache  # noqa: F401  (fixture: a private cache)
+from tests.helpers import TINY_IMAGES, cache, flags  # noqa: F401  (cache: a private data cache)
 from tiny_diffusion.cli import main
 from tiny_diffusion.eval.guidance_curve import IMAGE_COLUMNS
 
 # kimg 0.5 (62 steps, a few seconds): at seeds 0, 1, 2 the samples asked for a class were >= 98% of it at W = 1
 # and W = 3 (64 per class, dpm++ 4 steps), while W = 0 drew dark and bright in ratios from 0:1 to 4:1
-COND = {**TINY, "kimg": 0.5}
+COND = {**TINY_IMAGES, "kimg": 0.5}
 DARK, BRIGHT = 40, 215  # grey levels of the two classes (+-30 noise): their means are 0.7 apart in [-1, 1]
 
 
@@ -39,7 +39,7 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("cond") / "run"
-    assert main(["train", "--dataset", str(folder), *_flags(COND), "--class-cond", "--guidance", "2", "--out",
+    assert main(["train", "--dataset", str(folder), *flags(COND), "--class-cond", "--guidance", "2", "--out",
                  str(out), "--quiet"]) == 0
     return out
 

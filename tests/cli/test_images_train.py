@@ -18,16 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import SRC, TINY_IMAGES, cache, flags  # noqa: F401  (cache: a private data cache)
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main, torch_threads
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
 from tiny_diffusion.sampling import sample
 from tiny_diffusion.train import train
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-# a U-Net of a few thousand weights on 8x8 grayscale images: seconds, not minutes
-TINY = dict(base_channels=4, channel_mult="1,2", timesteps=50, batch_size=8, kimg=0.064, frames=2, frame_points=4,
-            eval_n=16, eval_steps=4, frame_steps=4, device="cpu")
 
 
 def _digit(cls: int, i: int) -> np.ndarray:
@@ -47,27 +43,15 @@ def folder(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    """Decoded folders and the metrics' classifier are cached in a temporary folder, shared by this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINY_DIFFUSION_DATA", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 def tiny(folder, **changes) -> TrainConfig:
-    return TrainConfig.from_dict({"dataset": str(folder), **TINY, **changes})
+    return TrainConfig.from_dict({"dataset": str(folder), **TINY_IMAGES, **changes})
 
 
 @pytest.fixture(scope="module")
 def run(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", "--dataset", str(folder), *_flags(TINY), "--out", str(out), "--quiet"]) == 0
+    assert main(["train", "--dataset", str(folder), *flags(TINY_IMAGES), "--out", str(out), "--quiet"]) == 0
     return out
-
-
-def _flags(values: dict) -> list[str]:
-    return [a for k, v in values.items() for a in (f"--{k.replace('_', '-')}", str(v))]
 
 
 def test_image_defaults_fill_what_the_user_left_unset(folder):
@@ -102,11 +86,11 @@ def test_a_run_folder_holds_what_users_expect(run):
     for name in ("config.json", "checkpoint.pt", "metrics.csv", "frames.npy", "loss.png", "samples.png", "quality.json"):
         assert (run / name).is_file(), name
     pngs = sorted((run / "samples").glob("*.png"))
-    assert len(pngs) == TINY["eval_n"] and Image.open(pngs[0]).size == (8, 8) and Image.open(pngs[0]).mode == "L"
+    assert len(pngs) == TINY_IMAGES["eval_n"] and Image.open(pngs[0]).size == (8, 8) and Image.open(pngs[0]).mode == "L"
     frames = np.load(run / "frames.npy")
-    assert frames.dtype == np.uint8 and frames.shape[1:] == (TINY["frame_points"], 1, 8, 8)
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (TINY_IMAGES["frame_points"], 1, 8, 8)
     q = json.loads((run / "quality.json").read_text())
-    assert q["quality"]["n"] == TINY["eval_n"] and q["data_floor"]["n"] == TINY["eval_n"]
+    assert q["quality"]["n"] == TINY_IMAGES["eval_n"] and q["data_floor"]["n"] == TINY_IMAGES["eval_n"]
     assert q["noise"]["fid_features"] > q["data_floor"]["fid_features"]
     assert q["shape"] == [1, 8, 8] and q["classifier_accuracy"] == 1.0  # bars on the left or right: no doubt
     state = runs.load_checkpoint(run / "checkpoint.pt")
@@ -122,7 +106,7 @@ def test_image_configs_record_no_point_only_fields_and_old_ones_still_load(run, 
 
     saved = json.loads((run / runs.CONFIG).read_text())
     point_only = {"n_points", "hidden_size", "hidden_layers", "emb_size", "time_emb", "input_emb", "input_scale"}
-    assert not point_only & set(saved) and saved["base_channels"] == TINY["base_channels"]
+    assert not point_only & set(saved) and saved["base_channels"] == TINY_IMAGES["base_channels"]
     assert not point_only & set(runs.load_checkpoint(run / runs.CHECKPOINT)["config"])
     assert point_only <= set(TrainConfig().to_dict())
     old = tmp_path / "old"
@@ -231,11 +215,11 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
     # x_T, then steps evenly in log-SNR from lambda -2.5 (this cosine schedule ends at lambda -10), then x_0
     steps = [re.fullmatch(r"t = (\d+)\nlambda = (\S+)", label) for label in labels]
     ts, lams = [int(m[1]) for m in steps], [float(m[2]) for m in steps]
-    assert ts[0] == TINY["timesteps"] and ts[-1] == 0 and len(ts) == 5 and lams[-1] == float("inf")
+    assert ts[0] == TINY_IMAGES["timesteps"] and ts[-1] == 0 and len(ts) == 5 and lams[-1] == float("inf")
     assert lams[1] == pytest.approx(figures.SHAPE_FROM, abs=0.3) and lams[0] < lams[1] < lams[2] < lams[3]
     assert main(["animate", str(run)]) == 0
     assert main(["animate", str(run), "--reverse", "--n", "4"]) == 0
-    for name, n_frames in (("animation.gif", TINY["frames"]), ("reverse.gif", TINY["timesteps"] + 1)):
+    for name, n_frames in (("animation.gif", TINY_IMAGES["frames"]), ("reverse.gif", TINY_IMAGES["timesteps"] + 1)):
         with Image.open(run / name) as gif:
             gif.seek(gif.n_frames - 1)  # the last frame stays up HOLD_LAST seconds
             assert gif.n_frames <= n_frames and gif.info["duration"] == 1000 * figures.HOLD_LAST
@@ -246,8 +230,8 @@ def test_a_run_of_a_relative_folder_is_images_from_any_working_directory(folder,
     is still an image run when sample, evaluate, plot and animate run elsewhere, where `imgs` does not exist."""
     monkeypatch.chdir(folder.parent)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", folder.name, *_flags(TINY), "--frames", "0", "--eval-n", "4", "--out", str(run),
-                 "--quiet"]) == 0
+    assert main(["train", "--dataset", folder.name, *flags(TINY_IMAGES), "--frames", "0", "--eval-n", "4", "--out",
+                 str(run), "--quiet"]) == 0
     recorded = json.loads((run / runs.CONFIG).read_text())
     assert (recorded["dataset"], recorded["kind"], recorded["sample_shape"]) == (folder.name, "images", "1,8,8")
     (tmp_path / "elsewhere").mkdir()
@@ -295,34 +279,35 @@ def test_reverse_figure_of_images_samples_as_the_final_samples_by_default(run, t
     shown = []
     monkeypatch.setattr(vi, "process_strip", lambda traj, path, titles: shown.append((traj, titles)))
     assert main(["plot", "reverse", str(run), "--n", "3", "--out", str(tmp_path / "r.png")]) == 0
-    assert f"(dpm++, {TINY['eval_steps']} steps, logsnr, seed 0)" in capsys.readouterr().out
+    assert f"(dpm++, {TINY_IMAGES['eval_steps']} steps, logsnr, seed 0)" in capsys.readouterr().out
     (traj, titles), = shown
-    assert len(titles) == TINY["eval_steps"] + 1 and titles[-1].startswith("t = 0\n")  # every state of 4 steps
+    assert len(titles) == TINY_IMAGES["eval_steps"] + 1 and titles[-1].startswith("t = 0\n")  # every state of 4 steps
     _, model, diffusion = runs.load_run(run)
-    x0 = sample(model, diffusion, 3, 0, sampler="dpm++", steps=TINY["eval_steps"])
+    x0 = sample(model, diffusion, 3, 0, sampler="dpm++", steps=TINY_IMAGES["eval_steps"])
     assert np.array_equal(traj[-1], vi.to_uint8(x0))
 
 
 def test_unlabelled_folder_trains_without_metrics(tmp_path, capsys):
     for i in range(12):
         Image.fromarray(_digit(i % 2, i), mode="L").save(tmp_path / f"{i}.png")
-    assert main(["train", "--dataset", str(tmp_path), *_flags(TINY), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["train", "--dataset", str(tmp_path), *flags(TINY_IMAGES), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0
     assert "no quality numbers" in capsys.readouterr().out
     q = json.loads((tmp_path / "run" / "quality.json").read_text())
-    assert "quality" not in q and q["n_eval"] == TINY["eval_n"]
+    assert "quality" not in q and q["n_eval"] == TINY_IMAGES["eval_n"]
 
 
 def test_image_run_resumes_bit_identically_after_kill_9(folder, tmp_path):
     """An image run killed with SIGKILL after its first checkpoint and resumed gives the weights, metrics
     and frames of the same run trained without a stop. One thread throughout: a convolution's sums depend on
     the thread count, and the CLI's default (auto) would follow the machine's load."""
-    cfg = {**TINY, "kimg": 0.32, "frames": 3}  # 40 steps: 10 epochs of 4 steps, a checkpoint after each
+    cfg = {**TINY_IMAGES, "kimg": 0.32, "frames": 3}  # 40 steps: 10 epochs of 4 steps, a checkpoint after each
     ref = tmp_path / "ref"
     with torch_threads(1):
         train(tiny(folder, **cfg), ref, progress=False)
     env = {**os.environ, "PYTHONPATH": SRC}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *_flags(cfg),
+    cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", str(folder), *flags(cfg),
            "--out", str(out), "--quiet", "--threads", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -354,7 +339,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 
 def test_a_sweep_of_image_runs_tabulates_their_final_metrics(folder, tmp_path):
-    assert main(["sweep", "--out", str(tmp_path / "s"), "--dataset", str(folder), *_flags(TINY),
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--dataset", str(folder), *flags(TINY_IMAGES),
                  "--vary", "lr=1e-3,3e-3"]) == 0
     with open(tmp_path / "s" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
@@ -413,5 +398,5 @@ def test_evaluate_an_image_run_repeats_the_numbers_train_wrote(run, capsys):
     saved = json.loads((run / runs.QUALITY).read_text())
     assert main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"{TINY['eval_n']} samples of" in out and "seed 1234" in out
+    assert f"{TINY_IMAGES['eval_n']} samples of" in out and "seed 1234" in out
     assert str(ImageQuality(**saved["quality"])) in out and str(ImageQuality(**saved["data_floor"])) in out, out

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import SRC
 from tiny_diffusion import fileio, runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.train import train
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = dict(dataset="moons", n_points=512, batch_size=128, epochs=3, timesteps=20, terminal_alpha_bar=1e-4,
             hidden_size=16, hidden_layers=1,
             emb_size=8, frames=2, frame_points=64, checkpoint_every=1, device="cpu")

@@ -347,7 +347,7 @@ def test_the_gpu_bench_runs_its_smoke_sizes_here():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the repository: tests/train/ is two below it
     r = subprocess.run([sys.executable, str(root / "bench" / "gpu.py"), "--smoke", "--device", "cpu"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

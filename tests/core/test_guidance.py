@@ -306,12 +306,12 @@ def test_a_conditional_run_resumes_exactly(tmp_path, monkeypatch):
     """Stopped by SIGTERM mid-run and resumed: the weights, metrics and frames of the uninterrupted run."""
     import signal
 
-    from test_resume import TINY, _stop_at_frame, assert_same_run
+    from tests.helpers import TINY_POINTS, assert_same_run, stop_at_frame
     from tiny_diffusion.errors import TrainingStopped
 
-    cfg = TrainConfig.from_dict({**TINY, "dataset": "datasaurus", "class_cond": True, "guidance": 2.0})
+    cfg = TrainConfig.from_dict({**TINY_POINTS, "dataset": "datasaurus", "class_cond": True, "guidance": 2.0})
     train(cfg, tmp_path / "ref", progress=False)
-    _stop_at_frame(monkeypatch, 2, lambda: signal.raise_signal(signal.SIGTERM))
+    stop_at_frame(monkeypatch, 2, lambda: signal.raise_signal(signal.SIGTERM))
     with pytest.raises(TrainingStopped):
         train(cfg, tmp_path / "run", progress=False)
     monkeypatch.undo()

@@ -1,0 +1,77 @@
+"""What several test files share, importable from any folder of tests/ (`from tests.helpers import ...`)."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_diffusion import runs
+from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
+
+# the source tree, for the CLI run in a fresh interpreter (tests/helpers.py sits one below the repository)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+# a U-Net of a few thousand weights on 8x8 grayscale images: seconds, not minutes
+TINY_IMAGES = dict(base_channels=4, channel_mult="1,2", timesteps=50, batch_size=8, kimg=0.064, frames=2,
+                   frame_points=4, eval_n=16, eval_steps=4, frame_steps=4, device="cpu")
+
+
+def flags(values: dict) -> list[str]:
+    """The command-line flags that set `values` (config keys): {"eval_n": 4} -> ["--eval-n", "4"]."""
+    return [a for k, v in values.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """Decoded folders and the metrics' classifier are cached in a temporary folder, shared by the module that
+    imports this fixture (autouse there, module-scoped: one folder per module)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINY_DIFFUSION_DATA", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+# -- points runs that must match bit for bit (resume) --------------------------------------------------------
+
+# terminal_alpha_bar: 20 steps that end at noise, so no warning about shrunk samples (resume tests compare runs)
+TINY_POINTS = dict(dataset="moons", n_points=256, batch_size=64, epochs=8, timesteps=20, terminal_alpha_bar=1e-4,
+                   hidden_size=16, hidden_layers=1, emb_size=8, frames=4, frame_points=64, checkpoint_every=2,
+                   device="cpu")
+DETERMINISTIC = ("epoch", "step", "loss", "lr")  # metrics.csv columns; `seconds` is wall-clock time
+
+
+def weights(run_dir) -> dict:
+    """Every tensor of the checkpoint's model and EMA, by name."""
+    state = torch.load(Path(run_dir) / runs.CHECKPOINT, weights_only=True)
+    return {**{f"model.{k}": v for k, v in state["model"].items()},
+            **{f"ema.{k}": v for k, v in (state["ema"] or {}).items()}}
+
+
+def assert_same_run(a, b):
+    """Two run folders hold the same weights, metrics (but wall-clock time) and frames, bit for bit."""
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k} differs"
+    assert metrics_rows(a) == metrics_rows(b)
+    assert np.array_equal(np.load(Path(a) / runs.FRAMES), np.load(Path(b) / runs.FRAMES))
+
+
+def metrics_rows(run_dir) -> list[dict]:
+    """metrics.csv's deterministic columns, as strings."""
+    with open(Path(run_dir) / runs.METRICS, newline="") as f:
+        return [{c: r[c] for c in DETERMINISTIC} for r in csv.DictReader(f)]
+
+
+def stop_at_frame(monkeypatch, k: int, action):
+    """Make the k-th snapshot (an epoch end) trigger `action`: a signal or a crash."""
+    real, calls = train_module.sample, []
+
+    def sample(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == k:
+            action()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "sample", sample)
