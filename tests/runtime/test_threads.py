@@ -72,6 +72,7 @@ def _loaded(others: float):
 @pytest.mark.parametrize("value", [[], ["--threads", "0"], ["--threads", "auto"]])
 def test_auto_threads_is_the_default_and_backs_off_when_cores_are_busy(run_dir, tmp_path, threads_at_work,
                                                                         monkeypatch, value):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the tests' own cap (conftest), which auto honours
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     before = torch.get_num_threads()
@@ -132,6 +133,7 @@ def test_auto_threads_rechecks_the_load_every_few_seconds():
 
 
 def test_train_with_auto_threads_follows_the_load(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the tests' own cap (conftest), which auto honours
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(threads, "read_cpu", _loaded(2.0))  # both cores busy with other work
@@ -157,3 +159,17 @@ def test_threads_is_in_the_help_of_its_commands(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "--threads N" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("env, expected", [("1", 1), ("3", 3), ("0", 4), ("x", 4), (None, 4)])
+def test_auto_takes_omp_num_threads_as_its_upper_bound(env, expected, monkeypatch):
+    """A user's OMP_NUM_THREADS caps auto as it caps torch's own default (and keeps a process that forks workers,
+    such as the tests' torchrun ranks, on one OpenMP thread); a missing or meaningless value leaves the cores."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    idle = threads.Reading(0.0, 0.0, 0.0)
+    auto = threads.AutoThreads(True, set_threads=lambda n: None, read=lambda: idle, machine_cores=4)
+    assert auto.usable == expected

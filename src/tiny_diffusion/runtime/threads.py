@@ -50,6 +50,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def env_limit() -> int | None:
+    """OMP_NUM_THREADS when the user set it to a positive count: torch's own default honours it, and so does
+    auto, as an upper bound (it also keeps a process that forks workers on one OpenMP thread, which a forked
+    child needs: a parent's larger thread pool does not survive fork)."""
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
 def others_busy(before: Reading, after: Reading, machine_cores: int, usable: int) -> float:
     """Cores kept busy by other processes between two readings, counted on the cores we may use (the
     machine's busy share scaled to them). Without /proc/stat: the 1-minute load average less our own use."""
@@ -81,7 +92,7 @@ class AutoThreads:
                  machine_cores: int | None = None, sleep=time.sleep, clock=time.monotonic):
         self.images, self.read, self.sleep, self.clock = images, read or read_cpu, sleep, clock
         self.set_threads = set_threads or _torch_set_threads
-        self.usable = usable or usable_cores()
+        self.usable = usable or min(usable_cores(), env_limit() or math.inf)  # OMP_NUM_THREADS: an upper bound
         self.machine_cores = max(machine_cores or os.cpu_count() or 1, self.usable)
         self.last = self.read()
         self.threads = None
