@@ -82,27 +82,34 @@ IMAGE_DEFAULTS = dict(
     lr=2e-3,
     ema=0.999,
     frames=10,  # each snapshot grid costs ~0.4% of the default run
-    frame_points=64,  # one 8x8 grid per snapshot: frames stay small
+    frame_points=None,  # fitted to the run's length (fit_evaluation): FRAME_POINTS for a default-length run
     checkpoint_every=1,  # an image epoch is long; a checkpoint costs well under 1% of one
-    eval_n=None,  # scaled to the run's length (scaled_eval): FULL_EVAL_N for a default-length run
+    eval_n=None,  # fitted to the run's length (fit_evaluation): FULL_EVAL_N for a default-length run
     # DPM-Solver++ at 50 steps: 1000 digits in ~80 s on 2 cores (not the 25 min of 1000 ancestral steps), and
     # classifier-FID 2.1 where 20 steps gave 2.8 and 10 steps 6.1 (docs/images.md)
     eval_sampler="dpm++",
-    eval_steps=None,  # scaled to the run's length (scaled_eval): 50 from half the default length, else 20
+    eval_steps=None,  # fitted to the run's length (fit_evaluation): 50 from half the default length, else 20
     # class-cond: at 20 kimg on the 4000 digits (`python bench/mnist_cond.py --n 50 --curve 0,1,2,3,5 -- --kimg 20
     # --frames 0 --eval-n 100 --eval-steps 20`, 500 samples), W = 2 had the lowest classifier-FID (7.4; W = 1: 10.2,
     # 3: 8.7, 5: 12.0) and 0.88 labelled as requested (W = 1: 0.66, 3: 0.94; docs/conditional.md)
     guidance=2.0,
 )
 
-# The final samples of an image run when eval_n / eval_steps are not given: their cost fits the run's length.
-# The default run (90 kimg) scores FULL_EVAL_N samples at FULL_EVAL_STEPS, ~80 s after ~8.5 min of training. A
-# quick try (`--kimg 5`: ~47 s of training) paid the same ~150 s for its final samples; scaled, eval_n follows the
-# share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of fewer is mostly noise),
-# and below half the default length the solver takes QUICK_EVAL_STEPS (classifier-FID 2.8 vs 2.1 at 50 steps on
-# the default run, docs/images.md): `--kimg 5` scores 100 samples at 20 steps, 25x less sampling.
+# An image run's evaluation (snapshot grids and final samples) when frame_points / eval_n / eval_steps are not
+# given: it fits the run's length (train/length.py fit_evaluation). First the full values: FRAME_POINTS per grid,
+# and eval_n following the share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of
+# fewer is mostly noise) at FULL_EVAL_STEPS, or QUICK_EVAL_STEPS below half the default length (classifier-FID 2.8
+# vs 2.1 at 50 steps on the default run, docs/images.md). Then, if their network passes exceed EVAL_SHARE of the
+# training's (TRAIN_PASSES per image seen), the unset counts shrink together to fit. The default run (90 kimg: 10
+# grids of 64 x 20 steps and 1000 x 50) uses 64000 of its 90048 allowed passes and is unchanged (~80 s of final
+# samples after ~8.5 min of training); a 3-step photo run draws 1-image grids.
 FULL_EVAL_N, MIN_EVAL_N = 1000, 100
 FULL_EVAL_STEPS, QUICK_EVAL_STEPS = 50, 20
+FRAME_POINTS = 64  # one 8x8 grid per snapshot: frames stay small
+# a training image costs about 3 forward passes (the forward, the backward at twice it); measured 3.4 on the
+# default MNIST U-Net (~185 images/s training, ~625 images/s sampling) and 3.8 on the SimpleUnet (issue 26)
+TRAIN_PASSES = 3
+EVAL_SHARE = 1 / 3  # evaluation's passes at most a third of training's: a quarter of the whole run
 
 
 @dataclass
@@ -191,12 +198,14 @@ class TrainConfig:
     compile: str = _f("off", "run the network through torch.compile (its compile time is logged)",
                       choices=("off", "on"))
     frames: int = _auto("number of sample snapshots saved in frames.npy during training", low=0, high=100_000)
-    frame_points: int = _auto("samples per snapshot (points: also the final samples' count)", low=1,
+    frame_points: int = _auto("samples per snapshot (points: also the final samples' count; images: fitted to the "
+                              "run's length unless given)", low=1,
                               high=10_000_000)
     # snapshots with a 20-step solver cost ~1% of training; the final samples always use full ancestral DDPM
     frame_sampler: str = _f("dpm++", "sampler of the snapshots in frames.npy", choices=SAMPLERS)
     frame_steps: int = _f(20, "network evaluations per snapshot (at most timesteps)", low=1, high=100_000)
-    eval_n: int = _auto("images: final samples scored by the classifier metrics (100 is a quick look)", low=1,
+    eval_n: int = _auto("images: final samples scored by the classifier metrics (100 is a quick look; unset: fitted "
+                        "to the run's length)", low=1,
                         high=10_000_000)
     eval_sampler: str = _auto("sampler of the final samples", choices=SAMPLERS)
     eval_steps: int = _auto("network evaluations of the final samples (0 = all timesteps)", low=0, high=100_000)
@@ -269,20 +278,10 @@ class TrainConfig:
             changes = {"kind": None, "sample_shape": None, **changes}
         return type(self).from_dict(merge_values(self.to_dict(), changes))
 
-    def scaled_eval(self, images_seen: int) -> "TrainConfig":
-        """This config with its unset (None) eval_n / eval_steps fitted to a run that sees `images_seen` images
-        (the rule beside FULL_EVAL_N); values the user gave are kept. Points never leave them unset."""
-        if self.eval_n is not None and self.eval_steps is not None:
-            return self
-        share = min(1.0, images_seen / (IMAGE_DEFAULTS["kimg"] * 1000))
-        n = max(MIN_EVAL_N, math.ceil(share * FULL_EVAL_N / 100) * 100) if self.eval_n is None else self.eval_n
-        steps = (FULL_EVAL_STEPS if share >= 0.5 else QUICK_EVAL_STEPS) if self.eval_steps is None else self.eval_steps
-        return self.replace(eval_n=n, eval_steps=steps)
-
     def differences(self, saved: dict, ignore=()) -> list[str]:
         """The fields whose value differs from `saved` (a config's dict), but for `ignore` and a field the run fills
         in itself that this config does not know yet (None): a resolved one (kind, sample_shape), or an auto one left
-        unset (an image run's eval_n / eval_steps, scaled to its length)."""
+        unset (an image run's frame_points / eval_n / eval_steps, fitted to its length)."""
         filled = {f.name for f in self.fields() if f.metadata["resolved"] or f.metadata["auto"]}
         return [k for k, v in self.to_dict().items()
                 if k not in ignore and saved.get(k) != v and not (k in filled and v is None)]
@@ -324,7 +323,7 @@ class TrainConfig:
             raise InputError(f"{source}: hidden_size = {self.hidden_size}, hidden_layers = {self.hidden_layers} and "
                              f"emb_size = {self.emb_size} make ~{n_params:.2g} weights (limit {MAX_PARAMS:.0g}); "
                              f"use a smaller model")
-        if self.frames * self.frame_points > MAX_FRAME_VALUES:
+        if self.frame_points is not None and self.frames * self.frame_points > MAX_FRAME_VALUES:
             raise InputError(f"{source}: frames = {self.frames} snapshots of frame_points = {self.frame_points} "
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
 

@@ -12,3 +12,7 @@ class TrainingStopped(Exception):
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class SamplingStopped(Exception):
+    """Sampling ended early because its `stop` callable asked (sampling.trajectory): training's stop signals."""

@@ -13,6 +13,7 @@ from .core.diffusion import Diffusion
 from .core.guidance import Guided
 from .core.noise import SampleNoise
 from .core.samplers import DEFAULT_SPACING, SAMPLERS, log_snr, steps_from, timesteps
+from .errors import SamplingStopped
 
 # Where a few-step grid of 2D points starts (its log-SNR lambda_min), per sampler: on the default dino model
 # (`bench/default_grid.py`, 10 seeds), the best precision + coverage at 10 and 20 steps among the starts whose
@@ -62,7 +63,15 @@ def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing
 
 POINT_BLOCK = 1024  # rows per network call for points: one call per step for the usual 1000 points
 IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, large ones still fill the cores
-BLOCKS = {"points": POINT_BLOCK, "images": IMAGE_BLOCK}
+
+
+def aligned_block(kind: str, n: int) -> int:
+    """Rows per network call when n samples are drawn: points always POINT_BLOCK (as ever); images the smallest
+    power of two >= n, at most IMAGE_BLOCK, so a grid of 4 photos costs 4 images' passes per step, not 64 (a
+    62M-weight network: 0.3 s, not 4 s). Any n >= IMAGE_BLOCK shares the block of 64, so those draws agree."""
+    if kind == "points":
+        return POINT_BLOCK
+    return min(IMAGE_BLOCK, 1 << max(0, int(n) - 1).bit_length())
 
 
 def shape_and_kind(model, shape=None, kind=None) -> tuple[tuple[int, ...], str]:
@@ -75,17 +84,21 @@ def shape_and_kind(model, shape=None, kind=None) -> tuple[tuple[int, ...], str]:
 def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
                sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
                y: torch.Tensor | None = None, guidance: float = 1.0, spacing: str | None = None,
-               lambda_min: float | None = None, kind: str | None = None, **kwargs) -> Iterator[torch.Tensor]:
+               lambda_min: float | None = None, kind: str | None = None, block: int | None = None, stop=None,
+               **kwargs) -> Iterator[torch.Tensor]:
     """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
     (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
     depends only on (seed, i): its x_T and every step's noise come from its own stream
     (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
-    (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit.
+    (`AlignedBatches`, `block` rows: default `aligned_block(kind, start + n)`; a caller drawing one whole in parts
+    passes the whole's), so a larger batch reproduces a smaller one's samples bit for bit (images: from 64 up).
     y: (n,) class labels passed to the model, aligned the same way (negative: the "no label" class), and
     `guidance` their classifier-free guidance weight W (`guidance.Guided`: 1 plain conditional, 0 unconditional;
     both predictions in one call per block, each sample at its same rows). eta is DDIM's (ddim only).
     steps, spacing, lambda_min: the grid (`grid`: None takes the measured default for the sampler and `kind`,
-    "points" or "images"; default: the model's `kind`, recorded by build_model from the run's config)."""
+    "points" or "images"; default: the model's `kind`, recorded by build_model from the run's config).
+    stop: a callable asked before every network call; when it answers True, sampling ends with SamplingStopped
+    (a training run's Ctrl-C within one block's pass, not after the whole snapshot)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if eta is not None:
@@ -100,7 +113,7 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     noise = SampleNoise(seed, n, shape, device=device, start=start)
     if y is not None:
         model, y = Guided(model, guidance), y.to(device)
-    aligned = AlignedBatches(model, start, BLOCKS[kind], y)
+    aligned = AlignedBatches(model, start, block or aligned_block(kind, start + n), y, stop)
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, ts, **kwargs)
 
 
@@ -126,9 +139,14 @@ class AlignedBatches(torch.nn.Module):
     in a batch of 7 and of 300. Here sample i is always computed as row i % block of a block-sized
     product, whatever the batch: bit-identical results on a given device and thread count."""
 
-    def __init__(self, model, start: int = 0, block: int = POINT_BLOCK, y: torch.Tensor | None = None):
+    def __init__(self, model, start: int = 0, block: int = POINT_BLOCK, y: torch.Tensor | None = None, stop=None):
         super().__init__()
-        self.model, self.start, self.block, self.y = model, start, block, y
+        self.model, self.start, self.block, self.y, self.stop = model, start, block, y, stop
+
+    def _call(self, *args) -> torch.Tensor:
+        if self.stop is not None and self.stop():
+            raise SamplingStopped("sampling stopped on request")
+        return self.model(*args)
 
     def _pad(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         padded = x.new_zeros((hi - lo, *x.shape[1:]))
@@ -141,8 +159,8 @@ class AlignedBatches(torch.nn.Module):
         hi = -(-(self.start + n) // b) * b  # ... and at or after the last sample
         blocks = self._pad(x, lo, hi).split(b)
         if self.y is None:
-            out = torch.cat([self.model(block, t) for block in blocks])
+            out = torch.cat([self._call(block, t) for block in blocks])
         else:
             labels = self._pad(self.y, lo, hi).split(b)
-            out = torch.cat([self.model(block, t, yb) for block, yb in zip(blocks, labels)])
+            out = torch.cat([self._call(block, t, yb) for block, yb in zip(blocks, labels)])
         return out[self.start - lo:self.start - lo + n]

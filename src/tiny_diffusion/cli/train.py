@@ -53,8 +53,12 @@ def _print_result(result, start: float) -> None:
     cfg = result.config
     print(f"run folder: {result.out_dir}")
     length = f"{cfg.kimg:g} kimg" if cfg.kimg > 0 else f"{cfg.epochs} epochs"
-    print(f"trained {length} in {result.train_seconds:.1f} s ({time.perf_counter() - start:.1f} s with "
-          f"sampling and figures)")
+    wall = time.perf_counter() - start
+    if result.seconds_before > 0:  # a resumed run: its training before the stop is in train_seconds, not in wall
+        print(f"trained {length} in {result.train_seconds:.1f} s, {result.seconds_before:.1f} s of it before the "
+              f"resumption; this resumption took {wall:.1f} s with sampling and figures")
+    else:
+        print(f"trained {length} in {result.train_seconds:.1f} s ({wall:.1f} s with sampling and figures)")
     print_quality(f"{len(result.samples)} samples", cfg.dataset, result.quality, result.floor, _notes(result))
     _print_classes(result)
 

@@ -1,8 +1,12 @@
-"""Names of the image data sets, for config checks and `--help`: pure Python, no numpy/torch/Pillow."""
+"""Names of the image data sets, for config checks and `--help`: pure Python, no numpy/torch/Pillow; and the
+error for a --dataset that names nothing (every kind of data, the nearest name, a missing path named as such)."""
 
 from __future__ import annotations
 
+import difflib
 import os
+
+from ..errors import InputError
 
 IMAGE_DATASETS = {  # the built-in image sets, downloaded on first use (or read from --data-dir)
     "mnist": "60000 handwritten digits, 28x28 gray, 10 classes (LeCun et al.)",
@@ -24,3 +28,18 @@ def dataset_kind(name: str) -> str:
     from .points import DATASETS  # numpy: imported only when a folder is named
 
     return "points" if name in DATASETS else "images"
+
+
+def unknown_dataset(name: str) -> InputError:
+    """The error for a `--dataset` that is no data set: a path that does not exist is named as missing; else every
+    kind of data there is (as `tiny-diffusion datasets` lists them) and the nearest name, if one is near."""
+    if os.sep in name or "/" in name or name.startswith((".", "~")):
+        return InputError(f"--dataset {name}: no such folder or file (a folder of images or a .csv/.npy point file)")
+    from .points import DATASETS  # numpy: only for the error
+
+    names = [*DATASETS, *IMAGE_DATASETS]
+    near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return InputError(f"unknown dataset {name!r}{hint}; choose a point set ({', '.join(DATASETS)}), an image set "
+                      f"({', '.join(IMAGE_DATASETS)}), a .csv (header x,y) or .npy point file, or a folder of images "
+                      f"(`tiny-diffusion datasets` lists them)")

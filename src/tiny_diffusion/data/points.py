@@ -210,7 +210,7 @@ def load_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
             pts = pts[rng.integers(0, len(pts), n)]
         return pts
     if name not in DATASETS:
-        raise InputError(
-            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or pass a .csv (header x,y) or .npy file"
-        )
+        from .image_names import unknown_dataset
+
+        raise unknown_dataset(name)
     return DATASETS[name](n, rng).astype(np.float32)

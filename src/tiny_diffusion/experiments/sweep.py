@@ -193,11 +193,13 @@ def snapshot_epochs(run_dir: Path) -> list:
     return runs.frame_epochs_of(run_dir) or [_last_epoch(run_dir)]
 
 
-def _last_epoch(run_dir: Path) -> int:
+def _last_epoch(run_dir: Path):
+    """The last row's epoch in metrics.csv: an int, or a float when the run ended within an epoch (1.27)."""
     import csv
 
     with open(Path(run_dir) / runs.METRICS) as f:
-        return int(list(csv.DictReader(f))[-1]["epoch"])
+        epoch = float(list(csv.DictReader(f))[-1]["epoch"])
+    return int(epoch) if epoch.is_integer() else epoch
 
 
 def _evaluate_image_run(run_dir: Path, path: Path) -> dict:

@@ -41,13 +41,14 @@ class PointHooks:
     def __init__(self, cfg, data, device):
         self.cfg, self.data, self.device = cfg, data, device
         self.per_class = None
+        self.stop = None  # the loop's "stop now?" (sampling.trajectory's stop), asked before every network call
 
     def snapshot(self, model, diffusion) -> np.ndarray:  # (frame_points, 2)
         cfg = self.cfg
         # logsnr spacing: on the default dino model, 20 DPM-Solver++ steps reach precision 0.28 with the
         # trailing spacing and about 0.7 already at 10 steps with logsnr (docs/samplers.md)
         return sample(model, diffusion, cfg.frame_points, FRAME_SEED, device=self.device, sampler=cfg.frame_sampler,
-                      steps=min(cfg.frame_steps, cfg.timesteps), spacing="logsnr",
+                      steps=min(cfg.frame_steps, cfg.timesteps), spacing="logsnr", stop=self.stop,
                       **conditioning(cfg, self.data, cfg.frame_points)).cpu().numpy()
 
     def snapshot_metrics(self, frame) -> dict:
@@ -59,7 +60,7 @@ class PointHooks:
 
         cfg, final = self.cfg, final_sampling(self.cfg)
         cond = conditioning(cfg, self.data, final["n"])
-        samples = sample(model, diffusion, device=self.device, **final, **cond).cpu().numpy()
+        samples = sample(model, diffusion, device=self.device, stop=self.stop, **final, **cond).cpu().numpy()
         if cond:
             self.per_class = per_class(samples, cond["y"].numpy(), cfg.dataset)
         return samples, quality(samples, references(cfg.dataset)), data_floor(cfg.dataset)
@@ -95,6 +96,7 @@ class ImageHooks:
         for note in self.notes:
             (log or print)(f"{cfg.dataset}: {note}")
         self.as_requested = None  # a class-conditional run: the share of final samples labelled as their class
+        self.stop = None  # the loop's "stop now?" (sampling.trajectory's stop), asked before every network call
 
     def _size_notes(self) -> list[str]:
         """What the metric cannot measure at this data set's size and the run's sample counts, and which flag helps."""
@@ -117,7 +119,8 @@ class ImageHooks:
         from ..viz.image_files import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
-                               sampler=sampler, steps=steps, spacing="logsnr", **conditioning(self.cfg, self.data, n)))
+                               sampler=sampler, steps=steps, spacing="logsnr", stop=self.stop,
+                               **conditioning(self.cfg, self.data, n)))
 
     def snapshot(self, model, diffusion) -> np.ndarray:
         cfg = self.cfg

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig
+from ..config import (EVAL_SHARE, FRAME_POINTS, FULL_EVAL_N, FULL_EVAL_STEPS, IMAGE_DEFAULTS, MIN_EVAL_N,
+                      POINT_DEFAULTS, QUICK_EVAL_STEPS, TRAIN_PASSES, TrainConfig)
 from ..runs import frame_epochs
+from ..sampling import IMAGE_BLOCK, aligned_block
 from .hooks import final_sampling
+
+QUICK_HINT_SECONDS = 600  # a run estimated longer than this names the quick option
 
 
 def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
@@ -46,11 +50,15 @@ def snapshot_steps(total_steps: int, steps_per_epoch: int, frames: int, by_step:
     return sorted({max(1, int(round(s))) for s in np.linspace(total_steps, 0, frames + 1)[:-1]})
 
 
-def snapshot_epochs(steps: list[int], steps_per_epoch: int, total_steps: int) -> list:
-    """Each snapshot's epoch as quality.json records it: whole at an epoch's end (and at the last step, the
-    run's last epoch), else to 2 decimals (0.25: a quarter into the first epoch)."""
-    return [-(-s // steps_per_epoch) if s % steps_per_epoch == 0 or s == total_steps
-            else round(s / steps_per_epoch, 2) for s in steps]
+def snapshot_epochs(steps: list[int], steps_per_epoch: int) -> list:
+    """Each snapshot's epoch as quality.json records it: whole at an epoch's end, else to 2 decimals (0.25: a
+    quarter into the first epoch; a kimg run's last step, within its last epoch, too: 79 steps of 62 are 1.27)."""
+    return [epoch_at(s, steps_per_epoch) for s in steps]
+
+
+def epoch_at(step: int, steps_per_epoch: int):
+    """The epochs done after `step` steps: an int at an epoch's end, else a float to 2 decimals."""
+    return step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 2)
 
 
 def describe_length(cfg: TrainConfig, n: int, batch: int, total_steps: int) -> str:
@@ -66,24 +74,66 @@ def describe_length(cfg: TrainConfig, n: int, batch: int, total_steps: int) -> s
     return f"training {cfg.epochs} epochs ({why}) = {total_steps} steps of {batch} = {total_steps * batch} {what}"
 
 
-def quick_try_hints(cfg: TrainConfig, data) -> list[str]:
-    """What an image run prints on how to try things fast."""
+def sampling_calls(cfg: TrainConfig, n: int, steps: int) -> tuple[int, int]:
+    """(block, calls): drawing n images in `steps` steps calls the network on blocks of `block` images
+    (sampling.aligned_block, padded), ceil(n / block) times a step; a guided draw's calls are twice as wide
+    (guidance.Guided: W other than 0 and 1), counted here as two."""
+    block = aligned_block(cfg.kind, n)
+    guided = 2 if cfg.class_cond and cfg.guidance not in (0, 1) else 1
+    return block, -(-n // block) * steps * guided
+
+
+def eval_calls(cfg: TrainConfig, n_snapshots: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((block, calls) of the snapshots, (block, calls) of the final samples) of a run's evaluation."""
+    final = final_sampling(cfg)
+    block, calls = sampling_calls(cfg, cfg.frame_points, min(cfg.frame_steps, cfg.timesteps))
+    return (block, n_snapshots * calls), sampling_calls(cfg, final["n"], final["steps"] or cfg.timesteps)
+
+
+def eval_passes(cfg: TrainConfig, n_snapshots: int) -> tuple[int, int]:
+    """(snapshots, final samples): the network passes of a run's evaluation, in one-image forward passes."""
+    (b1, c1), (b2, c2) = eval_calls(cfg, n_snapshots)
+    return b1 * c1, b2 * c2
+
+
+def _shrunk(n: int, factor: float) -> int:
+    """n scaled by factor, rounded down to what fills its blocks (a power of two below IMAGE_BLOCK, else a
+    multiple of it), at least 1."""
+    m = max(1, int(n * factor))
+    return m // IMAGE_BLOCK * IMAGE_BLOCK if m >= IMAGE_BLOCK else 1 << (m.bit_length() - 1)
+
+
+def fit_evaluation(cfg: TrainConfig, images_seen: int, n_snapshots: int) -> TrainConfig:
+    """This config with its unset (None) frame_points / eval_n / eval_steps fitted to a run that sees `images_seen`
+    images and takes `n_snapshots` snapshots (the rule beside FULL_EVAL_N in config.py): the full values, then, when
+    their passes exceed EVAL_SHARE of training's (TRAIN_PASSES per image), the unset counts shrink by one factor to
+    fit what the given ones leave. Values the user gave are kept. Points never leave them unset."""
+    unset = [k for k in ("frame_points", "eval_n", "eval_steps") if getattr(cfg, k) is None]
+    if not unset:
+        return cfg
+    share = min(1.0, images_seen / (IMAGE_DEFAULTS["kimg"] * 1000))
+    full = {"frame_points": FRAME_POINTS, "eval_n": max(MIN_EVAL_N, math.ceil(share * FULL_EVAL_N / 100) * 100),
+            "eval_steps": FULL_EVAL_STEPS if share >= 0.5 else QUICK_EVAL_STEPS}
+    cfg = cfg.replace(**{k: full[k] for k in unset})
+    shots, final = eval_passes(cfg, n_snapshots)
+    allowed = EVAL_SHARE * TRAIN_PASSES * images_seen
+    scalable = (shots if "frame_points" in unset else 0) + (final if "eval_n" in unset else 0)
+    if shots + final <= allowed or scalable == 0:
+        return cfg
+    factor = max(0.0, allowed - (shots + final - scalable)) / scalable  # what the given counts leave
+    return cfg.replace(**{k: _shrunk(getattr(cfg, k), factor) for k in ("frame_points", "eval_n") if k in unset})
+
+
+def quick_try_hints(cfg: TrainConfig, data, seconds: float | None = None) -> list[str]:
+    """What an image run prints on how to try things fast: the quick option when the run has the default length
+    (the user chose none) or is estimated past QUICK_HINT_SECONDS."""
     if not data.images:
         return []
     hints = []
     if cfg.image_size is None and data.shape[-1] == 64 and Path(cfg.dataset).is_dir():
         hints.append("images at 64 px (no --image-size given): --image-size 32 trains on a quarter of the pixels")
-    hints.append("a quick try: --kimg 5 (and --image-size 32 for photos); the final samples scale with the run's "
-                 "length unless --eval-n / --eval-steps are given")
+    default_length = cfg.kimg == IMAGE_DEFAULTS["kimg"]
+    if default_length or (seconds is not None and seconds > QUICK_HINT_SECONDS):
+        hints.append("a quick try: --kimg 5 (and --image-size 32 for photos); the snapshots and final samples fit "
+                     "the run's length unless --frame-points / --eval-n / --eval-steps are given")
     return hints
-
-
-def final_estimate(cfg: TrainConfig, batch: int, step_seconds: float) -> str:
-    """A line on the final samples and about how long they take: a sampling step is one forward pass of
-    its batch (two when guided), a training step about three of `batch` (forward, and backward at twice it)."""
-    final = final_sampling(cfg)
-    steps = final["steps"] or cfg.timesteps
-    passes = final["n"] * steps * (2 if cfg.class_cond and cfg.guidance not in (0, 1) else 1)
-    seconds = step_seconds * passes / (3 * batch)
-    return (f"final samples: {final['n']} x {steps} {final['sampler']} steps, about {seconds:.0f} s (estimated from "
-            f"the training step's speed)")

@@ -20,14 +20,15 @@ from .. import fileio, runs
 from ..config import TrainConfig, shape_text
 from ..core.diffusion import Diffusion
 from ..data.source import load_source
-from ..errors import InputError
+from ..errors import InputError, SamplingStopped
 from ..models import build_model
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
 from . import state as ckpt
+from .estimate import Speed, describe_estimate, final_line, measure, run_estimate, synced_seconds
 from .hooks import FRAME_SEED, hooks_for
-from .length import (describe_length, final_estimate, lr_factor, quick_try_hints, schedule_length, snapshot_epochs,
+from .length import (describe_length, epoch_at, eval_calls, fit_evaluation, lr_factor, quick_try_hints, schedule_length, snapshot_epochs,
                      snapshot_steps)
 from .step import TrainStep, ema_decay, plan_for
 
@@ -45,8 +46,9 @@ class TrainResult:
     samples: np.ndarray  # the final samples: (n, 2) float points or (n, C, H, W) uint8 images
     quality: object  # metrics.Quality (points) or eval.images.ImageQuality (labelled images), or None
     floor: object  # the same numbers for real data at the same n
-    train_seconds: float
+    train_seconds: float  # all the run's training, before a resumption too
     out_dir: Path | None
+    seconds_before: float = 0.0  # ... of which before this resumption (0 for a fresh run)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Run:
     start_step: int = 0  # ... and the step it started from
     compile_seconds: float | None = None
     auto_threads: object = None  # threads.AutoThreads under --threads auto, else None
+    speed: Speed | None = None  # the network's timed passes (images, rank 0): the estimates
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.start
@@ -120,16 +123,41 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     run.auto_threads = auto_threads
     if resume:
         _restore(run, out_dir)
-    for line in [describe_length(run.cfg, len(run.data), run.batch, run.total_steps),
-                 *quick_try_hints(run.cfg, run.data)]:
+    for line in _intro(run):
         run.log(line)
     if run.out is not None and not run.finished:
         fileio.write_json(run.out / runs.CONFIG, run.cfg.to_dict())
         if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
             fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
     _build_step(run)
-    _train_epochs(run, progress)
-    return _finish(run)
+    with ckpt.StopSignals() as stop:  # from here a signal stops the run within a step or one sampling block
+        if run.hooks is not None and run.world == 1:  # (several ranks agree on stops between steps only)
+            run.hooks.stop = lambda: stop.signum is not None
+        _train_epochs(run, progress, stop)
+        return _finish(run, stop)
+
+
+def _intro(run: Run) -> list[str]:
+    """The lines a run starts with: its length and why, an image run's estimate of what is left of it (from
+    timed passes of the network), and how to try things fast (after ~10 min of estimate, or at the default length)."""
+    lines, seconds = [describe_length(run.cfg, len(run.data), run.batch, run.total_steps)], None
+    if run.main and run.data.images and not run.finished:
+        blocks = [block for block, _ in eval_calls(run.cfg, 1)]
+        run.speed = measure(run.model, run.data.shape, run.device, blocks, run.cfg.class_cond)
+        steps_left, shots_left = run.total_steps - run.step, _snapshots_left(run)
+        estimate = run_estimate(run.cfg, run.speed, steps_left * run.batch // run.world, shots_left)
+        seconds = estimate["total"]
+        lines.append(describe_estimate(run.cfg, estimate, steps_left, shots_left))
+    return lines + quick_try_hints(run.cfg, run.data, seconds)
+
+
+def _snapshots_left(run: Run) -> int:
+    """Snapshots still to take: those after the current step, and one interrupted at it (taken on resuming)."""
+    return sum(s > run.step for s in run.snapshot_at) + _snapshots_missing(run)
+
+
+def _snapshots_missing(run: Run) -> int:
+    return max(0, sum(s <= run.step for s in run.snapshot_at) - len(run.frames))
 
 
 def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
@@ -141,7 +169,8 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     cfg = cfg.replace(sample_shape=shape_text(data.shape))  # recorded in config.json and the checkpoint
     batch, steps_per_epoch, total_steps = schedule_length(cfg, len(data))
-    cfg = cfg.scaled_eval(total_steps * batch)  # an image run's final samples fit its length (config.py)
+    snapshot_at = set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames, by_step=data.images))
+    cfg = fit_evaluation(cfg, total_steps * batch, len(snapshot_at))  # an image run's evaluation fits its length
     rows = dist.rows(batch)
     plan = plan_for(cfg, device, world, data.images)
     torch.manual_seed(cfg.seed)  # model initialisation
@@ -159,8 +188,7 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     return Run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, n_epochs, rows, plan,
-               model, ema_model, diffusion, optimizer, scheduler, generator, hooks,
-               set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames, by_step=data.images)))
+               model, ema_model, diffusion, optimizer, scheduler, generator, hooks, snapshot_at)
 
 
 def _restore(run: Run, out_dir) -> None:
@@ -229,7 +257,7 @@ def _stop_requested(run: Run, stop, last_of_epoch: bool) -> bool:
     return (last_of_epoch or run.step % STOP_CHECK_EVERY == 0) and dist.any_rank(stop.signum is not None, run.device)
 
 
-def _train_epochs(run: Run, progress: bool | None) -> None:
+def _train_epochs(run: Run, progress: bool | None, stop) -> None:
     """Every epoch from where the run stands; a stop signal checkpoints and raises TrainingStopped."""
     show = run.main and (sys.stderr.isatty() if progress is None else progress)
     from tqdm.auto import tqdm
@@ -240,13 +268,12 @@ def _train_epochs(run: Run, progress: bool | None) -> None:
         run.log(f"threads: {run.auto_threads.start()} (auto: the free cores of {run.auto_threads.usable}, re-checked "
                 f"while training; --threads N to fix it)")
     run.start, run.start_step = time.perf_counter(), run.step
-    with ckpt.StopSignals() as stop:
-        for epoch in bar:
-            epoch_steps = _run_epoch(run, epoch, stop)
-            _end_epoch(run, epoch, epoch_steps, bar)
-        if not run.finished and (stop.signum is not None if run.world == 1 else
-                                 dist.any_rank(stop.signum is not None, run.device)):
-            raise stop.stopped("after the last epoch, before the final files", run.out)
+    for epoch in bar:
+        epoch_steps = _run_epoch(run, epoch, stop)
+        _end_epoch(run, epoch, epoch_steps, bar, stop)
+    if not run.finished and (stop.signum is not None if run.world == 1 else
+                             dist.any_rank(stop.signum is not None, run.device)):
+        raise stop.stopped("after the last epoch, before the final files", run.out)
     bar.close()
 
 
@@ -258,6 +285,8 @@ def _run_epoch(run: Run, epoch: int, stop) -> int:
     if run.batch_start == 0:
         run.perm = torch.randperm(len(run.data), device=run.device, generator=run.generator)
         state.loss_sum.zero_()
+    elif run.main and run.batch_start < epoch_steps and _snapshots_missing(run):  # stopped during this step's one
+        run.pending = _snapshot(run, stop, epoch, run.batch_start)
     for i in range(run.batch_start, epoch_steps):
         first = run.plan.compile and run.compile_seconds is None
         t0 = time.perf_counter() if first else 0.0
@@ -267,7 +296,7 @@ def _run_epoch(run: Run, epoch: int, stop) -> int:
                 raise ckpt.nonfinite_error(run.step + 1, cfg, run.out)
             run.log(f"skipping step {run.step + 1}: non-finite loss or gradient ({run.skipped}/{cfg.skip_nonfinite})")
         if first:
-            run.compile_seconds = _synced_seconds(t0, run.device)
+            run.compile_seconds = synced_seconds(t0, run.device)
             run.log(f"torch.compile: the first step took {run.compile_seconds:.1f} s (compilation included)")
         run.scheduler.step()
         run.step += 1
@@ -282,12 +311,12 @@ def _run_epoch(run: Run, epoch: int, stop) -> int:
                 _save(run, epoch, i + 1, loss_sum)
             raise stop.stopped(f"after {ckpt.position(run.step, epoch, i + 1)}", run.out)
         if run.step in run.snapshot_at and i < epoch_steps - 1 and run.main:  # a short run's snapshot within an epoch
-            run.pending = _snapshot(run)
+            run.pending = _snapshot(run, stop, epoch, i + 1)
     run.batch_start = 0
     return epoch_steps
 
 
-def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar) -> None:
+def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar, stop) -> None:
     """The epoch's loss (the one host sync per epoch), the non-finite check, a snapshot, a checkpoint."""
     cfg = run.cfg
     epoch_loss = (dist.mean(run.loss_state.loss_sum) / epoch_steps).item()
@@ -295,14 +324,15 @@ def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar) -> None:
     if cfg.skip_nonfinite == 0 and first_bad >= 0:
         raise ckpt.nonfinite_error(first_bad, cfg, run.out)
     elapsed = run.seconds()
-    row = {"epoch": epoch + 1, "step": run.step, "loss": epoch_loss,
+    # the epochs done: a kimg run's last row is within an epoch (79 steps of 62: 1.27)
+    row = {"epoch": epoch_at(run.step, run.steps_per_epoch), "step": run.step, "loss": epoch_loss,
            "lr": float(run.optimizer.param_groups[0]["lr"]), "seconds": round(elapsed, 3)}
     if run.data.images:
         bar.set_postfix(loss=f"{epoch_loss:.4f}", img_s=f"{run.step * run.batch / max(elapsed, 1e-9):.0f}")
     else:
         bar.set_postfix(loss=f"{epoch_loss:.4f}")
     if run.step in run.snapshot_at and run.main:
-        run.pending = _snapshot(run)
+        run.pending = _snapshot(run, stop, epoch, epoch_steps)
     row.update(run.pending)  # the epoch's last snapshot's numbers
     run.pending = {}
     run.metrics_rows.append(row)
@@ -311,21 +341,34 @@ def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar) -> None:
         _save(run, epoch + 1, 0)
 
 
-def _snapshot(run: Run) -> dict:
-    """A frame for frames.npy; its metrics (images) for the epoch's metrics row."""
+def _snapshot(run: Run, stop, epoch: int, batch_done: int) -> dict:
+    """A frame for frames.npy; its metrics (images) for the epoch's metrics row. A stop signal during its sampling
+    checkpoints the position before it (`batch_done` steps of `epoch`): resuming takes this snapshot first."""
     run.ema_model.eval()
-    run.frames.append(run.hooks.snapshot(run.sampling_model, run.diffusion))
-    return run.hooks.snapshot_metrics(run.frames[-1])
+    try:
+        frame = run.hooks.snapshot(run.sampling_model, run.diffusion)
+    except SamplingStopped:
+        if run.out is not None:
+            _save(run, epoch, batch_done, dist.mean(run.loss_state.loss_sum))
+        raise stop.stopped(f"during the snapshot at {ckpt.position(run.step, epoch, batch_done)}", run.out) from None
+    run.frames.append(frame)
+    return run.hooks.snapshot_metrics(frame)
 
 
-def _finish(run: Run) -> TrainResult:
+def _finish(run: Run, stop) -> TrainResult:
     """The final samples, their quality and the run's last files (quality.json last: it marks the run finished)."""
     train_seconds = run.seconds()
     run.ema_model.eval()
     if not run.main:
-        return TrainResult(run.cfg, run.ema_model, run.diffusion, None, None, None, train_seconds, None)
-    run.log(final_estimate(run.cfg, run.batch, (time.perf_counter() - run.start) / max(1, run.step - run.start_step)))
-    samples, q, floor = run.hooks.final(run.sampling_model, run.diffusion)
+        return TrainResult(run.cfg, run.ema_model, run.diffusion, None, None, None, train_seconds, None,
+                           run.seconds_before)
+    step_seconds = (time.perf_counter() - run.start) / max(1, run.step - run.start_step)
+    blocks = [block for block, _ in eval_calls(run.cfg, 1)]
+    run.log(final_line(run.cfg, run.speed or Speed.from_training(step_seconds, run.batch, blocks)))
+    try:
+        samples, q, floor = run.hooks.final(run.sampling_model, run.diffusion)
+    except SamplingStopped:  # the last epoch's checkpoint holds the trained weights: resuming draws them again
+        raise stop.stopped("during the final samples (training is complete)", run.out) from None
     out = run.out
     if out is not None and not run.finished:
         frames = run.frames
@@ -336,7 +379,7 @@ def _finish(run: Run) -> TrainResult:
         plots.loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], out / "loss.png")
         shots = sorted(run.snapshot_at)
         extra = {"train_seconds": round(train_seconds, 3), "frame_steps": shots,
-                 "frame_epochs": snapshot_epochs(shots, run.steps_per_epoch, run.total_steps),
+                 "frame_epochs": snapshot_epochs(shots, run.steps_per_epoch),
                  "world_size": run.world, "device": run.device.type, **run.plan.as_dict(),
                  "cuda_graphs": run.plan.graphs and run.train_step.graphed}  # False after auto fell back to eager
         if run.compile_seconds is not None:
@@ -344,11 +387,4 @@ def _finish(run: Run) -> TrainResult:
         if run.auto_threads is not None:
             extra["threads"] = run.auto_threads.choices  # every count auto set, in order
         run.hooks.write(out, samples, q, floor, extra)
-    return TrainResult(run.cfg, run.ema_model, run.diffusion, samples, q, floor, train_seconds, out)
-
-
-def _synced_seconds(t0: float, device: torch.device) -> float:
-    """Seconds since t0 once the device has finished its queued work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
+    return TrainResult(run.cfg, run.ema_model, run.diffusion, samples, q, floor, train_seconds, out, run.seconds_before)

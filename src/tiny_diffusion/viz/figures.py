@@ -30,11 +30,6 @@ def default_n(images: bool, animation: bool = False) -> int:
     return (IMAGE_GRID if animation else IMAGE_N) if images else POINT_N
 
 
-def _columns(length: int, panels: int) -> np.ndarray:
-    """`panels` indices spread evenly over 0..length-1 (distinct, both ends included)."""
-    return np.unique(np.linspace(0, length - 1, panels).round().astype(int))
-
-
 def reverse_columns(alpha_bar, panels: int, t_states=None) -> np.ndarray:
     """Which states of a sampling trajectory a reverse figure shows, as indices into it: the first (x_T), then
     states evenly spaced in log-SNR lambda_t = log(alpha_t / sigma_t) over [SHAPE_FROM, SHAPE_UNTIL] (within the
@@ -123,8 +118,9 @@ def _to_numpy(x: torch.Tensor, images: bool) -> np.ndarray:
 
 
 def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: int = 10, warn: bool = False) -> Path:
-    """x_0 ... x_T of the forward process (Ho et al. eq. 2) for `panels` steps, for cfg's data and schedule
-    (warn: about a schedule whose alpha_bar_T is far from 0)."""
+    """x_0 ... x_T of the forward process (Ho et al. eq. 2) in `panels` steps spaced in log-SNR (forward_columns),
+    each titled with its t and lambda, for cfg's data and schedule (warn: about a schedule whose alpha_bar_T is far
+    from 0)."""
     from ..data.source import load_source
     from ..core.diffusion import Diffusion
 
@@ -138,15 +134,24 @@ def forward_figure(cfg, out: Path, n: int | None = None, seed: int = 0, panels: 
 
         x0 = torch.from_numpy(load_dataset(cfg.dataset, n, seed))
     traj = diffusion.forward_trajectory(x0, torch.Generator().manual_seed(seed))  # (T + 1, n, ...)
-    cols = _columns(len(traj), panels)
+    alpha_bar = _alpha_bar(diffusion)
+    cols = forward_columns(alpha_bar, panels)
+    titles = [step_title(int(t), alpha_bar, "\n" if cfg.images else ", ") for t in cols]
     if cfg.images:
         from .images import process_strip
 
-        return process_strip(_to_numpy(traj[cols], True), out, [f"t = {c}" for c in cols])
+        return process_strip(_to_numpy(traj[cols], True), out, titles)
     from . import points as plots
 
-    plots.process_grid(traj.numpy(), out, panels, steps=list(range(diffusion.T + 1)))
+    plots.grid(list(zip(titles, traj[cols].numpy())), out, cols=min(len(titles), 5))
     return Path(out)
+
+
+def forward_columns(alpha_bar, panels: int) -> np.ndarray:
+    """Which x_t a forward figure shows, as t (0 = the data, T = the noise): the reverse figure's states
+    (reverse_columns) read forwards, so the panels between x_0 and x_T are spaced evenly in log-SNR over
+    [SHAPE_FROM, SHAPE_UNTIL], where the shape dissolves (evenly in t, 9 of 10 dino panels were noise at T = 1000)."""
+    return np.sort(len(alpha_bar) - reverse_columns(alpha_bar, panels))
 
 
 def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels: int, animation: bool):

@@ -22,7 +22,8 @@ from .image_files import checked_images, output_path, pillow_format, whole, writ
 from .image_files import read_images, to_uint8  # noqa: F401  (re-exported: callers written before the split)
 
 PAD = 2  # pixels between the images of a grid and around it: enough to tell neighbours apart
-MIN_WIDTH = 256  # default scale: small images (28x28 digits) are upscaled until a figure is this wide
+MIN_WIDTH = 256  # default scale: small images (28x28 digits) are upscaled until a figure is this wide...
+MIN_CELL = 56  # ...and each image this tall: a 28-pixel digit at twice its size, a 32-pixel CIFAR photo too
 GAP = 4  # pixels between a label and the edge of its band
 
 
@@ -58,8 +59,9 @@ def _layout(n: int, nrow: int | None) -> tuple[int, int]:
 
 
 def _auto_scale(w: int, cols: int, pad: int = PAD) -> int:
-    """The smallest whole s >= 1 with cols * (w * s + pad) + pad >= MIN_WIDTH: small images become readable."""
-    return max(1, math.ceil((MIN_WIDTH - pad - cols * pad) / (cols * w)))
+    """The smallest whole s >= 1 with cols * (w * s + pad) + pad >= MIN_WIDTH and w * s >= MIN_CELL: small
+    images become readable (a 10-column grid of digits: 602 pixels wide, not 302)."""
+    return max(1, math.ceil((MIN_WIDTH - pad - cols * pad) / (cols * w)), math.ceil(MIN_CELL / w))
 
 
 def _pil(chw: np.ndarray) -> Image.Image:
@@ -139,17 +141,23 @@ def save_grid(images, path, nrow: int | None = None, scale: int | None = None,
 
 
 def save_class_grid(images, labels, classes: list[str], path, per_row: int | None = None) -> Path:
-    """A grid with one row per requested class (in order of first appearance), named on the left: row r holds
-    that class's images in order, at most per_row of them (default all); shorter rows end in blank cells."""
+    """A grid of the requested classes (in order of first appearance), each named left of its first row: a class's
+    images in order, per_row to a row (default: as many as a near-square grid of all the images has columns, so
+    10 classes of 10 make 10 rows of 10, and 64 of one class 8 rows of 8); a class's last row ends in blank cells."""
     x, labels = checked_images(images), np.asarray(labels)
     if len(labels) != len(x):
         raise InputError(f"labels: {len(labels)} for {len(x)} images; give one label per image")
     order = list(dict.fromkeys(labels.tolist()))
-    rows = [x[labels == k][:per_row] for k in order]
-    cols = max(len(r) for r in rows)
+    per_class = [x[labels == k] for k in order]
+    cols = whole(per_row, 1, "per_row") if per_row is not None else _layout(len(x), None)[0]
+    cols = min(cols, max(len(c) for c in per_class))
     blank = np.full((cols, *x.shape[1:]), 255, np.uint8)
-    tiles = np.concatenate([np.concatenate([r, blank[:cols - len(r)]]) for r in rows])
-    return save_grid(tiles, path, nrow=cols, labels=[classes[k] for k in order])
+    tiles, names = [], []
+    for k, images_k in zip(order, per_class):
+        rows = -(-len(images_k) // cols)
+        tiles += [images_k, blank[:rows * cols - len(images_k)]]
+        names += [classes[k]] + [""] * (rows - 1)
+    return save_grid(np.concatenate(tiles), path, nrow=cols, labels=names)
 
 
 def save_png_folder(images, dir: Path, start: int = 0) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Figures: scatter of samples, loss curve, forward/reverse process grids and the animation.
+"""Figures: scatter of samples, loss curve, process grids (of forward/reverse panels) and the animation.
 matplotlib with the Agg backend (files only, no screen)."""
 
 from __future__ import annotations
@@ -72,15 +72,6 @@ def grid(panels: list[tuple[str, np.ndarray]], path: Path, cols: int, limit: flo
     plt.close(fig)
 
 
-def process_grid(trajectory: np.ndarray, path: Path, n_panels: int = 10, label: str = "t",
-                 steps: list[int] | None = None) -> None:
-    """A row of snapshots of a trajectory (steps, n, 2); `steps` names each index's t."""
-    idx = np.unique(np.linspace(0, len(trajectory) - 1, n_panels).round().astype(int))
-    steps = steps if steps is not None else list(range(len(trajectory)))
-    panels = [(f"{label} = {steps[i]}", trajectory[i]) for i in idx]
-    grid(panels, path, cols=min(len(panels), 5))
-
-
 def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps: int = 10,
             hold_last: float = 1.0, limit: float = LIMIT) -> Path:
     """An animation of (frames, n, 2) on fixed axes [-limit, limit]^2: GIF, or MP4 through ffmpeg when path
@@ -96,40 +87,67 @@ def animate(frames: np.ndarray, path: Path, titles: list[str] | None = None, fps
     fig, ax = plt.subplots(figsize=(4, 4))
     for i, pts in enumerate(frames):
         ax.clear()
-        outside = ~(np.abs(pts) <= limit).all(axis=1)  # NaN counts as outside
+        outside = int(_outside(pts, limit).sum())
         title = titles[i] if titles else ""
-        if outside.any():
-            title += f"\n{outside.sum()} of {len(pts)} points beyond the axes, shown at the edge"
-        _scatter_ax(ax, pts[~outside], limit, title or None, size=3.0)
-        edge = np.clip(pts[outside], -limit, limit)
-        ax.scatter(edge[:, 0], edge[:, 1], s=6.0, marker="x", color="tab:red", linewidths=0.8, clip_on=False)
+        if outside:
+            title += f"\n{outside} of {len(pts)} points beyond the axes, shown at the edge"
+        _scatter_edges(ax, pts, limit, title or None, size=3.0)
         fig.canvas.draw()
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
     plt.close(fig)
     return save_animation(images, path, fps, hold_last)
 
 
+def _outside(pts: np.ndarray, limit: float) -> np.ndarray:
+    """Which points lie beyond the axes [-limit, limit]^2 (early in training they lie far out); NaN counts."""
+    return ~(np.abs(pts) <= limit).all(axis=1)
+
+
+def _scatter_edges(ax, pts: np.ndarray, limit: float, title: str | None, size: float) -> None:
+    """Points on fixed axes, those beyond them drawn at the edge as red crosses, so a cell is never blank."""
+    outside = _outside(pts, limit)
+    _scatter_ax(ax, pts[~outside], limit, title, size=size)
+    edge = np.clip(pts[outside], -limit, limit)
+    ax.scatter(edge[:, 0], edge[:, 1], s=6.0, marker="x", color="tab:red", linewidths=0.8, clip_on=False)
+
+
+SWEEP_COLUMNS = 10  # snapshot columns at most in a sweep's figure, so it reads at 100% (20 made 3040 px of 6-pt text)
+SWEEP_FONT = 8  # points at 100 dpi: 11-pixel text
+SWEEP_CELL = 2.3  # inches per cell at 100 dpi: 230 pixels
+
+
 def sweep_grid(rows: list[tuple[str, list[tuple[int, dict, np.ndarray]]]], path: Path, limit: float = LIMIT,
                title: str | None = None) -> tuple[int, int]:
     """The classic ablation figure: one row per run (hyperparameter value), one column per snapshot
     epoch, axes shared; each cell titled with its epoch and quality numbers. rows: (label, cells),
-    a cell (epoch, {'energy', 'precision', 'coverage'}, points). Returns (rows, columns)."""
+    a cell (epoch, {'energy', 'precision', 'coverage'}, points). At most SWEEP_COLUMNS snapshots per row, spread
+    evenly (the first and the last kept); points beyond the axes drawn at the edge and counted in the cell's
+    title, as `animate` does. Returns (rows, columns)."""
     plt = _plt()
+    rows = [(label, [cells[i] for i in _spread(len(cells), SWEEP_COLUMNS)]) for label, cells in rows]
     cols = max(len(cells) for _, cells in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.0 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(SWEEP_CELL * cols, (SWEEP_CELL + 0.2) * len(rows)),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for r, (label, cells) in enumerate(rows):
         for c, (epoch, q, pts) in enumerate(cells):
             ax = axes[r, c]
             ax.axis("on")
-            _scatter_ax(ax, pts, limit, f"ep {epoch}: E {q['energy']:.3f}\nP {q['precision']:.2f} "
-                                         f"C {q['coverage']:.2f}", size=0.8)
-            ax.title.set_fontsize(6.5)
-        axes[r, 0].set_ylabel(label, fontsize=7)
+            outside = int(_outside(pts, limit).sum())
+            beyond = f", {outside} off axes" if outside else ""
+            _scatter_edges(ax, pts, limit, f"ep {epoch}{beyond}\nE {q['energy']:.3f} P {q['precision']:.2f} "
+                                           f"C {q['coverage']:.2f}", size=1.0)
+            ax.title.set_fontsize(SWEEP_FONT)
+        axes[r, 0].set_ylabel(label, fontsize=SWEEP_FONT)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=SWEEP_FONT + 3)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return len(rows), cols
+
+
+def _spread(n: int, most: int) -> list[int]:
+    """At most `most` of the indices 0..n-1, evenly spread, the first and the last included."""
+    return list(range(n)) if n <= most else np.unique(np.linspace(0, n - 1, most).round().astype(int)).tolist()

@@ -56,6 +56,9 @@ def _check_size_and_channels(image_size, channels) -> None:
 
 
 def _load_builtin(name: str, data_dir: Path | None, image_size, channels, log) -> ImageSet:
+    if data_dir is not None and not data_dir.is_dir():  # a typo: say so, rather than download and report that
+        raise InputError(f"--data-dir {data_dir}: no such folder; give the folder holding {data_dir_needs(name)}, "
+                         f"or leave --data-dir out to download {name} once")
     if name == "cifar10":
         train, train_labels, test, test_labels = cifar_arrays(data_dir, log)
     else:

@@ -13,7 +13,7 @@ import numpy as np
 from ...errors import InputError
 from ..download import fetch
 from .imageset import cache_root
-from .published import CHECKSUMS, CLASSES, IDX_SPLITS, MIRRORS, check_local, data_dir_needs
+from .published import CHECKSUMS, CLASSES, IDX_SPLITS, MIRRORS, OFFLINE, check_local, data_dir_needs
 
 MAX_IDX_BYTES = 1 << 33  # 8 GiB: no IDX data set comes near; a header claiming more is corrupt
 TORCHVISION_DIRS = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw"}  # reuse an existing download
@@ -135,7 +135,7 @@ def _fetch_idx(name: str, log) -> dict[str, Path | None]:
                                     needs=data_dir_needs(name))
         except InputError as e:
             if split == "train":
-                raise
+                raise InputError(f"{e}; {OFFLINE[name]}") if name in OFFLINE else e from None
             log(f"{name}: going on without the test split: {e}")
             paths.update(dict.fromkeys(stems))
     return paths

