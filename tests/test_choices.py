@@ -9,6 +9,7 @@ import torch
 from tiny_diffusion import choices, cli
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core import diffusion, samplers, schedules
+from tiny_diffusion.data import points
 from tiny_diffusion.models import MODELS, embeddings
 
 
@@ -18,6 +19,7 @@ def test_registries_are_keyed_by_the_choices():
     assert tuple(diffusion.LOSS_FNS) == choices.LOSSES
     assert tuple(samplers.SAMPLERS) == choices.SAMPLERS
     assert tuple(MODELS) == choices.MODELS
+    assert tuple(points.DATASETS) == choices.POINT_DATASETS  # dataset_kind and the typo message use the names
 
 
 def test_config_and_cli_offer_the_choices():

@@ -11,6 +11,12 @@ SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")  # core/sampl
 MODELS = ("mlp", "unet", "simple-unet")  # models/__init__.py
 DEVICES = ("auto", "cpu", "cuda", "mps")  # runtime/device.py
 KINDS = ("points", "images")  # what a run's samples are: recorded in config.json as `kind`
+# the built-in point sets (data/points.py DATASETS): the classic toys, the Datasaurus Dozen's shapes one by one, and
+# all 13 labelled (datasaurus); the image sets are data/image_names.py's IMAGE_DATASETS (with their descriptions)
+DATASAURUS_SHAPES = ("away", "bullseye", "circle", "dino", "dots", "h_lines", "high_lines", "slant_down", "slant_up",
+                     "star", "v_lines", "wide_lines", "x_shape")
+POINT_DATASETS = ("dino", "moons", "line", "circle", "swissroll", "8gaussians", "checkerboard", "spirals", "gaussian",
+                  *(f"datasaurus:{s}" for s in DATASAURUS_SHAPES), "datasaurus")
 
 
 def kind_of_shape(shape) -> str:

@@ -63,12 +63,14 @@ def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing
 
 POINT_BLOCK = 1024  # rows per network call for points: one call per step for the usual 1000 points
 IMAGE_BLOCK = 64  # images per network call: small batches are not padded far, large ones still fill the cores
+BLOCKS = {"points": POINT_BLOCK, "images": IMAGE_BLOCK}  # the default: any two draws of a kind agree
 
 
 def aligned_block(kind: str, n: int) -> int:
-    """Rows per network call when n samples are drawn: points always POINT_BLOCK (as ever); images the smallest
-    power of two >= n, at most IMAGE_BLOCK, so a grid of 4 photos costs 4 images' passes per step, not 64 (a
-    62M-weight network: 0.3 s, not 4 s). Any n >= IMAGE_BLOCK shares the block of 64, so those draws agree."""
+    """Rows per network call that fit a draw of n samples, as a training run's snapshots and final samples (and
+    `evaluate RUN`, repeating them) ask for: points POINT_BLOCK (as ever); images the smallest power of two >= n,
+    at most IMAGE_BLOCK, so a grid of 4 photos costs 4 images' passes per step, not 64 (a 62M-weight network:
+    0.3 s, not 4 s). From n = IMAGE_BLOCK on, it is the default block."""
     if kind == "points":
         return POINT_BLOCK
     return min(IMAGE_BLOCK, 1 << max(0, int(n) - 1).bit_length())
@@ -90,8 +92,8 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
     depends only on (seed, i): its x_T and every step's noise come from its own stream
     (`noise.SampleNoise`), and the network sees it at the same place in a same-sized block
-    (`AlignedBatches`, `block` rows: default `aligned_block(kind, start + n)`; a caller drawing one whole in parts
-    passes the whole's), so a larger batch reproduces a smaller one's samples bit for bit (images: from 64 up).
+    (`AlignedBatches`, `block` rows, default BLOCKS[kind]), so a larger batch reproduces a smaller one's samples
+    bit for bit (with the same block: `aligned_block` fits small draws at the cost of that).
     y: (n,) class labels passed to the model, aligned the same way (negative: the "no label" class), and
     `guidance` their classifier-free guidance weight W (`guidance.Guided`: 1 plain conditional, 0 unconditional;
     both predictions in one call per block, each sample at its same rows). eta is DDIM's (ddim only).
@@ -113,7 +115,7 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     noise = SampleNoise(seed, n, shape, device=device, start=start)
     if y is not None:
         model, y = Guided(model, guidance), y.to(device)
-    aligned = AlignedBatches(model, start, block or aligned_block(kind, start + n), y, stop)
+    aligned = AlignedBatches(model, start, block or BLOCKS[kind], y, stop)
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, ts, **kwargs)
 
 

@@ -521,6 +521,7 @@ def test_load_mnist_downloads_train_once_test_optional(server, monkeypatch, tmp_
     assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
     asked = [r for r in server.requests if "train" in r]
     assert len(asked) == 2
+    (tmp_path / "nothing-here").mkdir()  # a folder without the files (one that does not exist is an error)
     load_images("mnist", data_dir=tmp_path / "nothing-here", log=lambda m: None)  # falls back to the cache
     assert [r for r in server.requests if "train" in r] == asked  # no second download
 

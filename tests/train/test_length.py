@@ -25,7 +25,7 @@ from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError, TrainingStopped
 from tiny_diffusion.train import train
 from tiny_diffusion.runs import frame_epochs
-from tiny_diffusion.train.length import describe_length, quick_try_hints, snapshot_steps
+from tiny_diffusion.train.length import describe_length, fit_evaluation, quick_try_hints, snapshot_steps
 
 # a U-Net of a few thousand weights on 8x8 grayscale images, no labels (so no classifier to train)
 IMAGE = dict(base_channels=4, channel_mult="1,2", timesteps=20, batch_size=4, frame_points=4, frame_steps=2,
@@ -115,15 +115,20 @@ def test_the_length_line_says_why():
 # -- 17.3: quick tries quick ---------------------------------------------------------------------
 
 def test_final_samples_scale_with_the_run_unless_given():
-    quick = TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0}).scaled_eval(5000)
-    assert (quick.eval_n, quick.eval_steps) == (100, 20)  # 25x fewer network calls than 1000 x 50
-    full = TrainConfig.from_dict({"dataset": "mnist"}).scaled_eval(90_000)
+    def fitted(values: dict, seen: int):
+        return fit_evaluation(TrainConfig.from_dict({"dataset": "mnist", **values}), seen, 10)
+
+    quick = fitted({"kimg": 5.0}, 5000)
+    # 100 x 20 by the share of the default length, then with the grids shrunk to a third of training's passes
+    # (issue 26): 10 grids of 16 and 32 final samples
+    assert (quick.eval_n, quick.eval_steps, quick.frame_points) == (32, 20, 16)
+    full = fitted({}, 90_000)
     assert (full.eval_n, full.eval_steps) == (1000, 50)  # the default run as measured in docs/images.md
-    half = TrainConfig.from_dict({"dataset": "mnist"}).scaled_eval(45_000)
+    half = fitted({}, 45_000)
     assert (half.eval_n, half.eval_steps) == (500, 50)
-    given = TrainConfig.from_dict({"dataset": "mnist", "eval_n": 300}).scaled_eval(5000)
+    given = fitted({"kimg": 5.0, "eval_n": 300}, 5000)
     assert (given.eval_n, given.eval_steps) == (300, 20)
-    assert TrainConfig().scaled_eval(10).eval_n == 1000  # points: unchanged
+    assert fit_evaluation(TrainConfig(), 10, 20).eval_n == 1000  # points: unchanged
 
 
 def test_a_short_image_run_animates_with_every_frame_and_scales_its_final_samples(folder, tmp_path, capsys):
@@ -135,9 +140,10 @@ def test_a_short_image_run_animates_with_every_frame_and_scales_its_final_sample
     q = json.loads((out / runs.QUALITY).read_text())
     assert q["frame_steps"] == [1, 2, 3, 4] and q["frame_epochs"] == [0.5, 1, 1.5, 2]
     cfg = runs.run_config(out)
-    assert (cfg.eval_n, cfg.eval_steps) == (100, 20) and q["n_eval"] == 100  # config.json records what ran
+    # 16 images seen allow 16 passes; the given grids (4 x 4 images x 2 steps) take more: 1 final sample (issue 26)
+    assert (cfg.eval_n, cfg.eval_steps) == (1, 20) and q["n_eval"] == 1  # config.json records what ran
     err = capsys.readouterr().err
-    assert "final samples: 100 x 20 dpm++ steps, about" in err and "a quick try: --kimg 5" in err
+    assert "final samples: 1 x 20 dpm++ steps, about" in err and "a quick try: --kimg 5" not in err
 
 
 def test_snapshot_steps_keep_the_points_schedule_and_spread_short_image_runs():

@@ -42,14 +42,15 @@ def reference_run(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("k, sig", [(1, signal.SIGTERM), (3, signal.SIGINT)])
-def test_a_signal_stops_after_the_step_and_resume_is_exact(reference_run, tmp_path, monkeypatch, k, sig):
+@pytest.mark.parametrize("k, sig", [(2, signal.SIGTERM), (3, signal.SIGINT)])  # snapshots after epochs 1, 3, 6, 8
+def test_a_signal_stops_at_the_snapshot_and_resume_is_exact(reference_run, tmp_path, monkeypatch, k, sig):
     out = tmp_path / "run"
     stop_at_frame(monkeypatch, k, lambda: signal.raise_signal(sig))
     with pytest.raises(TrainingStopped, match=f"{sig.name}.*--resume") as e:
         train(tiny(), out, progress=False)
     assert e.value.exit_code == 128 + sig
-    assert torch.load(out / runs.CHECKPOINT, weights_only=True)["batch"] == 1  # stopped mid-epoch, one step on
+    # stopped during the epoch's snapshot (issue 26): its 4 steps done, the snapshot taken first on resuming
+    assert torch.load(out / runs.CHECKPOINT, weights_only=True)["batch"] == 4
     assert not runs.is_finished(out)
     assert metrics_rows(out) == checkpoint_rows(out) != []  # the finished epochs' rows, before the run ends
     monkeypatch.undo()

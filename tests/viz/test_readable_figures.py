@@ -32,12 +32,14 @@ def test_classes_keep_a_row_each_and_a_long_class_wraps(tmp_path):
     path = save_class_grid(_digits(100), labels, [str(k) for k in range(10)], tmp_path / "c.png")
     with Image.open(path) as im:
         assert im.size[1] == 10 * (MIN_CELL + PAD) + PAD
-    path = save_class_grid(_digits(12), np.array([0] * 9 + [1] * 3), ["a", "b"], tmp_path / "w.png")
-    cell = 28 * 3  # 4 columns at least MIN_WIDTH wide
-    with Image.open(path) as im:  # 12 images: 4 columns; class a 3 rows, class b 1 row (ending in a blank)
-        assert im.size[1] == 4 * (cell + PAD) + PAD
-        cells = np.asarray(im.convert("L"))[-(cell + PAD):-PAD, -(cell + PAD):-PAD]
-    assert (cells == 255).all()  # the blank cell after class b's three
+    path = save_class_grid(_digits(3), np.zeros(3, int), ["a"], tmp_path / "three.png")
+    with Image.open(path) as im:  # a few of one class: one row (of 3 cells, at 3x to be MIN_WIDTH wide)
+        assert im.size[1] == 3 * 28 + 2 * PAD
+    path = save_class_grid(_digits(33), np.array([0] * 30 + [1] * 3), ["a", "b"], tmp_path / "w.png")
+    with Image.open(path) as im:  # 33 images: 6 columns; class a 5 rows, class b 1 row (ending in blanks)
+        assert im.size[1] == 6 * (MIN_CELL + PAD) + PAD
+        cells = np.asarray(im.convert("L"))[-(MIN_CELL + PAD):-PAD, -3 * (MIN_CELL + PAD):-PAD]
+    assert (cells == 255).all()  # the three blank cells after class b's three
 
 
 @pytest.mark.parametrize("size, scale", [(28, 2), (32, 2), (8, 7), (64, 1)])

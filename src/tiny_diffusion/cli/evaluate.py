@@ -86,6 +86,13 @@ def _run_seed(args, cfg) -> int:
     return final_sampling(cfg)["seed"] if args.seed is None else args.seed
 
 
+def _final_block(args, cfg) -> dict:
+    """The final samples' block (train.hooks.final_sampling) when the run's own n is drawn: train's samples again."""
+    from ..train.hooks import final_sampling
+
+    return {} if args.n else {"block": final_sampling(cfg)["block"]}
+
+
 def _run_samples(args, target: Path, cfg, model, diffusion, device):
     """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them."""
     from ..sampling import sample
@@ -93,7 +100,7 @@ def _run_samples(args, target: Path, cfg, model, diffusion, device):
 
     n = args.n or final_sampling(cfg)["n"]
     seed = _run_seed(args, cfg)
-    options = sampling_options(args, diffusion, cfg)
+    options = {**sampling_options(args, diffusion, cfg), **_final_block(args, cfg)}
     grid = grid_text(options, diffusion, cfg)
     x = sample(model, diffusion, n, seed, device=device, **options)
     return x, f"{n} samples of {target} ({grid}, seed {seed})"
@@ -183,7 +190,7 @@ def _conditional(args, target: Path) -> int:
     cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
     n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # default: the run's final samples
     cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
-    options = sampling_options(args, diffusion, cfg)
+    options = {**sampling_options(args, diffusion, cfg), **_final_block(args, cfg)}
     weights = args.guidance or [cond["guidance"]]
     grid = grid_text(options, diffusion, cfg)
     print(f"{n} samples of {target} ({grid}, seed {seed}) per guidance weight")

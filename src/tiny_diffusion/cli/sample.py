@@ -35,7 +35,7 @@ def _sample(args) -> int:
     import torch
 
     from ..core.guidance import request
-    from ..sampling import aligned_block, sample
+    from ..sampling import sample
     from ..runtime import dist
     from ..runtime.graphs import for_sampling
 
@@ -53,8 +53,7 @@ def _sample(args) -> int:
     lo, hi = dist.shard(args.n)
     mine = {"y": cond["y"][lo:hi], "guidance": cond["guidance"]} if cond else {}
     net = for_sampling(model, device, cfg.cuda_graphs)
-    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, block=aligned_block(cfg.kind, args.n),
-                **options, **mine).cpu() if hi > lo
+    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options, **mine).cpu() if hi > lo
          else torch.empty((0, *model.sample_shape)))
     x = dist.gather_rows(x)
     if not dist.is_main():

@@ -6,8 +6,6 @@ from __future__ import annotations
 import difflib
 import os
 
-from ..errors import InputError
-
 IMAGE_DATASETS = {  # the built-in image sets, downloaded on first use (or read from --data-dir)
     "mnist": "60000 handwritten digits, 28x28 gray, 10 classes (LeCun et al.)",
     "fashion-mnist": "60000 clothing images, 28x28 gray, 10 classes (Zalando)",
@@ -21,25 +19,24 @@ def dataset_kind(name: str) -> str:
     config.json (`kind`), so a relative folder path read from another working directory is still images.
     A built-in point set's name wins over a folder of that name in the working directory (`--dataset dino`
     beside a folder dino/ means the dinosaur; write ./dino for the folder)."""
+    from ..choices import POINT_DATASETS  # in here: the module also loads on its own (a test checks it is light)
+
     if name in IMAGE_DATASETS:
         return "images"
-    if not os.path.isdir(name):
-        return "points"
-    from .points import DATASETS  # numpy: imported only when a folder is named
-
-    return "points" if name in DATASETS else "images"
+    return "images" if os.path.isdir(name) and name not in POINT_DATASETS else "points"
 
 
-def unknown_dataset(name: str) -> InputError:
+def unknown_dataset(name: str):
     """The error for a `--dataset` that is no data set: a path that does not exist is named as missing; else every
     kind of data there is (as `tiny-diffusion datasets` lists them) and the nearest name, if one is near."""
+    from ..choices import POINT_DATASETS
+    from ..errors import InputError  # in here: the module also loads on its own, outside the package (a test)
+
     if os.sep in name or "/" in name or name.startswith((".", "~")):
         return InputError(f"--dataset {name}: no such folder or file (a folder of images or a .csv/.npy point file)")
-    from .points import DATASETS  # numpy: only for the error
-
-    names = [*DATASETS, *IMAGE_DATASETS]
+    names = [*POINT_DATASETS, *IMAGE_DATASETS]
     near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
     hint = f" (did you mean {near[0]}?)" if near else ""
-    return InputError(f"unknown dataset {name!r}{hint}; choose a point set ({', '.join(DATASETS)}), an image set "
+    return InputError(f"unknown dataset {name!r}{hint}; choose a point set ({', '.join(POINT_DATASETS)}), an image set "
                       f"({', '.join(IMAGE_DATASETS)}), a .csv (header x,y) or .npy point file, or a folder of images "
                       f"(`tiny-diffusion datasets` lists them)")

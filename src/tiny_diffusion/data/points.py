@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import DATASAURUS_SHAPES
 from ..errors import InputError
+from .image_names import unknown_dataset
 
 
 @functools.cache
@@ -28,10 +30,6 @@ def _datasaurus() -> dict[str, np.ndarray]:
     return {name: np.array(pts) for name, pts in shapes.items()}
 
 
-DATASAURUS_SHAPES = (
-    "away", "bullseye", "circle", "dino", "dots", "h_lines", "high_lines",
-    "slant_down", "slant_up", "star", "v_lines", "wide_lines", "x_shape",
-)
 
 
 DATASAURUS_JITTER = 0.15  # std of the noise added to each of the 142 points, in the shape's own units
@@ -210,7 +208,5 @@ def load_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
             pts = pts[rng.integers(0, len(pts), n)]
         return pts
     if name not in DATASETS:
-        from .image_names import unknown_dataset
-
         raise unknown_dataset(name)
     return DATASETS[name](n, rng).astype(np.float32)

@@ -13,17 +13,18 @@ import numpy as np
 
 from .. import fileio, runs
 from ..core.guidance import cycle_labels
-from ..sampling import sample
+from ..sampling import aligned_block, sample
 
 FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
 SAMPLES_DIR = "samples"  # the final images, one PNG each (pytorch-fid / clean-fid read such folders)
 
 
 def final_sampling(cfg) -> dict:
-    """How a run's final samples are drawn, as `sample()` keywords (n, seed, sampler, steps): train scores
+    """How a run's final samples are drawn, as `sample()` keywords (n, seed, sampler, steps, block): train scores
     them, and `tiny-diffusion evaluate RUN` draws the same ones by default, so it repeats train's numbers."""
-    return {"n": cfg.eval_n if cfg.images else cfg.frame_points, "seed": FRAME_SEED, "sampler": cfg.eval_sampler,
-            "steps": cfg.eval_steps or None}
+    n = cfg.eval_n if cfg.images else cfg.frame_points
+    return {"n": n, "seed": FRAME_SEED, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps or None,
+            "block": aligned_block(cfg.kind, n)}
 
 
 def conditioning(cfg, data, n: int) -> dict:
@@ -115,16 +116,17 @@ class ImageHooks:
 
         return floor_or_note(self.metric, self.cfg.frame_points, "--frame-points")[0]
 
-    def _sample(self, model, diffusion, n, sampler, steps) -> np.ndarray:  # (n, C, H, W) uint8
+    def _sample(self, model, diffusion, n, sampler, steps, block) -> np.ndarray:  # (n, C, H, W) uint8
         from ..viz.image_files import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
-                               sampler=sampler, steps=steps, spacing="logsnr", stop=self.stop,
+                               sampler=sampler, steps=steps, spacing="logsnr", block=block, stop=self.stop,
                                **conditioning(self.cfg, self.data, n)))
 
     def snapshot(self, model, diffusion) -> np.ndarray:
         cfg = self.cfg
-        return self._sample(model, diffusion, cfg.frame_points, cfg.frame_sampler, min(cfg.frame_steps, cfg.timesteps))
+        return self._sample(model, diffusion, cfg.frame_points, cfg.frame_sampler, min(cfg.frame_steps, cfg.timesteps),
+                            aligned_block(cfg.kind, cfg.frame_points))
 
     def snapshot_metrics(self, frame) -> dict:
         """Classifier numbers of the snapshot grid itself (n = frame_points, so noisy, with its own floor):
@@ -139,7 +141,7 @@ class ImageHooks:
         from ..eval.report import floor_or_note
 
         final = final_sampling(self.cfg)
-        samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"])
+        samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"], final["block"])
         if self.metric is None or len(samples) < 2:  # 1 sample: _size_notes said --eval-n 2 or more
             return samples, None, None
         if self.cfg.class_cond:

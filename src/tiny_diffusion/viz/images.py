@@ -23,6 +23,7 @@ from .image_files import read_images, to_uint8  # noqa: F401  (re-exported: call
 
 PAD = 2  # pixels between the images of a grid and around it: enough to tell neighbours apart
 MIN_WIDTH = 256  # default scale: small images (28x28 digits) are upscaled until a figure is this wide...
+CLASS_ROW = 10  # a class's images in one row up to this many (a conditional run's samples.png: 10 per class)
 MIN_CELL = 56  # ...and each image this tall: a 28-pixel digit at twice its size, a 32-pixel CIFAR photo too
 GAP = 4  # pixels between a label and the edge of its band
 
@@ -142,15 +143,19 @@ def save_grid(images, path, nrow: int | None = None, scale: int | None = None,
 
 def save_class_grid(images, labels, classes: list[str], path, per_row: int | None = None) -> Path:
     """A grid of the requested classes (in order of first appearance), each named left of its first row: a class's
-    images in order, per_row to a row (default: as many as a near-square grid of all the images has columns, so
-    10 classes of 10 make 10 rows of 10, and 64 of one class 8 rows of 8); a class's last row ends in blank cells."""
+    images in order, per_row to a row (default: the most any class has, up to CLASS_ROW, so 10 classes of 10 make
+    10 rows of 10; beyond, as many as a near-square grid of all the images has columns: 64 of one class make 8 rows
+    of 8, not a strip); a class's last row ends in blank cells."""
     x, labels = checked_images(images), np.asarray(labels)
     if len(labels) != len(x):
         raise InputError(f"labels: {len(labels)} for {len(x)} images; give one label per image")
     order = list(dict.fromkeys(labels.tolist()))
     per_class = [x[labels == k] for k in order]
-    cols = whole(per_row, 1, "per_row") if per_row is not None else _layout(len(x), None)[0]
-    cols = min(cols, max(len(c) for c in per_class))
+    longest = max(len(c) for c in per_class)
+    if per_row is not None:
+        cols = min(whole(per_row, 1, "per_row"), longest)
+    else:
+        cols = longest if longest <= CLASS_ROW else _layout(len(x), None)[0]
     blank = np.full((cols, *x.shape[1:]), 255, np.uint8)
     tiles, names = [], []
     for k, images_k in zip(order, per_class):
