@@ -1,0 +1,161 @@
+"""Every number published in README.md and docs/ comes from a committed log: list them, fail on one that does not.
+
+    python bench/claims.py                 # check README.md and docs/**/*.md; exit 1 on a problem
+    python bench/claims.py --list          # also print each checked number with the log it comes from
+    python bench/claims.py docs/gpu.md     # check some files only
+
+The convention (an HTML comment names the log; /work/notes/CLAIMS.md and the README's "Measured" section):
+a `<!-- claim: bench/results/x.log [more files] -->` comment covers the block it is in (a paragraph, a list item,
+or a whole table when it sits on the line right after it); one inside a table row covers that row only. Every
+number in the block that is not exempt (code, targets after <= / >=, the EXEMPT patterns below) must appear in
+one of the named files, as written or rounded from it (12.7 matches 12.71). A timed figure (a number followed by
+s, ms or min) needs a `host:` line in its log (bench/host.py: lscpu model, cores, AVX-512 or not).
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Numbers that are not measurements, each with its reason. Add narrow patterns only; never one that hides a result.
+EXEMPT = [
+    (r"\b(?:torch|Python|python|PyTorch|CUDA|diffusers|version)\s+\d+(?:\.\d+)+", "a software version"),
+    (r"\b\d+\.\d+\.\d+\b", "a version number"),
+    (r"\b20\d\d-\d\d-\d\d\b|\b\d\d-\d\d\b(?= )", "a date"),
+    (r"(?:et al\.|&\s*\w+|\b[A-Z][a-z]+)\s*,?\s*(?:19|20)\d\d\b", "a citation's year"),
+    (r"\b(?:eq|Eq|Alg|Table|Fig|Figure|section|issue|Issue|item|part|step)\.?\s+\d+", "a reference to a text"),
+    (r"#\d+", "an issue or item number"),
+    (r"\b(?:T|K|W|N|n|eta|rho|t|lambda_min|lambda|eval_n|kimg|alpha_bar_T|w|k|p|R|L|E|i|seed)\s*=\s*-?[\d.e-]+"
+     r"(?:\s*(?:,|and|or|to|\.\.\.)\s*-?[\d.e-]+)*", "a setting or symbol written NAME = value"),
+    (r"\b\d+(?:\.\d+)?\s*(?:x|×)\s*\d+(?:\s*(?:x|×)\s*\d+)?\b(?!\.\d)", "a size written AxB"),
+    (r"\b\d+(?:[.,]\d+)?[kKM]?\s*-?(?:epochs?|steps?|points?|samples?|digits?|images?|kimg|px|pixels?|threads?|"
+     r"cores?|CPUs?|GPUs?|processes|ranks?|repeats?|runs?|seeds?|shapes?|classes|labels?|frames?|panels?|"
+     r"weights?|parameters|layers?|features?|channels|wide|-wide|batch|bits?|bytes?|GiB|MiB|GB|MB|KB|nats?|"
+     r"clusters|timesteps|calls|evaluations|NFE|columns|rows|files|workers|fps|jobs|numbers|dims?|"
+     r"dimensions|blocks|held out|held-out|per class|to \d+|of \d+|per step|lines?|characters|minutes? of|"
+     r"seconds? of device|s per snapshot)\b", "a count or size (a setting), not a result"),
+    (r"\b(?:batch|lr|EMA|width|depth|hidden|embedding|size|T|from|at|every|last|first|top|up to|at most|"
+     r"at least|about|one of|to)\s+-?\d+(?:\.\d+)?(?:e-?\d+)?\b", "a setting named before its value"),
+    (r"\b\d+(?:\.\d+)?e-\d+\b", "a setting written in scientific notation (lr 1e-2)"),
+    (r"\b(?:rule|rules) of \d+|\b\d+-(?:step|layer|block|point|bit|dim|px|epoch|D|d)\b", "a size in a compound"),
+]
+TARGET = r"(?:<=|>=|≤|≥|<|>|within|of at most|at most|at least)\s*-?\d+(?:\.\d+)?"
+NUMBER = re.compile(r"(?<![\w.\-/])(?:(?<=[\s(\[|:=,;])-)?\d+(?:\.\d+)?(?![\w.]*\d)(?=[x×%]|[^\w]|$)")
+LOG_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+TIMED = re.compile(r"\d\s*(?:s|ms|min)\b")
+CLAIM = re.compile(r"<!--\s*claim:\s*([^>]*?)\s*-->")
+STRIP = [r"<!--.*?-->", r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
+
+
+def blocks(text: str):
+    """(line number, block lines) of prose: blank lines and code (fenced, or indented after a blank) split blocks."""
+    out, cur, fenced, prev_blank = [], [], False, True
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            cur and out.append(cur); cur = []
+            continue
+        code = fenced or ((line.startswith("    ") or line.startswith("\t")) and prev_blank)
+        if code or not line.strip():
+            cur and out.append(cur); cur = []
+            prev_blank = not line.strip() or code
+            continue
+        prev_blank = False
+        cur.append((i, line))
+    cur and out.append(cur)
+    return out
+
+
+def units(block):
+    """(line, text, logs) per unit of a block: a table row, a list item or the paragraph; logs from the unit's own
+    comment, else from the block's comment-only lines."""
+    shared = [f for i, l in block if CLAIM.fullmatch(l.strip()) for f in CLAIM.fullmatch(l.strip()).group(1).split()]
+    parts = []
+    for i, line in block:
+        if CLAIM.fullmatch(line.strip()):
+            continue
+        starts = line.lstrip().startswith("|") or re.match(r"\s*(?:[-*]|\d+\.)\s", line) or not parts
+        if starts or parts[-1][1].lstrip().startswith("|"):
+            parts.append([i, line])
+        else:
+            parts[-1][1] += " " + line
+    for i, text in parts:
+        if re.fullmatch(r"[|\s:-]+", text):
+            continue  # a table's separator row
+        own = [f for m in CLAIM.finditer(text) for f in m.group(1).split()]
+        yield i, text, own or shared
+
+
+def numbers(text: str) -> list[str]:
+    """The checked numbers of a unit's text: code, links, comments, targets and EXEMPT patterns masked out."""
+    for pattern in STRIP:
+        text = re.sub(pattern, " ", text)
+    for pattern in [TARGET] + [p for p, _ in EXEMPT]:
+        text = re.sub(pattern, lambda m: " " * len(m.group(0)), text)
+    return NUMBER.findall(text)
+
+
+def in_log(value: str, log_numbers: list[float]) -> bool:
+    """True when the log holds the value as written or a number that rounds to it at its decimals."""
+    decimals = len(value.split(".")[1]) if "." in value else 0
+    v, tol = float(value), 0.5 * 10 ** -decimals * (1 + 1e-9)
+    return any(abs(w - v) <= tol for w in log_numbers)
+
+
+def tracked() -> set[str]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def check(paths: list[Path], listing: bool = False) -> list[str]:
+    """Problems found in the given Markdown files (empty: every number has its log); prints the list if asked."""
+    files, cache, problems = tracked(), {}, []
+    for path in paths:
+        rel = path.resolve().relative_to(ROOT).as_posix()
+        for block in blocks(path.read_text()):
+            for line, text, logs in units(block):
+                values = numbers(text)
+                if not values:
+                    continue
+                where = f"{rel}:{line}"
+                missing = [f for f in logs if f not in files]
+                if missing:
+                    problems.append(f"{where}: claim names {', '.join(missing)}, not a file git tracks")
+                    continue
+                if not logs:
+                    problems.append(f"{where}: {', '.join(values)} with no claim (no log named)")
+                    continue
+                texts = [cache.setdefault(f, (ROOT / f).read_text(errors="replace")) for f in logs]
+                found = [float(m) for t in texts for m in LOG_NUMBER.findall(t)]
+                bad = [v for v in values if not in_log(v, found)]
+                if bad:
+                    problems.append(f"{where}: {', '.join(bad)} not in {' '.join(logs)}")
+                if TIMED.search(re.sub(TARGET, " ", text)) and not any(
+                        re.search(r"^host: ", t, re.M) for t in texts):
+                    problems.append(f"{where}: a timed figure whose log has no host: line ({' '.join(logs)})")
+                if listing:
+                    print(f"{where}: {', '.join(values)} <- {' '.join(logs)}")
+    return problems
+
+
+def published() -> list[Path]:
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="*", type=Path, help="Markdown files (default: README.md and docs/**/*.md)")
+    p.add_argument("--list", action="store_true", help="print every checked number with its log")
+    args = p.parse_args(argv)
+    problems = check([f.resolve() for f in args.files] or published(), args.list)
+    for line in problems:
+        print(line)
+    print(f"{len(problems)} problem(s)" if problems else "every published number has its log")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
