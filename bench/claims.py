@@ -40,12 +40,15 @@ EXEMPT = [
     (r"\b(?:batch|lr|EMA|width|depth|hidden|embedding|size|T|from|at|every|last|first|top|up to|at most|"
      r"at least|about|one of|to)\s+-?\d+(?:\.\d+)?(?:e-?\d+)?\b", "a setting named before its value"),
     (r"\b\d+(?:\.\d+)?e-\d+\b", "a setting written in scientific notation (lr 1e-2)"),
+    (r"(?<![\w.\-/])\d(?![\d.]|\s*(?:s|ms|min|minutes?|seconds?|hours?|h|x|×|%|of)\b)", "a single digit with no unit: a word (rank 0, 2 threads)"),
+    (r"\b\d+(?:\.\d+)? by default|\bdefault,? -?\d+(?:\.\d+)?|(?:log-SNR|lambda|seed|spacing from)\s+-?\d+(?:\.\d+)?",
+     "a default or a grid setting"),
     (r"\b(?:rule|rules) of \d+|\b\d+-(?:step|layer|block|point|bit|dim|px|epoch|D|d)\b", "a size in a compound"),
 ]
 TARGET = r"(?:<=|>=|≤|≥|<|>|within|of at most|at most|at least)\s*-?\d+(?:\.\d+)?"
 NUMBER = re.compile(r"(?<![\w.\-/])(?:(?<=[\s(\[|:=,;])-)?\d+(?:\.\d+)?(?![\w.]*\d)(?=[x×%]|[^\w]|$)")
 LOG_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-TIMED = re.compile(r"\d\s*(?:s|ms|min)\b")
+TIMED = re.compile(r"\d\s*(?:s|ms|min|minutes?|seconds?|h|hours?)\b")
 CLAIM = re.compile(r"<!--\s*claim:\s*([^>]*?)\s*-->")
 STRIP = [r"<!--.*?-->", r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
 
