@@ -37,10 +37,10 @@ EXEMPT = [
      r"clusters|timesteps|calls|evaluations|NFE|columns|rows|files|workers|fps|jobs|numbers|dims?|"
      r"dimensions|blocks|held out|held-out|per class|to \d+|of \d+|per step|lines?|characters|minutes? of|"
      r"seconds? of device|s per snapshot)\b", "a count or size (a setting), not a result"),
-    (r"\b(?:batch|lr|EMA|width|depth|hidden|embedding|size|T|from|at|every|last|first|top|up to|at most|"
-     r"at least|about|one of|to)\s+-?\d+(?:\.\d+)?(?:e-?\d+)?\b", "a setting named before its value"),
+    (r"\b(?:batch|lr|EMA|width|depth|hidden|embedding|size|T|every|up to|at most|at least|one of)\s+-?\d+"
+     r"(?:\.\d+)?(?:e-?\d+)?\b(?!\s*(?:s|ms|min|x|%)\b)", "a setting named before its value"),
     (r"\b\d+(?:\.\d+)?e-\d+\b", "a setting written in scientific notation (lr 1e-2)"),
-    (r"(?<![\w.\-/])\d(?![\d.]|\s*(?:s|ms|min|minutes?|seconds?|hours?|h|x|×|%|of)\b)", "a single digit with no unit: a word (rank 0, 2 threads)"),
+    (r"(?<![\w.\-/])\d(?![\d.]|\s*(?:s|ms|min|minutes?|seconds?|hours?|h|x|×|%|of)(?!\w))", "a single digit with no unit: a word (rank 0, 2 threads)"),
     (r"\b\d+(?:\.\d+)? by default|\bdefault,? -?\d+(?:\.\d+)?|(?:log-SNR|lambda|seed|spacing from)\s+-?\d+(?:\.\d+)?",
      "a default or a grid setting"),
     (r"\b(?:rule|rules) of \d+|\b\d+-(?:step|layer|block|point|bit|dim|px|epoch|D|d)\b", "a size in a compound"),
@@ -98,13 +98,21 @@ def units(block):
         yield i, text, own or shared
 
 
+# Outside tables, a whole number with no unit is a count or a setting in prose ("the dino's 142 clusters", "77
+# each"); results carry a decimal point or a unit (s, ms, min, x, %), or sit in a table, where every number counts.
+BARE_INTEGER = re.compile(r"^-?\d+$")
+UNIT_AFTER = re.compile(r"\s*(?:s|ms|min|minutes?|seconds?|hours?|h|x|×|%)(?!\w)|\s+of\s+\d")
+
+
 def numbers(text: str) -> list[str]:
     """The checked numbers of a unit's text: code, links, comments, targets and EXEMPT patterns masked out."""
     for pattern in STRIP:
         text = re.sub(pattern, " ", text)
     for pattern in [TARGET] + [p for p, _ in EXEMPT]:
         text = re.sub(pattern, lambda m: " " * len(m.group(0)), text)
-    return NUMBER.findall(text)
+    table = text.lstrip().startswith("|")
+    return [m.group(0) for m in NUMBER.finditer(text)
+            if table or not BARE_INTEGER.match(m.group(0)) or UNIT_AFTER.match(text, m.end())]
 
 
 def in_log(value: str, log_numbers: list[float]) -> bool:
