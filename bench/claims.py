@@ -56,6 +56,7 @@ NUMBER = re.compile(r"(?<![\w.\-/])(?:(?<=[\s(\[|:=,;])-)?\d+(?:\.\d+)?(?![\w.]*
 LOG_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 TIMED = re.compile(r"\d\s*(?:s|ms|min|minutes?|seconds?|h|hours?)\b")
 CLAIM = re.compile(r"<!--\s*claim:\s*([^>]*?)\s*-->")
+CITED = re.compile(r"<!--\s*cited:\s*([^>]*?)\s*-->")  # numbers quoted from a paper, named there
 STRIP = [r"<!--.*?-->", r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
 
 
@@ -81,10 +82,17 @@ def blocks(text: str):
 def units(block):
     """(line, text, logs) per unit of a block: a table row, a list item or the paragraph; logs from the unit's own
     comment, else from the block's comment-only lines."""
-    shared = [f for i, l in block if CLAIM.fullmatch(l.strip()) for f in CLAIM.fullmatch(l.strip()).group(1).split()]
+    def comment(line):
+        return CLAIM.fullmatch(line.strip()) or CITED.fullmatch(line.strip())
+
+    def sources(text):
+        return [f for m in CLAIM.finditer(text) for f in m.group(1).split()] + \
+               [f"cited: {m.group(1)}" for m in CITED.finditer(text)]
+
+    shared = [f for i, l in block if comment(l) for f in sources(l)]
     parts = []
     for i, line in block:
-        if CLAIM.fullmatch(line.strip()):
+        if comment(line):
             continue
         starts = line.lstrip().startswith("|") or re.match(r"\s*(?:[-*]|\d+\.)\s", line) or not parts
         if starts or parts[-1][1].lstrip().startswith("|"):
@@ -94,8 +102,7 @@ def units(block):
     for i, text in parts:
         if re.fullmatch(r"[|\s:-]+", text):
             continue  # a table's separator row
-        own = [f for m in CLAIM.finditer(text) for f in m.group(1).split()]
-        yield i, text, own or shared
+        yield i, text, sources(text) or shared
 
 
 # Outside tables, a whole number with no unit is a count or a setting in prose ("the dino's 142 clusters", "77
@@ -145,6 +152,9 @@ def check(paths: list[Path], listing: bool = False) -> list[str]:
                 if not values:
                     continue
                 where = f"{rel}:{line}"
+                if any(f.startswith("cited: ") for f in logs):  # quoted from the papers it names, not measured
+                    listing and print(f"{where}: {', '.join(values)} <- {logs[0]}")
+                    continue
                 missing = [f for f in logs if f not in files]
                 if missing:
                     problems.append(f"{where}: claim names {', '.join(missing)}, not a file git tracks")

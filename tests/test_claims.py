@@ -95,3 +95,9 @@ def test_the_published_files_name_their_logs():
     """The committed README.md and docs/: every measured number comes from a committed log."""
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "claims.py")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_numbers_quoted_from_a_paper_name_it_instead_of_a_log(repo):
+    text = "DDIM reaches FID 4.7 at 50 steps (Song et al. 2021).\n<!-- cited: Song et al. 2021 -->\n"
+    assert check(repo, text) == []
+    assert check(repo, text.replace("cited", "cites")) != []  # a mistyped comment is no excuse
