@@ -36,7 +36,7 @@ def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
     src = Path(__file__).resolve().parent.parent / "src"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first cell that fails
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
