@@ -29,10 +29,16 @@ def test_saved_with_their_figures(path):
     assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One data cache for the three: the digits' metric classifier is trained once (it is cached by its data)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
+def test_runs_top_to_bottom(path, tmp_path, monkeypatch, cache):
     monkeypatch.setenv("TINY_DIFFUSION_QUICK", "1")
-    monkeypatch.setenv("TINY_DIFFUSION_DATA", str(tmp_path / "cache"))  # the classifier and folder caches
+    monkeypatch.setenv("TINY_DIFFUSION_DATA", str(cache))  # the classifier and folder caches, never the user's
     src = Path(__file__).resolve().parent.parent / "src"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(path, as_version=4)
