@@ -17,3 +17,15 @@ def test_td_train_is_the_function_on_every_access():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["tiny_diffusion.sampling", "tiny_diffusion.viz.points"]
+
+
+def test_our_figures_leave_a_users_matplotlib_backend_alone(tmp_path):
+    """A notebook's inline plots kept working after td.train drew its figures (the library switched to Agg)."""
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt, numpy as np\n"
+            "import tiny_diffusion as td\n"
+            f"td.plots.scatter(np.zeros((3, 2)), r'{tmp_path / 'x.png'}')\n"
+            "print(matplotlib.get_backend(), plt.get_fignums())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["svg", "[]"]  # the user's backend, and our figure closed
+    assert (tmp_path / "x.png").stat().st_size > 0
