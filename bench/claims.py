@@ -9,7 +9,7 @@ a `<!-- claim: bench/results/x.log [more files] -->` comment covers the block it
 or a whole table when it sits on the line right after it); one inside a table row covers that row only. Every
 number in the block that is not exempt (code, targets after <= / >=, the EXEMPT patterns below) must appear in
 one of the named files, as written or rounded from it (12.7 matches 12.71). A timed figure (a number followed by
-s, ms or min) needs a `host:` line in its log (bench/host.py: lscpu model, cores, AVX-512 or not).
+s, ms or min) needs a `host:` line in its log (src/tiny_diffusion/runtime/host.py: lscpu model, cores, AVX-512).
 """
 
 import argparse
@@ -33,10 +33,9 @@ EXEMPT = [
     (r"\b\d+(?:\.\d+)?\s*(?:x|×)\s*\d+(?:\s*(?:x|×)\s*\d+)?\b(?!\.\d)", "a size written AxB"),
     (r"\b\d+(?:[.,]\d+)?[kKM]?\s*-?(?:epochs?|steps?|points?|samples?|digits?|images?|kimg|px|pixels?|threads?|"
      r"cores?|CPUs?|GPUs?|processes|ranks?|repeats?|runs?|seeds?|shapes?|classes|labels?|frames?|panels?|"
-     r"weights?|parameters|layers?|features?|channels|wide|-wide|batch|bits?|bytes?|GiB|MiB|GB|MB|KB|nats?|"
+     r"weights?|parameters|layers?|features?|channels|wide|-wide|batch|bits?|bytes?|GiB|MiB|GB|MB|KB|"
      r"clusters|timesteps|calls|evaluations|NFE|columns|rows|files|workers|fps|jobs|numbers|dims?|"
-     r"dimensions|blocks|held out|held-out|per class|to \d+|of \d+|per step|lines?|characters|minutes? of|"
-     r"seconds? of device|s per snapshot)\b", "a count or size (a setting), not a result"),
+     r"dimensions|blocks|held out|held-out|per class|to \d+|of \d+|per step|lines?|characters)\b", "a count or size (a setting), not a result"),
     (r"\b(?:batch|lr|EMA|width|depth|hidden|embedding|size|T|every|up to|at most|at least|one of)\s+-?\d+"
      r"(?:\.\d+)?(?:e-?\d+)?\b(?!\s*(?:s|ms|min|x|%)\b)", "a setting named before its value"),
     (r"\b\d+(?:\.\d+)?e-\d+\b", "a setting written in scientific notation (lr 1e-2)"),
