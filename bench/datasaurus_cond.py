@@ -31,6 +31,8 @@ from tiny_diffusion.eval.points import data_floor, quality, references
 from tiny_diffusion.runs import load_run
 from tiny_diffusion.sampling import sample
 
+from tiny_diffusion.runtime.host import log_header
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "datasaurus-cond.toml"
 TOLERANCE = 0.1  # precision and coverage within this of the shape's data floor
 BUDGET_S = 60.0
@@ -87,6 +89,7 @@ def main():
                    f"training, and scale the training time to the README's machine (dino: {DINO_README_S} s)")
     p.add_argument("flags", nargs="*", help="extra `train` flags after --")
     args = p.parse_args()
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}", flush=True)
     run = Path(args.run) if args.run else Path(args.out or tempfile.mkdtemp()) / "datasaurus-cond"

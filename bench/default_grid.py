@@ -30,6 +30,8 @@ from tiny_diffusion.runs import load_run
 from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN, sample
 from tiny_diffusion.core.samplers import SAMPLERS, steps_from
 
+from tiny_diffusion.runtime.host import log_header
+
 GRIDS = (("trailing", None), ("logsnr", None), ("logsnr", -2.5), ("logsnr", -2.0), ("logsnr", -1.5), ("logsnr", -1.0))
 SELECT_LAMBDAS = (-2.5, -2.0, -1.75, -1.5, -1.0)
 SELECT_STEPS = (10, 20)
@@ -100,6 +102,7 @@ def main(argv=None) -> int:
     cfg, model, diffusion = load_run(args.run, "cpu")
     refs = references(cfg.dataset)
     samplers = args.samplers.split(",")
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}; run {args.run} "
           f"({cfg.dataset}, T = {cfg.timesteps}, {cfg.schedule}); cells: energy / precision / coverage")
     if args.part in ("grids", "both"):

@@ -30,6 +30,8 @@ from tiny_diffusion.core.schedules import make_betas
 from tiny_diffusion.sampling import sample
 from tiny_diffusion.core.samplers import timesteps
 
+from tiny_diffusion.runtime.host import log_header
+
 FEW = {"sampler": "dpm++", "steps": 10, "spacing": "logsnr", "lambda_min": -2.5}  # the recommended few-step setting
 SETTINGS = [
     ("`ddpm`, 1000 NFE (full ancestral)", {"sampler": "ddpm"}),
@@ -81,6 +83,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     refs = references("dino")
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
     if args.run:
         from tiny_diffusion.runs import load_run

@@ -24,6 +24,8 @@ from tiny_diffusion.core.guidance import NULL, cycle_labels, guide
 from tiny_diffusion.models import build_model
 from tiny_diffusion.sampling import sample
 
+from tiny_diffusion.runtime.host import log_header
+
 
 class TwoCalls(torch.nn.Module):
     """Guidance the slow way: the conditional and the unconditional prediction as two sequential calls."""
@@ -67,6 +69,7 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
     bench("points (MLP, 1000 steps of T)", TrainConfig(device="cpu"), (2,), 1000, 50, args.repeats)

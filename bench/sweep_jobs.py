@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tiny_diffusion.runtime.host import log_header
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SWEEP = ["--vary", "lr=1e-2,3e-3,1e-3,3e-4", "--dataset", "dino", "--timesteps", "50", "--terminal-alpha-bar",
          "1e-4", "--epochs", "20", "--batch-size", "256", "--emb-size", "128", "--frames", "4", "--device", "cpu"]
@@ -32,6 +34,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
+    print(log_header(), flush=True)
     print(f"machine: {os.cpu_count()} CPUs; sweep of 4 runs: {' '.join(SWEEP)}")
     times = {1: [], 2: []}
     for _ in range(args.repeats):

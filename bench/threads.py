@@ -12,7 +12,7 @@ and stopped after it. The configurations take turns within each repeat, so a dri
 spreads over all of them. Prints every run, then the medians of the training time (quality.json's
 train_seconds: the loop alone) and of the wall time (start-up, final sampling and figures included).
 `auto` (also 0) is the default: one thread per core that other processes leave free, at most 2 for point
-models, re-checked while training (src/tiny_diffusion/threads.py); quality.json's `threads` lists the counts it
+models, re-checked while training (src/tiny_diffusion/runtime/threads.py); quality.json's `threads` lists the counts it
 set, printed beside each run. Run it on an otherwise idle machine: other work on it invalidates the numbers.
 """
 
@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tiny_diffusion.runtime.host import log_header
+
 BUSY_LOOP = "while True:\n    pass\n"
 
 
@@ -41,6 +43,7 @@ def main():
     p.add_argument("--csv", help="also write every run to this CSV")
     args = p.parse_args()
     configs = [(t, b) for b in _ints(args.busy) for t in _counts(args.threads)]
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python "
           f"{platform.python_version()}; {args.epochs} epochs, {args.repeats} repeats")
     rows = []

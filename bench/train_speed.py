@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tiny_diffusion.runtime.host import log_header
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,6 +29,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("extra", nargs="*", help="more train flags, after --")
     args = p.parse_args()
+    print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     rows = []
     for i in range(args.repeats):

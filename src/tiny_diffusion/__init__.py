@@ -54,7 +54,11 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'tiny_diffusion' has no attribute {name!r}")
     module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-    return module if name in _MODULES else getattr(module, name)
+    value = module if name in _MODULES else getattr(module, name)
+    # kept, so the next access finds it: importing the subpackage `train` set td.train to that package, and
+    # __getattr__ is only asked for names the package lacks, so without this a second td.train was a module
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -13,6 +13,10 @@ from tiny_diffusion.experiments.study_report import conclusions
 def test_reproduce_test_preset_end_to_end(tmp_path, capsys):
     assert main(["reproduce", "--preset", "test", "--jobs", "1", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "README.md").read_text()
+    # bench/claims.py reads the report as its own log: the command that wrote it and the host it ran on
+    assert "<!-- generated: tiny-diffusion reproduce --preset test --jobs 1 -->" in report
+    from tiny_diffusion.runtime.host import host_line
+    assert f"Measured on {host_line()[len('host: '):]}." in report
     figures = re.findall(r"\(figures/([^)]+)\)", report)
     assert figures
     for fig in figures:  # each an image with something drawn in it

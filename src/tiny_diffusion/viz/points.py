@@ -11,9 +11,14 @@ LIMIT = 6.0  # the classic study's axes: [-6, 6]^2 holds every data set and most
 
 
 def _plt():
+    """pyplot for the figures we save (and close): the file backend Agg, unless pyplot is already in use, as in a
+    notebook, whose inline backend must survive a training run (switching it stopped the notebook's own plots)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
