@@ -10,7 +10,7 @@ import torch
 
 from .choices import kind_of_shape
 from .core.diffusion import Diffusion
-from .core.guidance import Guided
+from .core.guidance import Guided, interval_steps
 from .core.noise import SampleNoise
 from .core.samplers import DEFAULT_SPACING, SAMPLERS, log_snr, steps_from, timesteps
 
@@ -75,7 +75,8 @@ def shape_and_kind(model, shape=None, kind=None) -> tuple[tuple[int, ...], str]:
 def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[int, ...] | None = None, device="cpu",
                sampler: str = "ddpm", steps: int | None = None, eta: float | None = None, start: int = 0,
                y: torch.Tensor | None = None, guidance: float = 1.0, spacing: str | None = None,
-               lambda_min: float | None = None, kind: str | None = None, **kwargs) -> Iterator[torch.Tensor]:
+               lambda_min: float | None = None, kind: str | None = None,
+               guidance_interval: tuple[float, float] | None = None, **kwargs) -> Iterator[torch.Tensor]:
     """The seeded trajectory x_T, ..., x_0 of n samples (n, *shape) from `model` (shape (2,) for points,
     (C, H, W) for images; default: the model's `sample_shape`, else (2,)). Sample i (counted from `start`)
     depends only on (seed, i): its x_T and every step's noise come from its own stream
@@ -83,7 +84,8 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     (`AlignedBatches`), so a larger batch reproduces a smaller one's samples bit for bit.
     y: (n,) class labels passed to the model, aligned the same way (negative: the "no label" class), and
     `guidance` their classifier-free guidance weight W (`guidance.Guided`: 1 plain conditional, 0 unconditional;
-    both predictions in one call per block, each sample at its same rows). eta is DDIM's (ddim only).
+    both predictions in one call per block, each sample at its same rows), applied only at the steps whose log-SNR
+    lies in `guidance_interval` (lo, hi) when given (`guidance.interval_steps`). eta is DDIM's (ddim only).
     steps, spacing, lambda_min: the grid (`grid`: None takes the measured default for the sampler and `kind`,
     "points" or "images"; default: the model's `kind`, recorded by build_model from the run's config)."""
     if sampler not in SAMPLERS:
@@ -99,7 +101,8 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
     noise = SampleNoise(seed, n, shape, device=device, start=start)
     if y is not None:
-        model, y = Guided(model, guidance), y.to(device)
+        steps_guided = interval_steps(guidance_interval, diffusion.alpha_bar.double().cpu().numpy())
+        model, y = Guided(model, guidance, steps_guided), y.to(device)
     aligned = AlignedBatches(model, start, BLOCKS[kind], y)
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, ts, **kwargs)
 

@@ -48,7 +48,8 @@ def run(args) -> int:
                          f"e.g. --n 1000")
 
     target = Path(args.target)
-    if args.classes is not None or args.guidance is not None or _is_conditional_run(target):
+    if args.classes is not None or args.guidance is not None or args.guidance_interval is not None or \
+            _is_conditional_run(target):
         return _conditional(args, target)
     if _is_image_target(target, args.dataset):
         return _evaluate_images(args, target)
@@ -182,7 +183,7 @@ def _conditional(args, target: Path) -> int:
     cfg, model, diffusion, device = load_run_on(str(target), args.device)
     cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
     n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # default: the run's final samples
-    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
+    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0], args.guidance_interval)  # errors first
     options = sampling_options(args, diffusion, cfg)
     weights = args.guidance or [cond["guidance"]]
     grid = grid_text(options, diffusion, cfg)
