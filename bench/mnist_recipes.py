@@ -61,7 +61,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def run_one(job: tuple) -> dict:
-    name, changes, base, threads = job
+    name, changes, base, threads, keep = job
     import torch
 
     torch.set_num_threads(threads)
@@ -71,7 +71,7 @@ def run_one(job: tuple) -> dict:
     cfg = TrainConfig.from_dict({**base, **changes}, f"variant {name}")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = train(cfg, Path(tmp) / "run", progress=False, log=lambda m: None)
+        result = train(cfg, Path(keep or tmp) / name, progress=False, log=lambda m: None)
         wall = time.perf_counter() - start
     q, floor = result.quality, result.floor
     return {"name": name, "changes": changes, "kimg": cfg.kimg, "train_s": result.train_seconds, "wall_s": wall,
@@ -92,6 +92,7 @@ def main():
     p.add_argument("--preset", choices=PRESETS)
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every variant")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--keep", help="keep each variant's run folder as KEEP/NAME (default: a temporary folder)")
     args = p.parse_args()
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "device": args.device, "frames": 0}
     if args.kimg:
@@ -105,7 +106,7 @@ def main():
     from tiny_diffusion.runtime.device import resolve_device
 
     image_metric(load_source(TrainConfig.from_dict(base), "cpu"), resolve_device(args.device))
-    jobs = [(name, changes, base, args.threads) for name, changes in variants]
+    jobs = [(name, changes, base, args.threads, args.keep) for name, changes in variants]
     start = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs) as pool:

@@ -67,6 +67,8 @@ POINT_DEFAULTS = dict(
     # --guidance 1,1.5,1.75,2`), W = 1.75 put 9 of 13 shapes within 0.1 of their floor's precision and coverage;
     # 1: 1, 1.5: 6, 2: 3 (W = 1 blurs each shape; W >= 2 trades coverage for precision; docs/conditional.md)
     guidance=1.75,
+    guidance_interval="all",  # W = 1.75 above was measured guiding every step
+    class_cond=False,  # the labels of datasaurus are a choice of shape: asked for with --class-cond
 )
 IMAGE_DEFAULTS = dict(
     # measured on 4000 MNIST digits (bench/mnist_recipes.py, docs/images.md): at the same images seen, v-prediction
@@ -93,7 +95,20 @@ IMAGE_DEFAULTS = dict(
     # --frames 0 --eval-n 100 --eval-steps 20`, 500 samples), W = 2 had the lowest classifier-FID (7.4; W = 1: 10.2,
     # 3: 8.7, 5: 12.0) and 0.88 labelled as requested (W = 1: 0.66, 3: 0.94; docs/conditional.md)
     guidance=2.0,
+    guidance_interval="all",
 )
+
+# An image run whose data have class labels trains with them unless told otherwise (class_cond auto), and its
+# final samples ask for every class in turn at this guidance weight: the conditional model at W = 1 draws the data's
+# own mix of classes, and at equal training it scored far nearer the floor than an unconditional network (docs/images.md)
+LABELS_GUIDANCE = 1.0
+
+# How `train --help` states the image defaults that the run decides (IMAGE_DEFAULTS leaves them unset)
+IMAGE_AUTO_HELP = {
+    "eval_n": "scaled to the run's length", "eval_steps": "scaled to the run's length",
+    "class_cond": "on when the images have class labels",
+    "guidance": f"{LABELS_GUIDANCE:g} when the labels are on by default, {IMAGE_DEFAULTS['guidance']:g} with --class-cond",
+}
 
 # An image run's evaluation (snapshot grids and final samples) when frame_points / eval_n / eval_steps are not
 # given: it fits the run's length (train/length.py fit_evaluation). First the full values: FRAME_POINTS per grid,
@@ -141,6 +156,8 @@ class TrainConfig:
     prediction: str = _auto("what the network predicts: eps (noise), x0 (clean data) or v", choices=PREDICTIONS)
     t_sampling: str = _auto("training distribution of t: uniform (Ho et al.) or logsnr (uniform in log-SNR, more "
                             "weight on the low-noise steps that resolve fine structure)", choices=T_SAMPLINGS)
+    min_snr: float = _f(0.0, "weight each sample's loss by min(SNR, gamma) in eps terms (min-SNR-gamma, Hang et al. "
+                        "2023; 5 is theirs); 0: unweighted", low=0.0, high=1e6)
     loss: str = _f("l2", "training loss between the network's output and its target: l2 (Ho et al.) or l1",
                    choices=LOSSES)
     model: str = _auto("the network: mlp (points), unet or simple-unet (images; simple-unet is the popular "
@@ -167,12 +184,15 @@ class TrainConfig:
                                "one; none: no attention)", only="images")
     dropout: float = _f(0.0, "the U-Net's dropout in its residual blocks", low=0.0, high=0.99, only="images")
     # class labels (docs/conditional.md): the label's embedding is added to the time embedding
-    class_cond: bool = _f(False, "train on the data's class labels (a labelled data set: mnist, fashion-mnist, "
-                          "cifar10, a folder with class subfolders, datasaurus); sample with --class and --guidance")
+    class_cond: bool = _auto("train on the data's class labels (a labelled data set: mnist, fashion-mnist, "
+                             "cifar10, a folder with class subfolders, datasaurus); sample with --class and --guidance")
     cond_drop: float = _f(0.1, "class-cond: share of training labels replaced by the learned 'no label' class, so "
                           "one network also predicts unconditionally (what guidance needs)", low=0.0, high=1.0)
     guidance: float = _auto("class-cond: guidance weight W of the final samples and the default of sample/evaluate "
                             "(W = 1 plain conditional, 0 unconditional, > 1 guided)", low=0.0, high=1000.0)
+    guidance_interval: str = _auto("class-cond: guide only the steps whose log-SNR lambda lies in 'lo,hi' and take "
+                                   "the plain conditional prediction elsewhere (Kynkaenniemi et al. 2024); 'all': every "
+                                   "step")
     # optimisation
     epochs: int = _auto("passes over the training data (points: 600 x 7 steps; timed in the README, per host); set on "
                         "images, it replaces the default kimg", low=1, high=10_000_000)
@@ -225,8 +245,18 @@ class TrainConfig:
         if self.kimg is None and self.epochs is not None:
             self.kimg = 0.0  # a length the user gives is the length: an explicit epochs replaces the default kimg
         for name, value in defaults.items():
-            if getattr(self, name) is None:
+            if getattr(self, name) is None and not (name == "guidance" and self.images and self.class_cond is None):
                 setattr(self, name, value)
+
+    def with_labels(self, labelled: bool) -> "TrainConfig":
+        """This config with class_cond auto (None) decided by the data: on for images with class labels, whose
+        final samples then draw every class in turn at guidance LABELS_GUIDANCE (1: the plain conditional model,
+        the data's own mix of classes) unless a guidance weight was given; an explicit class_cond is kept."""
+        if self.class_cond is not None:
+            return self
+        on = self.images and labelled
+        w = self.guidance if self.guidance is not None else LABELS_GUIDANCE if on else IMAGE_DEFAULTS["guidance"]
+        return self.replace(class_cond=on, guidance=w)
 
     @property
     def images(self) -> bool:
@@ -302,6 +332,8 @@ class TrainConfig:
                     raise InputError(f"{source}: {f.name} = {value} must be <= {m['high']}")
         if self.terminal_alpha_bar is not None and not 0 < self.terminal_alpha_bar < 1:
             raise InputError(f"{source}: terminal_alpha_bar = {self.terminal_alpha_bar} must be in (0, 1), e.g. 1e-4")
+        if self.guidance_interval is not None:
+            parse_interval(self.guidance_interval, f"{source}: guidance_interval")
         if self.cond_drop >= 1:
             raise InputError(f"{source}: cond_drop = {self.cond_drop} must be < 1 (1 never shows the network a label)")
         if self.ema >= 1:
@@ -417,3 +449,17 @@ def parse_value(f, text: str):
         return t(text)
     except ValueError:
         raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not a valid {t.__name__}") from None
+
+
+def parse_interval(text: str | None, what: str = "--guidance-interval") -> tuple[float, float] | None:
+    """'lo,hi' (log-SNR lambda, lo < hi) -> (lo, hi); 'all', '' or None -> None (every step guided); InputError
+    naming `what` and the form otherwise."""
+    if text is None or text.strip().lower() in ("all", ""):
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(f"{what} {text!r}: give 'lo,hi', two log-SNR values with lo < hi (e.g. -2,1), or 'all'")
+    return lo, hi

@@ -112,6 +112,7 @@ def run_config(run_dir: str | Path) -> TrainConfig:
         raise InputError(f"{path}: expected a JSON object of config values")
     if values.get("kind") is None and (Path(run_dir) / CHECKPOINT).is_file():  # a run from before kinds were recorded
         values = recorded(values, load_checkpoint(Path(run_dir) / CHECKPOINT).get("shape", (2,)))
+    values.setdefault("guidance_interval", "all")  # runs from before guidance intervals guided every step
     return TrainConfig.from_dict(values, source=str(path))
 
 

@@ -116,3 +116,20 @@ def test_reverse_figures_of_one_class_end_on_that_class(run, tmp_path):
     assert all(b - d > 30 for b, d in zip(ends["bright"], ends["dark"])), ends
     assert main(["animate", str(run), "--class", "1", "--out", str(tmp_path / "t.gif")]) == 2
     assert not (tmp_path / "t.gif").exists()
+
+
+def test_labelled_images_train_with_their_labels_by_default(folder, tmp_path):
+    """No --class-cond: a labelled folder trains with its labels (class_cond auto), the final samples ask for
+    every class in turn at W = 1 and draw them; --class-cond off trains an unconditional network."""
+    out = tmp_path / "auto"
+    assert main(["train", "--dataset", str(folder), *flags(COND), "--out", str(out), "--quiet"]) == 0
+    cfg, q = json.loads((out / "config.json").read_text()), json.loads((out / "quality.json").read_text())
+    assert cfg["class_cond"] is True and cfg["guidance"] == 1.0 and q["guidance"] == 1.0
+    rows = _rows(out / "samples" / "labels.csv")
+    shown = _shows([np.array(Image.open(out / "samples" / f"{int(r['index']):06d}.png")) for r in rows])
+    assert np.mean([r["class"] == s for r, s in zip(rows, shown)]) >= 0.9
+    off = tmp_path / "off"
+    assert main(["train", "--dataset", str(folder), *flags(COND), "--class-cond", "off", "--out", str(off),
+                 "--quiet"]) == 0
+    assert json.loads((off / "config.json").read_text())["class_cond"] is False
+    assert not (off / "samples" / "labels.csv").exists()

@@ -317,3 +317,67 @@ def test_a_conditional_run_resumes_exactly(tmp_path, monkeypatch):
     monkeypatch.undo()
     train(cfg, tmp_path / "run", progress=False, resume=True)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
+
+
+# -- guidance on an interval of noise levels, and labels on by default for images ------------------------------
+
+def test_guidance_on_an_interval_guides_inside_it_and_is_plainly_conditional_outside():
+    from tiny_diffusion.core.guidance import interval_steps
+
+    model, x, y = _model(), torch.randn(50, 2), torch.arange(50) % 3
+    guided = Guided(model, 3.0, steps=(10, 20))
+    with torch.no_grad():
+        for t in (9, 10, 15, 20, 21):
+            tt = torch.tensor(t)
+            cond, uncond = model(x, tt, y), model(x, tt, None)
+            expect = guide(cond, uncond, 3.0) if 10 <= t <= 20 else cond
+            torch.testing.assert_close(guided(x, tt, y), expect, rtol=0, atol=1e-6)
+        ts = torch.tensor([5, 12, 25] * 16 + [12, 12])  # per-row timesteps: the same rule row by row
+        cond, uncond = model(x, ts, y), model(x, ts, None)
+        inside = ((ts >= 10) & (ts <= 20))[:, None]
+        torch.testing.assert_close(guided(x, ts, y), torch.where(inside, guide(cond, uncond, 3.0), cond),
+                                   rtol=0, atol=1e-6)
+    ab = Diffusion(make_betas("cosine", 100)).alpha_bar.double().numpy()
+    lam = 0.5 * np.log(ab / (1 - ab))
+    lo, hi = interval_steps((-2.0, 1.0), ab)
+    assert lam[lo] <= 1.0 < lam[lo - 1] and lam[hi + 1] < -2.0 <= lam[hi]  # the widest t range inside [-2, 1]
+    assert interval_steps(None, ab) is None and interval_steps((50.0, 60.0), ab) == (1, 0)  # (1, 0): none guided
+
+
+def test_an_interval_run_costs_doubled_calls_only_inside_the_interval():
+    diffusion = Diffusion(make_betas("cosine", 50))
+    model = Counting(_model())
+    ab = diffusion.alpha_bar.double().numpy()
+    lam = 0.5 * np.log(ab / (1 - ab))
+    sample(model, diffusion, 300, 0, sampler="ddim", steps=10, spacing="trailing", y=cycle_labels(300, 3),
+           guidance=2.0, guidance_interval=(-1.0, 1.0))
+    from tiny_diffusion.core.samplers import timesteps
+
+    ts = timesteps(50, 10, "trailing")
+    want = [2 * POINT_BLOCK if -1 <= lam[t] <= 1 else POINT_BLOCK for t in ts]
+    assert model.calls == want and 2 * POINT_BLOCK in want and POINT_BLOCK in want
+
+
+@pytest.mark.parametrize("text", ["1,0", "a,b", "inf,1", "1", "0,0"])
+def test_a_bad_guidance_interval_exits_2_with_one_line(two_run, two_classes, text, tmp_path, capsys):
+    assert main(["sample", str(two_run), "--guidance-interval", text, "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--guidance-interval {text!r}: give 'lo,hi'" in err, err
+    with pytest.raises(Exception, match="guidance_interval"):
+        TrainConfig.from_dict({"guidance_interval": text})
+
+
+def test_labels_are_on_by_default_for_labelled_images_only():
+    from tiny_diffusion.config import IMAGE_DEFAULTS, LABELS_GUIDANCE
+
+    auto = TrainConfig(dataset="mnist")
+    assert auto.class_cond is None and auto.guidance is None  # decided by the data
+    on, off = auto.with_labels(True), auto.with_labels(False)
+    assert (on.class_cond, on.guidance) == (True, LABELS_GUIDANCE)
+    assert (off.class_cond, off.guidance) == (False, IMAGE_DEFAULTS["guidance"])
+    asked = TrainConfig(dataset="mnist", class_cond=True)  # --class-cond: the guided default
+    assert asked.with_labels(True).guidance == IMAGE_DEFAULTS["guidance"] != LABELS_GUIDANCE
+    assert TrainConfig(dataset="mnist", guidance=3.0).with_labels(True).guidance == 3.0  # a given W is kept
+    assert TrainConfig(dataset="mnist", class_cond=False).with_labels(True).class_cond is False
+    dino = TrainConfig()  # points: off, as every point run always was
+    assert dino.class_cond is False and dino.with_labels(True).class_cond is False

@@ -339,3 +339,55 @@ def test_real_recipe_on_mnist_digits():
     assert noise.fid_features >= 20 * floor.fid_features and noise.fid_logits >= 20 * floor.fid_logits
     thin = np.where(x[4500:] >= 200, x[4500:], 0).astype(np.uint8)  # strokes thinned to their cores
     assert metric.score(thin).fid_logits >= 2 * floor.fid_logits
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the floor of real images the classifier never saw
+
+
+def test_the_floor_draws_real_images_the_classifier_never_saw(digits, monkeypatch):
+    """The classifier trains on 700 of the 1000 training digits; the other 300 (`unseen`) are the floor's source:
+    the same images as a floor given them as floor_images, each left out of its own nearest-image search
+    (memorised ~0.01, not 1); seen=True draws the old floor from the images the classifier trained on."""
+    monkeypatch.setattr(clf_mod, "MIN_STEPS", FAST_STEPS)
+    net = train_classifier(digits["train"][:700], digits["y_train"][:700], 10, seed=0)
+    unseen = np.arange(700, 1000)
+    metric = ImageMetric(net, digits["train"], digits["a"], unseen=unseen)
+    given = ImageMetric(net, digits["train"], digits["a"], floor_images=digits["train"][700:])
+    floor = metric.floor(250)
+    assert metric.floor_is_unseen(250) and not metric.floor_is_unseen(301)
+    assert floor.fid_features == given.floor(250).fid_features
+    assert floor.memorised <= 0.05 and given.floor(250).memorised == 1.0
+    seen = metric.floor(250, seen=True)  # the old floor: drawn from the 700 images the classifier trained on
+    assert seen.fid_features == ImageMetric(net, digits["train"], digits["a"],
+                                            floor_images=digits["train"][:700]).floor(250).fid_features
+    assert seen.fid_features != floor.fid_features and seen.memorised <= 0.05
+    assert metric.floor(600).n == 600  # more than the unseen images: drawn from all the training images
+
+
+def test_image_metric_keeps_its_floor_reserve_from_the_classifier(monkeypatch):
+    """eval/report.py trains the classifier on every training image but FLOOR_RESERVE (a quarter of a small set)
+    and gives the metric those as `unseen`."""
+    from tiny_diffusion.eval import report
+
+    class Data:  # a labelled DataSource of 40 training and 10 test images (2 classes)
+        x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (40, 1, 8, 8), dtype=np.uint8))
+        labels = torch.arange(40) % 2
+        held_out = np.random.default_rng(1).integers(0, 256, (10, 1, 8, 8), dtype=np.uint8)
+        held_out_labels = np.arange(10) % 2
+        classes, name = ["a", "b"], "t"
+
+    seen = {}
+
+    def fake_classifier_for(key, images, labels, n_classes, cache_dir, device, log):
+        seen["images"] = images
+        return train_classifier(images, labels, n_classes, seed=0)
+
+    monkeypatch.setattr(clf_mod, "MIN_STEPS", 5)
+    monkeypatch.setattr(clf_mod, "classifier_for", fake_classifier_for)
+    metric, _ = report.image_metric(Data, "cpu")
+    reserve = report.floor_reserve(40)
+    assert len(reserve) == 10 and np.array_equal(metric.unseen, reserve)
+    kept = np.setdiff1d(np.arange(40), reserve)
+    assert np.array_equal(seen["images"], Data.x.numpy()[kept])  # the classifier never saw the reserve
+    assert len(report.floor_reserve(60000)) == report.FLOOR_RESERVE

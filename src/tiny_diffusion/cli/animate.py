@@ -46,7 +46,7 @@ def run(args) -> int:
         raise InputError(f"--out {out}: MP4 needs ffmpeg on PATH; install it or write a .gif")
     if not args.reverse:
         given = ["--class"] * (args.classes is not None) + ["--guidance"] * (args.guidance is not None) + \
-            sampling_flags_given(args)
+            ["--guidance-interval"] * (args.guidance_interval is not None) + sampling_flags_given(args)
         if given:
             raise InputError(f"{', '.join(given)}: apply to --reverse (the training snapshots are already drawn)")
         figures.training_animation(run_dir, out, args.fps)
@@ -55,6 +55,7 @@ def run(args) -> int:
     grid = []
     with torch_threads(args.threads):
         figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device), args.classes,
-                                  args.guidance, sampling_of_run(args, grid), progress=None)
+                                  args.guidance, sampling_of_run(args, grid), progress=None,
+                                  interval=args.guidance_interval)
     print(f"wrote {out} ({grid[0]}, seed {args.seed})")
     return 0

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from ..choices import SAMPLERS, SPACINGS
-from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig, parse_value
+from ..config import IMAGE_AUTO_HELP, IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig, parse_value
 from ..errors import InputError
 
 PROG = "tiny-diffusion"
@@ -35,9 +35,10 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "
             continue
         m = f.metadata
         extra = f" ({'|'.join(m['choices'])})" if m["choices"] else ""
-        image_default = IMAGE_DEFAULTS.get(f.name)
-        image_default = "scaled to the run's length" if image_default is None else image_default
-        default = (f"{POINT_DEFAULTS[f.name]} for points, {image_default} for images" if m["auto"]
+        image_default = IMAGE_AUTO_HELP.get(f.name, IMAGE_DEFAULTS.get(f.name))
+        point_default = POINT_DEFAULTS.get(f.name)
+        point_default = ("on" if point_default else "off") if isinstance(point_default, bool) else point_default
+        default = (f"{point_default} for points, {image_default} for images" if m["auto"]
                    else ("on" if f.default else "off") if isinstance(f.default, bool) else f.default)
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on

@@ -36,3 +36,7 @@ def add_class_flags(parser: argparse.ArgumentParser, lists: bool = False) -> Non
                         help=f"class-conditional runs: classifier-free guidance weight, eps_uncond + W (eps_cond - "
                              f"eps_uncond): 1 plain conditional, 0 unconditional, > 1 guided (default: the run's "
                              f"guidance){curve}")
+    parser.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                        help="class-conditional runs: guide only the steps whose log-SNR lambda lies in LO,HI (e.g. "
+                             "-2,1; Kynkaenniemi et al. 2024), plainly conditional elsewhere; 'all': every step "
+                             "(default: the run's guidance_interval)")

@@ -48,9 +48,13 @@ def run(args) -> int:
                          f"e.g. --n 1000")
 
     target = Path(args.target)
-    if args.classes is not None or args.guidance is not None or _is_conditional_run(target):
+    asked = args.classes is not None or args.guidance is not None or args.guidance_interval is not None
+    image = _is_image_target(target, args.dataset)
+    # a conditional image run without class flags is scored as its final samples were: every class in turn at its
+    # own guidance, beside the floor and noise; class flags (or a point run's classes) draw the per-class curve
+    if asked or (_is_conditional_run(target) and not image):
         return _conditional(args, target)
-    if _is_image_target(target, args.dataset):
+    if image:
         return _evaluate_images(args, target)
     if args.nll and not target.is_dir():
         raise InputError(f"{target}: --nll needs a run folder (a model), not a point file")
@@ -98,12 +102,16 @@ def _run_samples(args, target: Path, cfg, model, diffusion, device):
     from ..sampling import sample
     from ..train.hooks import final_sampling
 
+    from ..core.guidance import request
+
     n = args.n or final_sampling(cfg)["n"]
     seed = _run_seed(args, cfg)
     options = {**sampling_options(args, diffusion, cfg), **_final_block(args, cfg)}
     grid = grid_text(options, diffusion, cfg)
-    x = sample(model, diffusion, n, seed, device=device, **options)
-    return x, f"{n} samples of {target} ({grid}, seed {seed})"
+    cond = request(model, cfg, n)  # a conditional run's classes in turn at its guidance; {} for an unconditional one
+    x = sample(model, diffusion, n, seed, device=device, **options, **cond)
+    guided = f", every class in turn at guidance {cond['guidance']:g}" if cond else ""
+    return x, f"{n} samples of {target} ({grid}, seed {seed}{guided})"
 
 
 def _is_image_target(target: Path, dataset: str | None) -> bool:
@@ -189,7 +197,7 @@ def _conditional(args, target: Path) -> int:
     cfg, model, diffusion, device = load_run_on(str(target), args.device)
     cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
     n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # default: the run's final samples
-    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0])  # one-line errors first
+    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0], args.guidance_interval)  # errors first
     options = {**sampling_options(args, diffusion, cfg), **_final_block(args, cfg)}
     weights = args.guidance or [cond["guidance"]]
     grid = grid_text(options, diffusion, cfg)

@@ -44,8 +44,9 @@ def run(args) -> int:
         else:
             changes = {"dataset": args.dataset or "dino", **({"data_dir": args.data_dir} if args.data_dir else {})}
             cfg = TrainConfig.from_dict({**given, **changes})
-        if args.classes is not None or args.guidance is not None:
-            raise InputError("plot forward noises real data, which asks for no class; drop --class and --guidance")
+        if args.classes is not None or args.guidance is not None or args.guidance_interval is not None:
+            raise InputError("plot forward noises real data, which asks for no class; drop --class, --guidance and "
+                             "--guidance-interval")
         sampling_flags = sampling_flags_given(args)
         if sampling_flags:
             raise InputError(f"plot forward noises real data and samples nothing; drop {', '.join(sampling_flags)}")
@@ -61,7 +62,8 @@ def run(args) -> int:
         grid = []
         with torch_threads(args.threads):
             figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, device_of(args.device),
-                                   args.classes, args.guidance, sampling_of_run(args, grid), progress=None)
+                                   args.classes, args.guidance, sampling_of_run(args, grid), progress=None,
+                                   interval=args.guidance_interval)
         print(f"wrote {out} ({grid[0]}, seed {args.seed})")
         return 0
     print(f"wrote {out}")

@@ -47,11 +47,11 @@ def _sample(args) -> int:
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = out or _output(args.out, cfg.images)
     options = sampling_options(args, diffusion, cfg)
-    cond = request(model, cfg, args.n, args.classes, args.guidance)  # {} for an unconditional run
+    cond = request(model, cfg, args.n, args.classes, args.guidance, args.guidance_interval)  # {}: unconditional
     # sample i depends only on (seed, i) (sampling.trajectory) and its class, so each rank draws its own range
     # of i and the gathered whole is what one process draws
     lo, hi = dist.shard(args.n)
-    mine = {"y": cond["y"][lo:hi], "guidance": cond["guidance"]} if cond else {}
+    mine = {**cond, "y": cond["y"][lo:hi]} if cond else {}
     net = for_sampling(model, device, cfg.cuda_graphs)
     x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options, **mine).cpu() if hi > lo
          else torch.empty((0, *model.sample_shape)))

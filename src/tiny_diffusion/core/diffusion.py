@@ -134,15 +134,28 @@ class Diffusion:
         return torch.searchsorted(self.t_cdf, u).clamp_(max=self.T - 1)
 
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
-             kind: str = "l2", t: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+             kind: str = "l2", t: torch.Tensor | None = None, eps: torch.Tensor | None = None,
+             min_snr: float = 0.0) -> torch.Tensor:
         """Simple DDPM loss (Ho et al. eq. 14): the mean squared (kind "l2") or absolute ("l1") error between
         the network output and its target at a t drawn from the training distribution. y: class labels.
-        t, eps: the steps and noise to use instead of drawing them (the training step draws a global batch's)."""
+        t, eps: the steps and noise to use instead of drawing them (the training step draws a global batch's).
+        min_snr > 0: each sample's error weighted by `min_snr_weight` (Hang et al. 2023)."""
         t = self.sample_t(x0.shape[0], x0.device, generator) if t is None else t
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator) if eps is None else eps
         xt = self.q_sample(x0, t, eps)
         err = (model(xt, t) if y is None else model(xt, t, y)) - self.target(x0, eps, t)
-        return LOSS_FNS[kind](err)
+        if min_snr <= 0:
+            return LOSS_FNS[kind](err)
+        per_sample = (err ** 2 if kind == "l2" else err.abs()).reshape(len(err), -1).mean(1)  # (B,)
+        return (per_sample * self.min_snr_weight(t, min_snr)).mean()
+
+    def min_snr_weight(self, t: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Min-SNR-gamma loss weights (Hang et al. 2023): the eps-prediction loss weighted by min(SNR_t, gamma)
+        / SNR_t, which stops the low-noise steps (huge SNR, easy targets) from dominating the gradient. The
+        same weighting of x0 in terms of each target: min(SNR, gamma) for x0, min(SNR, gamma) / (SNR + 1) for v."""
+        snr = (self.alpha_bar / (1 - self.alpha_bar))[t]
+        capped = snr.clamp(max=gamma)
+        return {"eps": capped / snr, "x0": capped, "v": capped / (snr + 1)}[self.prediction]
 
 
 LOSS_FNS = {  # choices.LOSSES: the network's error -> the loss

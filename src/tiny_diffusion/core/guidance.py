@@ -38,26 +38,42 @@ def drop_labels(y: torch.Tensor, p: float, generator: torch.Generator | None = N
 class Guided(torch.nn.Module):
     """model(x, t, y) guided with weight w. Both predictions come from ONE network call on a doubled batch:
     rows [x; x] with labels [y; NULL], so guidance costs one wider call per step, not two. w = 1 and w = 0
-    need only one half, and call the network on it alone. Without labels (y None) the model runs as is."""
+    need only one half, and call the network on it alone. Without labels (y None) the model runs as is.
+    steps: (t_lo, t_hi), guide only at timesteps t_lo <= t <= t_hi and take the plain conditional prediction
+    elsewhere (guidance on an interval of noise levels, Kynkaenniemi et al. 2024: `interval_steps`)."""
 
-    def __init__(self, model, w: float):
+    def __init__(self, model, w: float, steps: tuple[int, int] | None = None):
         super().__init__()
         if not 0 <= w < float("inf"):
             raise ValueError(f"guidance weight w = {w} must be a finite number >= 0 (1: plain conditional, 0: "
                              f"unconditional)")
-        self.model, self.w = model, float(w)
+        self.model, self.w, self.steps = model, float(w), steps
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is None:
             return self.model(x, t)
-        if self.w == 1:
+        if self.w == 1 or (self.steps is not None and t.dim() == 0 and not self.steps[0] <= int(t) <= self.steps[1]):
             return self.model(x, t, y)
         null = torch.full_like(y, NULL)
         if self.w == 0:
             return self.model(x, t, null)
         both = self.model(torch.cat([x, x]), t if t.dim() == 0 else torch.cat([t, t]), torch.cat([y, null]))
         cond, uncond = both.chunk(2)
+        if self.steps is not None and t.dim() > 0:  # per-row timesteps: rows outside the interval stay conditional
+            inside = ((t >= self.steps[0]) & (t <= self.steps[1])).reshape(-1, *[1] * (x.dim() - 1))
+            return torch.where(inside, guide(cond, uncond, self.w), cond)
         return guide(cond, uncond, self.w)
+
+
+def interval_steps(interval: tuple[float, float] | None, alpha_bar) -> tuple[int, int] | None:
+    """The timesteps (t_lo, t_hi) whose log-SNR lambda_t = 0.5 log(alpha_bar / (1 - alpha_bar)) lies in the
+    interval (lo, hi) of lambdas; None for None. lambda decreases in t, so hi bounds t from below."""
+    if interval is None:
+        return None
+    ab = np.asarray(alpha_bar, dtype=np.float64)
+    lam = 0.5 * np.log(ab / (1 - ab))
+    inside = np.flatnonzero((lam >= interval[0]) & (lam <= interval[1]))
+    return (int(inside[0]), int(inside[-1])) if len(inside) else (1, 0)  # (1, 0): no step is guided
 
 
 def cycle_labels(n: int, n_classes: int, start: int = 0) -> torch.Tensor:
@@ -86,13 +102,18 @@ def parse_classes(text: str, classes: list[str]) -> list[int]:
     return out
 
 
-def request(model, cfg, n: int, classes: str | None = None, guidance: float | None = None) -> dict:
+def request(model, cfg, n: int, classes: str | None = None, guidance: float | None = None,
+            interval: str | None = None) -> dict:
     """sample()'s label arguments for n samples of a run's model: `classes` (the --class text) split evenly in
-    order, or without it all the classes in turn (sample i asks for i % K), at guidance weight `guidance`
-    (default: the run's cfg.guidance). {} for an unconditional model; InputError for a flag it cannot take."""
+    order, or without it all the classes in turn (sample i asks for i % K), at guidance weight `guidance` on the
+    log-SNR `interval` ('lo,hi' or 'all'; defaults: the run's cfg.guidance and cfg.guidance_interval). {} for an
+    unconditional model; InputError for a flag it cannot take."""
+    from ..config import parse_interval
+
     names = getattr(model, "classes", None)
     if names is None:
-        given = "--class" if classes is not None else "--guidance" if guidance is not None else None
+        given = ("--class" if classes is not None else "--guidance" if guidance is not None else
+                 "--guidance-interval" if interval is not None else None)
         if given:
             raise InputError(f"{given}: this run was trained without class labels; drop {given}, or train a "
                              f"conditional run with --class-cond")
@@ -102,4 +123,5 @@ def request(model, cfg, n: int, classes: str | None = None, guidance: float | No
         raise InputError(f"--guidance {w}: must be a finite number >= 0 (1: plain conditional, 0: unconditional, "
                          f"> 1: guided)")
     y = split_labels(parse_classes(classes, names), n) if classes is not None else cycle_labels(n, len(names))
-    return {"y": y, "guidance": w}
+    return {"y": y, "guidance": w,
+            "guidance_interval": parse_interval(cfg.guidance_interval if interval is None else interval)}

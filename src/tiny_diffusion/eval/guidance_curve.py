@@ -61,7 +61,7 @@ def sweep(model, diffusion, cfg, weights: list[float], cond: dict, n: int, seed:
     scorer = Scorer(cfg, cond["y"], device, log)
     rows = []
     for w in weights:
-        x = sample(model, diffusion, n, seed, device=device, **options, y=cond["y"], guidance=w)
+        x = sample(model, diffusion, n, seed, device=device, **options, **{**cond, "guidance": w})
         rows += scorer.rows(x, w)
         log(describe(rows[-1] if cfg.images else summary([r for r in rows if r["guidance"] == w])))
     return rows

@@ -85,11 +85,12 @@ class ImageMetric:
     feature and logit statistics, and the memorisation threshold (the MEMORISED_PERCENTILE-th percentile of
     the held-out images' distances to their nearest training image). Moves `classifier` to `device`.
     held_out_note: why held_out is no true held-out set (the model trained on it: no test split); then
-    `memorised` is None in every score, as nearest-neighbour distances cannot tell copies apart."""
+    `memorised` is None in every score, as nearest-neighbour distances cannot tell copies apart.
+    unseen: indices of `train` the classifier was not trained on; the floor draws from them (see `floor`)."""
 
     def __init__(self, classifier: Classifier, train: np.ndarray, held_out: np.ndarray, device="cpu",
                  batch_size: int = EVAL_BATCH, floor_images: np.ndarray | None = None,
-                 held_out_note: str | None = None):
+                 held_out_note: str | None = None, unseen: np.ndarray | None = None):
         check_images("train", train, classifier.in_channels)
         check_images("held_out", held_out, classifier.in_channels)
         if train.shape[1:] != held_out.shape[1:] or len(held_out) < 2:
@@ -99,6 +100,8 @@ class ImageMetric:
             if floor_images.shape[1:] != held_out.shape[1:]:
                 raise InputError(f"floor_images: shape {floor_images.shape}; need images of shape {held_out.shape[1:]}")
         self.floor_images = floor_images  # real images in neither train nor held_out, if given: the floor's source
+        # indices of training images the classifier never saw (eval/report.py reserves them): the floor's source
+        self.unseen = None if unseen is None or floor_images is not None else np.asarray(unseen, dtype=np.int64)
         self.held_out_note = held_out_note
         self.classifier = classifier.to(device).eval()
         self.device, self.batch_size = torch.device(device), batch_size
@@ -115,6 +118,11 @@ class ImageMetric:
     def floor_limit(self) -> int:
         """The largest n `floor` can draw: the number of real images it draws from."""
         return len(self.train if self.floor_images is None else self.floor_images)
+
+    def floor_is_unseen(self, n: int) -> bool:
+        """Whether floor(n) draws real images the classifier never saw (else its own training images, which it
+        fits better than unseen ones: a higher floor that flatters every "x floor" figure)."""
+        return self.floor_images is not None or (self.unseen is not None and n <= len(self.unseen))
 
     def nn_distance(self, images: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """L2 pixel distance (float64, uint8 units) from each image to its nearest training image, the
@@ -172,19 +180,31 @@ class ImageMetric:
         self._check("images", images)
         return self._quality(images, lambda: self.nn_distance(images))
 
-    def floor(self, n: int, seed: int = 0) -> ImageQuality:
-        """n random real images scored the same way: what a perfect model gets at this n. They are drawn
-        from `floor_images` if given, else from the training images, each then left out of the training set
-        for its own `memorised` distance so the floor reads ~0.01 there too. The classifier fits its own
-        training images better than unseen ones, which raises a training-image floor (4000 MNIST digits, n=500:
-        features 2.5 against 1.2 for unseen digits) so a model can seem to beat it: pass floor_images, real
-        images the classifier never saw, for the floor of a model whose samples are new real-like images."""
-        source = self.train if self.floor_images is None else self.floor_images.reshape(len(self.floor_images), -1)
-        if not 2 <= n <= len(source):
-            raise InputError(f"floor: n={n}; need 2 <= n <= {len(source)}, the number of real images to draw from")
-        idx = np.random.default_rng(seed).choice(len(source), n, replace=False)
-        images = source[idx].reshape(n, *self.image_shape)
-        return self._quality(images, lambda: self.nn_distance(images, exclude=idx if source is self.train else None))
+    def floor(self, n: int, seed: int = 0, seen: bool = False) -> ImageQuality:
+        """n random real images scored the same way: what a perfect model gets at this n. The classifier fits its
+        own training images better than unseen ones, which raises a training-image floor (4000 MNIST digits,
+        n=500: features 2.5 against 1.2 for unseen digits) so that a model seems nearer it than it is. So the floor
+        draws from real images the classifier never saw: `floor_images` if given, else the `unseen` training
+        images when there are n of them, else all the training images (small sets); seen=True: from the training
+        images the classifier saw (the old floor, kept beside the new one). Training images drawn are each left
+        out of the training set for their own `memorised` distance, so the floor reads ~0.01 there too."""
+        if self.floor_images is not None and not seen:
+            source, idx = self.floor_images.reshape(len(self.floor_images), -1), None
+        else:
+            pool = np.arange(len(self.train))
+            if self.unseen is not None:
+                unseen = np.zeros(len(pool), dtype=bool)
+                unseen[self.unseen] = True
+                pool = pool[~unseen] if seen else self.unseen if n <= len(self.unseen) else pool
+            source, idx = self.train, pool
+        limit = len(source) if idx is None else len(idx)
+        if not 2 <= n <= limit:
+            raise InputError(f"floor: n={n}; need 2 <= n <= {limit}, the number of real images to draw from")
+        pick = np.random.default_rng(seed).choice(limit, n, replace=False)
+        if idx is not None:
+            pick = idx[pick]
+        images = source[pick].reshape(n, *self.image_shape)
+        return self._quality(images, lambda: self.nn_distance(images, exclude=pick if idx is not None else None))
 
     def noise(self, n: int, seed: int = 0) -> ImageQuality:
         """n images of uniform random pixels scored the same way: a baseline far from the floor."""

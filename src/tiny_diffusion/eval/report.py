@@ -11,6 +11,9 @@ from ..errors import InputError
 
 HELD_OUT_FALLBACK = 1000  # without a test split, up to this many training images (at most half) are held out
 HELD_OUT_SEED = 0  # which ones: a seeded random draw, so a folder sorted by class gives every class its share
+# The classifier never sees FLOOR_RESERVE training images (a quarter of a small set), seeded: the real-data floor
+# draws from them, so it measures real images as new to the classifier as a model's samples are (eval/images.py)
+FLOOR_RESERVE, FLOOR_RESERVE_SHARE, FLOOR_SEED = 1000, 0.25, 1
 MIN_LABELLED = 4  # without a test split: 2 held out (a covariance needs 2) and 2 left to draw a floor from
 NO_TEST_SPLIT = ("no test split: {k} of the {n} training images stand in for held-out ones, so the model has seen "
                  "them; classifier-FID and the classifier's accuracy flatter it and memorisation is not available")
@@ -59,18 +62,31 @@ def image_metric(data, device, log=None, classes: list[int] | None = None):
     """(ImageMetric, held-out accuracy) for a labelled DataSource (see held_out_split for the held-out images;
     without a test split the metric reports memorisation as None). classes: score against real images of these
     classes only (held-out and training images alike), for samples that asked for them; the classifier is the
-    data set's, trained on all of its training images and classes."""
+    data set's, trained on all of its training images and classes but the floor reserve (`floor_reserve`)."""
     from ..data.images.imageset import cache_root
     from .classifier import accuracy, classifier_for
     from .images import ImageMetric
 
-    clf = classifier_for(data.name, data.x.cpu().numpy(), data.labels.cpu().numpy(), len(data.classes),
-                         cache_root() / "classifiers", device, log)
     train_x, train_y, held_x, held_y, note = held_out_split(data)
+    unseen = floor_reserve(len(train_x))
+    seen = np.ones(len(train_x), dtype=bool)
+    seen[unseen] = False
+    clf = classifier_for(data.name, train_x[seen], train_y[seen], len(data.classes), cache_root() / "classifiers",
+                         device, log)
     if classes is not None:
         keep = np.isin(held_y, classes)
-        train_x, held_x, held_y = train_x[np.isin(train_y, classes)], held_x[keep], held_y[keep]
-    return ImageMetric(clf, train_x, held_x, device=device, held_out_note=note), accuracy(clf, held_x, held_y)
+        in_classes = np.isin(train_y, classes)
+        unseen = np.flatnonzero(~seen[in_classes])  # the reserve's images of these classes, indexed among them
+        train_x, held_x, held_y = train_x[in_classes], held_x[keep], held_y[keep]
+    return (ImageMetric(clf, train_x, held_x, device=device, held_out_note=note, unseen=unseen),
+            accuracy(clf, held_x, held_y))
+
+
+def floor_reserve(n: int) -> np.ndarray:
+    """Indices of the training images the classifier of the metrics never sees (FLOOR_RESERVE, at most
+    FLOOR_RESERVE_SHARE of n), drawn with FLOOR_SEED: the real-data floor's source."""
+    k = min(FLOOR_RESERVE, int(n * FLOOR_RESERVE_SHARE))
+    return np.sort(np.random.default_rng(FLOOR_SEED).permutation(n)[:k])
 
 
 def floor_note(n: int, limit: int, flag: str | None) -> str | None:

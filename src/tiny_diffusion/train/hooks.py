@@ -30,9 +30,12 @@ def final_sampling(cfg) -> dict:
 def conditioning(cfg, data, n: int) -> dict:
     """sample()'s label arguments for n samples of a run: a class-conditional run's samples cycle through its
     classes (sample i asks for class i % K) at the run's guidance weight; an unconditional run's take none."""
+    from ..config import parse_interval
+
     if not cfg.class_cond:
         return {}
-    return {"y": cycle_labels(n, len(data.classes)), "guidance": cfg.guidance}
+    return {"y": cycle_labels(n, len(data.classes)), "guidance": cfg.guidance,
+            "guidance_interval": parse_interval(cfg.guidance_interval)}
 
 
 class PointHooks:
@@ -164,9 +167,13 @@ class ImageHooks:
         else:
             save_grid(samples[:100], out / "samples.png")
         if q is not None:
-            noise = self.metric.noise(len(samples))
+            n, metric = len(samples), self.metric
+            seen = metric.floor(n, seen=True) if floor and metric.unseen is not None and \
+                n <= len(metric.train) - len(metric.unseen) else None
             result.update(metric="classifier-FID (docs/images.md)", quality=q.as_dict(),
-                          data_floor=floor.as_dict() if floor else None, noise=noise.as_dict(),
+                          data_floor=floor.as_dict() if floor else None,
+                          data_floor_unseen=bool(floor) and metric.floor_is_unseen(n),
+                          data_floor_seen=seen.as_dict() if seen else None, noise=metric.noise(n).as_dict(),
                           classifier_accuracy=self.accuracy)
         fileio.write_json(out / runs.QUALITY, {**result, **extra})
 

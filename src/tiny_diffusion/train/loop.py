@@ -167,7 +167,8 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     log = (log or (lambda msg: print(msg, file=sys.stderr))) if main else (lambda msg: None)
     device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
-    cfg = cfg.replace(sample_shape=shape_text(data.shape))  # recorded in config.json and the checkpoint
+    # recorded in config.json and the checkpoint: the sample shape, and whether the labels are used (class_cond auto)
+    cfg = cfg.replace(sample_shape=shape_text(data.shape)).with_labels(data.labels is not None and len(data.classes) > 1)
     batch, steps_per_epoch, total_steps = schedule_length(cfg, len(data))
     snapshot_at = set(snapshot_steps(total_steps, steps_per_epoch, cfg.frames, by_step=data.images))
     cfg = fit_evaluation(cfg, total_steps * batch, len(snapshot_at))  # an image run's evaluation fits its length

@@ -154,7 +154,8 @@ def forward_columns(alpha_bar, panels: int) -> np.ndarray:
     return np.sort(len(alpha_bar) - reverse_columns(alpha_bar, panels))
 
 
-def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels: int, animation: bool):
+def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels: int, animation: bool,
+             interval: str | None = None):
     """(cfg, titles, states) of a run's reverse process for figures and animations: `panels` states of the
     trajectory spaced in log-SNR (reverse_columns), each titled with its t and lambda (newline-separated for
     images). sampling(cfg, diffusion) -> sample()'s sampler keywords (default: default_sampling)."""
@@ -166,7 +167,7 @@ def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, pa
     alpha_bar = _alpha_bar(diffusion)
     t_states = state_timesteps(diffusion, options, cfg.kind)
     cols = reverse_columns(alpha_bar, panels, t_states)
-    cond = request(model, cfg, n, classes, guidance)
+    cond = request(model, cfg, n, classes, guidance, interval)
     traj = sampling_trajectory(model, diffusion, n, seed, device, set(cols.tolist()), cond, options, progress)
     sep = "\n" if cfg.images and not animation else ", "
     return cfg, [step_title(int(t), alpha_bar, sep) for t in t_states[cols]], traj
@@ -174,12 +175,14 @@ def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, pa
 
 def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, panels: int = 10, device="cpu",
                    classes: str | None = None, guidance: float | None = None, sampling=None,
-                   progress: bool | None = False) -> Path:
+                   progress: bool | None = False, interval: str | None = None) -> Path:
     """A run's reverse process: `panels` states from x_T to x_0 spaced in log-SNR (reverse_columns), each titled
     with its t and lambda; for images rows = samples, columns = steps. classes, guidance: a class-conditional
-    run's --class and --guidance (`guidance.request`). sampling(cfg, diffusion): sample()'s sampler keywords
-    (default_sampling: images as the run's final samples, points by every ancestral step); progress: a bar."""
-    cfg, titles, traj = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels, False)
+    run's --class, --guidance and --guidance-interval (`guidance.request`). sampling(cfg, diffusion): sample()'s
+    sampler keywords (default_sampling: images as the run's final samples, points by every ancestral step);
+    progress: a bar."""
+    cfg, titles, traj = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels, False,
+                                 interval)
     if cfg.images:
         from .images import process_strip
 
@@ -215,12 +218,12 @@ def training_animation(run_dir, out: Path, fps: int | None = None) -> Path:
 
 def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int | None = None,
                       device="cpu", classes: str | None = None, guidance: float | None = None, sampling=None,
-                      progress: bool | None = False) -> Path:
+                      progress: bool | None = False, interval: str | None = None) -> Path:
     """The sampling trajectory x_T ... x_0: at most MAX_ANIMATION_FRAMES states of it, spaced in log-SNR
     (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps. classes,
-    guidance, sampling, progress: as `reverse_figure`."""
+    guidance, sampling, progress, interval: as `reverse_figure`."""
     cfg, titles, frames = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress,
-                                   MAX_ANIMATION_FRAMES, True)
+                                   MAX_ANIMATION_FRAMES, True, interval)
     return _animate(cfg.images, frames, out, titles, fps)
 
 
