@@ -358,17 +358,17 @@ def test_the_gpu_bench_runs_its_smoke_sizes_here():
 def test_auto_bf16_on_a_cpu_follows_its_native_bf16_flags(monkeypatch, tmp_path):
     """--autocast auto: an image run on a CPU trains in bf16 only where the CPU lists AVX-512 BF16 or AMX (an AVX2
     host emulates bf16, slower than float32); points never; an explicit choice wins."""
-    from tiny_diffusion.runtime import device as device_mod
+    from tiny_diffusion.runtime import host
 
     cpu = torch.device("cpu")
     info = tmp_path / "cpuinfo"
     for flags, native in (("fpu avx2 avx512f avx512bw", False), ("fpu avx2 avx512f avx512_bf16", True),
                           ("fpu avx2 amx_bf16 amx_tile", True)):
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        monkeypatch.setattr(device_mod.cpu_flags, "__defaults__", (str(info),))
+        monkeypatch.setattr(host, "CPUINFO", str(info))
         assert plan_for(tiny(), cpu, 1, True).bf16 is native, flags
         assert plan_for(tiny(), cpu, 1, False).bf16 is False  # points: float32 always
         assert plan_for(tiny(autocast="off"), cpu, 1, True).bf16 is False
         assert plan_for(tiny(autocast="bf16"), cpu, 1, True).bf16 is True
-    monkeypatch.setattr(device_mod.cpu_flags, "__defaults__", (str(tmp_path / "missing"),))
-    assert device_mod.cpu_flags() == set() and plan_for(tiny(), cpu, 1, True).bf16 is False
+    monkeypatch.setattr(host, "CPUINFO", str(tmp_path / "missing"))
+    assert host.cpu_flags() == set() and plan_for(tiny(), cpu, 1, True).bf16 is False

@@ -29,24 +29,13 @@ def resolve_device(name: str) -> torch.device:
 # CPU flags of native bfloat16 arithmetic (AVX-512 BF16, AMX): without them oneDNN emulates bf16 and an AVX2
 # host may run it slower than float32, so `--autocast auto` turns bf16 on for a CPU only where one is present
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = "/proc/cpuinfo"
-
-
-def cpu_flags(path: str = CPUINFO) -> set[str]:
-    """The CPU's feature flags as Linux lists them (empty where the file is missing: other systems)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast is native on `device`: CUDA always (its default before this), a CPU with one of
-    NATIVE_BF16_FLAGS."""
+    NATIVE_BF16_FLAGS (runtime/host.py reads them)."""
+    from .host import cpu_flags
+
     if device.type == "cuda":
         return True
     return device.type == "cpu" and bool(cpu_flags() & set(NATIVE_BF16_FLAGS))

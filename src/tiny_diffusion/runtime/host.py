@@ -11,10 +11,12 @@ import os
 import platform
 from pathlib import Path
 
+CPUINFO = "/proc/cpuinfo"
+
 
 def cpu_model(cpuinfo: str | None = None) -> str:
     """The CPU's model name ("AMD EPYC"): /proc/cpuinfo's `model name`, the field lscpu prints; else the platform's."""
-    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo")
+    text = cpuinfo if cpuinfo is not None else _read(CPUINFO)
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name" and value.strip():
@@ -22,10 +24,16 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where there is no such file: other systems)."""
+    text = cpuinfo if cpuinfo is not None else _read(CPUINFO)
+    return set(next((l.partition(":")[2].split() for l in text.splitlines() if l.split(":")[0].strip() == "flags"),
+                    []))
+
+
 def avx512(cpuinfo: str | None = None) -> str:
     """"yes (avx512_bf16)", "yes" or "no": whether the CPU flags list AVX-512 (and its bf16 extension)."""
-    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo")
-    flags = next((l.partition(":")[2].split() for l in text.splitlines() if l.split(":")[0].strip() == "flags"), [])
+    flags = cpu_flags(cpuinfo)
     if "avx512f" not in flags:
         return "no"
     return "yes (avx512_bf16)" if "avx512_bf16" in flags else "yes"
