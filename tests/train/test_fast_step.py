@@ -355,10 +355,12 @@ def test_the_gpu_bench_runs_its_smoke_sizes_here():
         assert part in r.stdout, part
 
 
-def test_auto_bf16_on_a_cpu_follows_its_native_bf16_flags(monkeypatch, tmp_path):
-    """--autocast auto: an image run on a CPU trains in bf16 only where the CPU lists AVX-512 BF16 or AMX (an AVX2
-    host emulates bf16, slower than float32); points never; an explicit choice wins."""
+def test_native_bf16_follows_the_cpu_flags_and_auto_keeps_cpu_training_in_float32(monkeypatch, tmp_path):
+    """native_bf16 (the default of bf16 sampling on a CPU) reads AVX-512 BF16 or AMX from the CPU flags (an AVX2
+    host emulates bf16, slower than float32); --autocast auto still trains in float32 on any CPU, where bf16
+    training measured worse per image seen; an explicit choice wins."""
     from tiny_diffusion.runtime import host
+    from tiny_diffusion.runtime.device import native_bf16
 
     cpu = torch.device("cpu")
     info = tmp_path / "cpuinfo"
@@ -366,9 +368,8 @@ def test_auto_bf16_on_a_cpu_follows_its_native_bf16_flags(monkeypatch, tmp_path)
                           ("fpu avx2 amx_bf16 amx_tile", True)):
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(host, "CPUINFO", str(info))
-        assert plan_for(tiny(), cpu, 1, True).bf16 is native, flags
-        assert plan_for(tiny(), cpu, 1, False).bf16 is False  # points: float32 always
-        assert plan_for(tiny(autocast="off"), cpu, 1, True).bf16 is False
+        assert native_bf16(cpu) is native and native_bf16(torch.device("cuda")) is True, flags
+        assert plan_for(tiny(), cpu, 1, True).bf16 is False
         assert plan_for(tiny(autocast="bf16"), cpu, 1, True).bf16 is True
     monkeypatch.setattr(host, "CPUINFO", str(tmp_path / "missing"))
-    assert host.cpu_flags() == set() and plan_for(tiny(), cpu, 1, True).bf16 is False
+    assert host.cpu_flags() == set() and native_bf16(cpu) is False
