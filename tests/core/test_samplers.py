@@ -9,7 +9,7 @@ from tiny_diffusion.core.exact import MixtureDenoiser
 from tiny_diffusion.models import MLP
 from tiny_diffusion.core.noise import SampleNoise
 from tiny_diffusion.choices import kind_of_shape
-from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN, default_grid, sample, trajectory
+from tiny_diffusion.sampling import FEW_STEP_LAMBDA_MIN, IMAGE_LAMBDA_MIN, default_grid, sample, trajectory
 from tiny_diffusion.core.samplers import SAMPLERS, SPACINGS, ddim, ddpm, log_snr, steps_from, timesteps
 from tiny_diffusion.core.schedules import make_betas
 
@@ -240,7 +240,7 @@ def _visited(sampler, d, shape, **kwargs) -> list[int]:
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_few_steps_default_to_the_measured_grid(sampler):
     """K < T steps of points, no spacing named: logsnr from FEW_STEP_LAMBDA_MIN (measured on the dino); images:
-    logsnr from t = T - 1; a named spacing is honoured (diffusers' trailing, for comparisons), with lambda_min off
+    logsnr from IMAGE_LAMBDA_MIN (measured on MNIST digits); a named spacing is honoured (diffusers' trailing, for comparisons), with lambda_min off
     unless given."""
     d = _diffusion()
     ab = d.alpha_bar.double().numpy()
@@ -248,7 +248,8 @@ def test_few_steps_default_to_the_measured_grid(sampler):
     measured = timesteps(T, 10, "logsnr", ab, lambda_min=lam_min).tolist()
     assert log_snr(ab)[measured[0]] >= lam_min > log_snr(ab)[measured[0] + 1]  # it starts where it says
     assert _visited(sampler, d, (5, 2), steps=10) == measured
-    assert _visited(sampler, d, (5, 1, 4, 4), steps=10) == timesteps(T, 10, "logsnr", ab).tolist()
+    assert log_snr(ab)[-1] < IMAGE_LAMBDA_MIN  # this schedule reaches it
+    assert _visited(sampler, d, (5, 1, 4, 4), steps=10) == timesteps(T, 10, "logsnr", ab, IMAGE_LAMBDA_MIN).tolist()
     assert _visited(sampler, d, (5, 2), steps=10, spacing="trailing") == timesteps(T, 10, "trailing").tolist()
     assert _visited(sampler, d, (5, 2), steps=10, spacing="logsnr") == timesteps(T, 10, "logsnr", ab).tolist()
     assert _visited(sampler, d, (5, 2), steps=10, lambda_min=-3.0) == timesteps(T, 10, "logsnr", ab, -3.0).tolist()
@@ -280,8 +281,9 @@ def test_default_grid_start_fits_the_steps_and_the_schedule():
         spacing, start = default_grid(sampler, fit + 1, T, ab, "points")
         assert start == lam[fit] < lam_min
         assert timesteps(T, fit + 1, spacing, ab, start).tolist() == list(range(fit, -1, -1))
-        assert default_grid(sampler, 10, T, ab, "images") == ("logsnr", None)
+        assert default_grid(sampler, 10, T, ab, "images") == ("logsnr", IMAGE_LAMBDA_MIN)
     # a schedule that never gets as noisy as lam_min (the classic T = 50: alpha_bar_T = 0.6) starts at T - 1
     short = _diffusion(timesteps_=50).alpha_bar.double().numpy()
     assert log_snr(short)[-1] > max(FEW_STEP_LAMBDA_MIN.values())
     assert all(default_grid(s, 10, 50, short, "points") == ("logsnr", None) for s in SAMPLERS)
+    assert all(default_grid(s, 10, 50, short, "images") == ("logsnr", None) for s in SAMPLERS)

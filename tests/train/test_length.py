@@ -66,7 +66,7 @@ def test_epochs_on_an_image_run_is_its_length_and_the_run_says_so(folder, tmp_pa
     out = tmp_path / "run"
     flags = _flags({**IMAGE, "frames": 0, "eval_n": 4, "eval_steps": 2})
     assert main(["train", "--dataset", str(folder), "--epochs", "3", *flags, "--out", str(out), "--quiet"]) == 0
-    assert [r["epoch"] for r in _metrics(out)] == ["1", "2", "3"]  # not the default 90 kimg (9000 epochs)
+    assert [r["epoch"] for r in _metrics(out)] == ["1", "2", "3"]  # not the default 100 kimg
     cfg = runs.run_config(out)
     assert cfg.epochs == 3 and cfg.kimg == 0
     err = capsys.readouterr().err
@@ -105,8 +105,8 @@ def test_a_later_layer_sets_the_length_over_an_earlier_one(folder, tmp_path):
 
 def test_the_length_line_says_why():
     images = TrainConfig.from_dict({"dataset": "mnist"})
-    assert describe_length(images, 4000, 64, 1407) == ("training 90 kimg (the default for images; --epochs N or "
-                                                       "--kimg K to change) = 1407 steps of 64 = 22.5 epochs of 4000 "
+    assert describe_length(images, 4000, 64, 1563) == ("training 100 kimg (the default for images; --epochs N or "
+                                                       "--kimg K to change) = 1563 steps of 64 = 25 epochs of 4000 "
                                                        "images")
     assert describe_length(TrainConfig(), 8000, 1024, 4200) == ("training 600 epochs (the default for points) = "
                                                                 "4200 steps of 1024 = 4300800 points")
@@ -119,15 +119,15 @@ def test_final_samples_scale_with_the_run_unless_given():
         return fit_evaluation(TrainConfig.from_dict({"dataset": "mnist", **values}), seen, 10)
 
     quick = fitted({"kimg": 5.0}, 5000)
-    # 100 x 20 by the share of the default length, then with the grids shrunk to a third of training's passes
+    # 100 x 10 by the share of the default length, then with the grids shrunk to a third of training's passes
     # (issue 26): 10 grids of 16 and 32 final samples
-    assert (quick.eval_n, quick.eval_steps, quick.frame_points) == (32, 20, 16)
-    full = fitted({}, 90_000)
-    assert (full.eval_n, full.eval_steps) == (1000, 50)  # the default run as measured in docs/images.md
-    half = fitted({}, 45_000)
-    assert (half.eval_n, half.eval_steps) == (500, 50)
+    assert (quick.eval_n, quick.eval_steps, quick.frame_points) == (32, 10, 16)
+    full = fitted({}, 100_000)
+    assert (full.eval_n, full.eval_steps) == (1000, 10)  # the default run as measured in docs/images.md
+    half = fitted({}, 50_000)
+    assert (half.eval_n, half.eval_steps) == (500, 10)
     given = fitted({"kimg": 5.0, "eval_n": 300}, 5000)
-    assert (given.eval_n, given.eval_steps) == (300, 20)
+    assert (given.eval_n, given.eval_steps) == (300, 10)
     assert fit_evaluation(TrainConfig(), 10, 20).eval_n == 1000  # points: unchanged
 
 
@@ -141,9 +141,9 @@ def test_a_short_image_run_animates_with_every_frame_and_scales_its_final_sample
     assert q["frame_steps"] == [1, 2, 3, 4] and q["frame_epochs"] == [0.5, 1, 1.5, 2]
     cfg = runs.run_config(out)
     # 16 images seen allow 16 passes; the given grids (4 x 4 images x 2 steps) take more: 1 final sample (issue 26)
-    assert (cfg.eval_n, cfg.eval_steps) == (1, 20) and q["n_eval"] == 1  # config.json records what ran
+    assert (cfg.eval_n, cfg.eval_steps) == (1, 10) and q["n_eval"] == 1  # config.json records what ran
     err = capsys.readouterr().err
-    assert "final samples: 1 x 20 dpm++ steps, about" in err and "a quick try: --kimg 5" not in err
+    assert "final samples: 1 x 10 dpm++ steps, about" in err and "a quick try: --kimg 5" not in err
 
 
 def test_snapshot_steps_keep_the_points_schedule_and_spread_short_image_runs():

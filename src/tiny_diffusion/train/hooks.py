@@ -123,7 +123,7 @@ class ImageHooks:
         from ..viz.image_files import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
-                               sampler=sampler, steps=steps, spacing="logsnr", block=block, stop=self.stop,
+                               sampler=sampler, steps=steps, block=block, stop=self.stop,  # the default grid
                                **conditioning(self.cfg, self.data, n)))
 
     def snapshot(self, model, diffusion) -> np.ndarray:
