@@ -52,7 +52,7 @@ NO_HOST_YET = {
                                 "reproduce --preset quick --jobs 2 --out study` and copy it (docs/ablations/README.md)",
 }
 GENERATED = re.compile(r"<!--\s*generated:\s*(.*?)\s*-->")  # a report a command wrote whole: it is its own log
-TARGET = r"(?:<=|>=|≤|≥|<|>|within|of at most|at most|at least)\s*-?\d+(?:\.\d+)?"
+TARGET = r"(?:<=|>=|≤|≥|<|>|within|of at most|at most|at least)\s*[-+]?\d+(?:\.\d+)?"
 NUMBER = re.compile(r"(?<![\w.\-/])(?:(?<=[\s(\[|:=,;])-)?\d+(?:\.\d+)?(?![\w.]*\d)(?=[x×%]|[^\w]|$)")
 LOG_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 TIMED = re.compile(r"\d\s*(?:s|ms|min|minutes?|seconds?|h|hours?)\b")
