@@ -8,6 +8,7 @@ points and images (snapshots, metrics, final files) lives in hooks.py; checkpoin
 from __future__ import annotations
 
 import copy
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..models import build_model
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
+from . import board
 from . import state as ckpt
 from .hooks import FRAME_SEED, hooks_for
 from .length import (describe_length, final_estimate, lr_factor, quick_try_hints, schedule_length, snapshot_epochs,
@@ -92,13 +94,14 @@ class Run:
     start_step: int = 0  # ... and the step it started from
     compile_seconds: float | None = None
     auto_threads: object = None  # threads.AutoThreads under --threads auto, else None
+    board: object = None  # board.Board under --tensorboard (rank 0, a run folder), else None
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.start
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
-          resume: bool = False, threads: int | None = None) -> TrainResult:
+          resume: bool = False, threads: int | None = None, tensorboard: bool | None = None) -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
@@ -110,12 +113,19 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     samples (samples, quality and out_dir None).
 
     threads: None leaves torch's thread count alone; 0 (`--threads auto`) chooses it from the free cores and
-    re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads)."""
+    re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads).
+
+    tensorboard: True writes TensorBoard event files into the run folder (board.py; the optional extra); None
+    (the default) keeps watching a resumed run that was watched, False never writes them."""
     from ..runtime.threads import AutoThreads
 
     auto_threads = AutoThreads(cfg.images) if threads == 0 else None  # its first reading: now
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
+    if tensorboard:
+        if out_dir is None:
+            raise InputError("--tensorboard writes its events into the run folder: give one (out_dir)")
+        board.check_available()
     run = _setup(cfg, out_dir, resume, log)
     run.auto_threads = auto_threads
     if resume:
@@ -128,8 +138,27 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
             fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
     _build_step(run)
-    _train_epochs(run, progress)
-    return _finish(run)
+    run.board = _open_board(run, tensorboard)
+    try:
+        _train_epochs(run, progress)
+        return _finish(run)
+    finally:  # one writer for the session: closed at the end, on a stop and on an error
+        if run.board is not None:
+            run.board.close()
+
+
+def _open_board(run: Run, tensorboard: bool | None):
+    """The run's TensorBoard writer (rank 0 only), or None: off, a finished run, or the package missing when
+    a resumed run was watched before (said once; training goes on without it)."""
+    if run.out is None or run.finished or tensorboard is False:
+        return None
+    if tensorboard is None and not (run.restored is not None and board.has_events(run.out)):
+        return None
+    if tensorboard is None and importlib.util.find_spec("tensorboard") is None:
+        run.log(f"{run.out}: was watched with --tensorboard, but tensorboard is not installed here ({board.INSTALL});"
+                f" no events this session")
+        return None
+    return board.Board(run.cfg, run.out, run.step, run.seconds_before, run.batch)
 
 
 def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
@@ -306,6 +335,8 @@ def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar) -> None:
     row.update(run.pending)  # the epoch's last snapshot's numbers
     run.pending = {}
     run.metrics_rows.append(row)
+    if run.board is not None:
+        run.board.epoch(row)
     if run.out is not None and (epoch + 1 == run.n_epochs or (cfg.checkpoint_every > 0 and
                                                               (epoch + 1) % cfg.checkpoint_every == 0)):
         _save(run, epoch + 1, 0)
@@ -315,7 +346,10 @@ def _snapshot(run: Run) -> dict:
     """A frame for frames.npy; its metrics (images) for the epoch's metrics row."""
     run.ema_model.eval()
     run.frames.append(run.hooks.snapshot(run.sampling_model, run.diffusion))
-    return run.hooks.snapshot_metrics(run.frames[-1])
+    metrics = run.hooks.snapshot_metrics(run.frames[-1])
+    if run.board is not None:
+        run.board.snapshot(run.step, run.frames[-1], metrics)
+    return metrics
 
 
 def _finish(run: Run) -> TrainResult:
@@ -326,6 +360,8 @@ def _finish(run: Run) -> TrainResult:
         return TrainResult(run.cfg, run.ema_model, run.diffusion, None, None, None, train_seconds, None)
     run.log(final_estimate(run.cfg, run.batch, (time.perf_counter() - run.start) / max(1, run.step - run.start_step)))
     samples, q, floor = run.hooks.final(run.sampling_model, run.diffusion)
+    if run.board is not None:
+        run.board.final(run.step, q)
     out = run.out
     if out is not None and not run.finished:
         frames = run.frames
