@@ -114,7 +114,9 @@ def all_reduce(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     x = x.clone()
     dist.all_reduce(x, op=op)
     deadline = time.monotonic() + LET_GO_S
-    while x._use_count() > 1 and time.monotonic() < deadline:  # the worker still holds it (microseconds)
+    # gloo (CPU tensors) only: NCCL's watchdog keeps a CUDA tensor until the GPU is done, which the caller's .item()
+    # waits for anyway
+    while x.device.type == "cpu" and x._use_count() > 1 and time.monotonic() < deadline:  # held still: microseconds
         time.sleep(1e-4)  # the GIL released meanwhile
     return x
 
