@@ -75,3 +75,24 @@ def stop_at_frame(monkeypatch, k: int, action):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "sample", sample)
+
+
+# -- figures: the data is drawn, not only the axes -------------------------------------------------------------
+
+DRAWN = 100  # saturated pixels a figure's data adds at least: a short curve, or 20 points of scatter() at dpi 100
+
+
+def data_pixels(path) -> int:
+    """Pixels of a saturated colour in a figure file: what matplotlib draws in its colour cycle (points, curves,
+    bars), never the axes, ticks, grid, text or black reference lines, which are all grey (r = g = b)."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 60).sum())
+
+
+def assert_data_drawn(path, blank: int = 0) -> None:
+    """The figure at `path` shows its data: DRAWN saturated pixels more than `blank`, the count of the same figure
+    with the data removed (0 where nothing coloured is left then: no legend swatches)."""
+    n = data_pixels(path)
+    assert n > blank + DRAWN, f"{path}: {n} coloured pixels, the figure without its data has {blank}"

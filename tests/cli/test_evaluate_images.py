@@ -60,4 +60,8 @@ def test_mnist_files_given_as_fashion_mnist_are_refused(tmp_path, capsys, monkey
     monkeypatch.setitem(data_images.CHECKSUMS, "mnist", sums)  # these files play MNIST's published ones
     x = _npy(tmp_path / "x.npy", (4, 1, 28, 28))
     assert main(["evaluate", str(x), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "d")]) == 2
-    _one_line_error(capsys, ["mnist's file", "not fashion-mnist's", "--dataset mnist"])
+    said = _one_line_error(capsys, ["mnist's file", "not fashion-mnist's", "--dataset mnist"])
+    # train on the same folder: the same check (data/images/published.check_local), the same line, no run folder
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "d"), "--out",
+                 str(tmp_path / "run")]) == 2
+    assert _one_line_error(capsys, []) == said and not (tmp_path / "run").exists()

@@ -4,7 +4,6 @@ import csv
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
@@ -67,27 +66,51 @@ def test_sample_refuses_an_image_file_type_for_points_naming_those_it_writes(run
     assert not any(tmp_path.iterdir())
 
 
-def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, capsys):
+def _quality_by_definition(x, refs) -> tuple[float, float, float]:
+    """Energy distance, precision (k = 3) and coverage (k = 5) from their papers' definitions with scipy's
+    distances, averaged over the reference sets: a second implementation beside eval/points.py's."""
+    from scipy.spatial.distance import cdist
+
+    scores = []
+    for r in refs:
+        radius = np.sort(cdist(r, r), axis=1)  # column 0: each real point itself
+        scores.append((2 * cdist(x, r).mean() - cdist(x, x).mean() - cdist(r, r).mean(),
+                       (cdist(x, r) <= radius[:, 3][None, :]).any(axis=1).mean(),
+                       (cdist(r, x) <= radius[:, 5][:, None]).any(axis=1).mean()))
+    return tuple(np.mean(scores, axis=0))
+
+
+def test_evaluate_sweeps_steps_and_writes_csv_and_figure(run_dir, tmp_path, capsys, monkeypatch):
+    from tests.helpers import assert_data_drawn, data_pixels
+    from tiny_diffusion.data import load_dataset
+    from tiny_diffusion.eval import steps_curve
+    from tiny_diffusion.eval.points import data_floor
+
     csv_path, fig = tmp_path / "curve.csv", tmp_path / "curve.png"
     assert main(["evaluate", str(run_dir), "--steps", "2,5,50", "--n", "100", "--device", "cpu",
                  "--csv", str(csv_path), "--figure", str(fig)]) == 0
     rows = list(csv.DictReader(csv_path.open()))
     assert [(r["sampler"], int(r["nfe"])) for r in rows] == [(s, k) for s in ("ddpm", "ddim", "dpm++")
                                                              for k in (2, 5, 50)]
-    # each row scores the samples that sampler draws in that many steps (the run's final seed) against n references
-    from tiny_diffusion import runs
-    from tiny_diffusion.eval.points import quality, references
-    from tiny_diffusion.sampling import sample
-    from tiny_diffusion.train.hooks import final_sampling
-
-    cfg, model, diffusion = runs.load_run(run_dir)
-    refs = references(cfg.dataset, n=100)
-    for r in rows[1::3]:  # the 5-step rows
-        x = sample(model, diffusion, 100, final_sampling(cfg)["seed"], sampler=r["sampler"], steps=5).numpy()
-        q = quality(x, refs)
-        assert (float(r["energy"]), float(r["coverage"])) == pytest.approx((q.energy, q.coverage)), r
+    # each 5-step row scores what `sample` draws with that sampler from train's final seed (1234), against 3 fresh
+    # draws of 100 true points (seeds 10000, 10001, 10002), the numbers computed here from their definitions
+    refs = [load_dataset("dino", 100, seed) for seed in (10_000, 10_001, 10_002)]
+    for r in rows[1::3]:
+        out = tmp_path / f"{r['sampler']}.npy"
+        assert main(["sample", str(run_dir), "--n", "100", "--seed", "1234", "--sampler", r["sampler"], "--steps", "5",
+                     "--device", "cpu", "--out", str(out)]) == 0
+        expected = _quality_by_definition(np.load(out).astype(np.float64), refs)
+        assert tuple(float(r[k]) for k in ("energy", "precision", "coverage")) == pytest.approx(expected), r
     assert len({r["energy"] for r in rows}) == len(rows)  # nine different sample sets
-    assert fig.read_bytes()[:4] == b"\x89PNG" and len(np.unique(np.asarray(Image.open(fig).convert("L")))) > 2
+    # the figure shows the curves: more coloured pixels than the same figure with each curve cut to its first point
+    # (the legend and one marker per curve: what a figure of axes and legend alone stays below)
+    from matplotlib.axes import Axes
+
+    real_plot, blank = Axes.plot, tmp_path / "blank.png"
+    monkeypatch.setattr(Axes, "plot", lambda ax, x, y, **style: real_plot(ax, x[:1], y[:1], **style))
+    steps_curve.plot([{**r, "nfe": int(r["nfe"]), **{k: float(r[k]) for k in ("energy", "precision", "coverage")}}
+                      for r in rows], data_floor("dino", 100), blank)
+    assert_data_drawn(fig, blank=data_pixels(blank))
     assert "data floor" in capsys.readouterr().out
 
 

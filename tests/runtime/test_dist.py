@@ -128,7 +128,6 @@ def test_two_ranks_train_the_one_process_model_and_rank_0_alone_writes(one_proce
     assert torch.load(parent / "two" / runs.CHECKPOINT, weights_only=True)["world_size"] == 2
 
 
-@pytest.mark.slow  # flaky in the default run: rank 1 hung once to the 120 s limit in a quiet fresh-clone CI run (2026-12-03)
 def test_a_stop_signal_under_two_ranks_checkpoints_and_resume_continues(one_process, tmp_path):
     out = tmp_path / "run"
 

@@ -132,18 +132,49 @@ def test_auto_threads_rechecks_the_load_every_few_seconds():
     assert set_to == [2, 1, 2] and auto.choices == [2, 1, 2]  # it left: both cores again
 
 
-def test_train_with_auto_threads_follows_the_load(tmp_path, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the tests' own cap (conftest), which auto honours
-    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(threads, "read_cpu", _loaded(2.0))  # both cores busy with other work
-    before, seen = torch.get_num_threads(), []
-    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+@pytest.fixture
+def threads_in_steps(monkeypatch):
+    """torch's thread count at each training step, under the real torch.set_num_threads (restored afterwards)."""
+    from tiny_diffusion.train import step
+
+    before, seen, real = torch.get_num_threads(), [], step.TrainStep.__call__
+
+    def call(self, *args):
+        seen.append(torch.get_num_threads())
+        return real(self, *args)
+
+    monkeypatch.setattr(step.TrainStep, "__call__", call)
+    yield seen
+    torch.set_num_threads(before)
+
+
+def _cores(monkeypatch, n: int, others: float) -> None:
+    """A machine of n cores (without the tests' OMP_NUM_THREADS cap, which auto honours) with `others` busy."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: n)
+    monkeypatch.setattr(os, "cpu_count", lambda: n)
+    monkeypatch.setattr(threads, "read_cpu", _loaded(others))
+
+
+def test_train_with_auto_threads_follows_the_load(tmp_path, monkeypatch, threads_in_steps):
+    _cores(monkeypatch, 2, others=2.0)  # both cores busy with other work
     train(TrainConfig.from_dict({**RUN, "frames": 0}), tmp_path / "run", progress=False, threads=0)
-    assert seen == [1] and json.loads((tmp_path / "run" / "quality.json").read_text())["threads"] == [1]
-    seen.clear()
-    train(TrainConfig.from_dict({**RUN, "frames": 0}), tmp_path / "run2", progress=False)  # None: torch alone
-    assert seen == [] and torch.get_num_threads() == before
+    assert threads_in_steps == [1] and json.loads((tmp_path / "run" / "quality.json").read_text())["threads"] == [1]
+    threads_in_steps.clear()
+    torch.set_num_threads(3)
+    train(TrainConfig.from_dict({**RUN, "frames": 0}), tmp_path / "run2", progress=False)  # None: torch's count alone
+    assert threads_in_steps == [3] and torch.get_num_threads() == 3
+    assert "threads" not in json.loads((tmp_path / "run2" / "quality.json").read_text())
+
+
+def test_a_points_run_caps_its_threads_on_an_idle_machine(tmp_path, monkeypatch, threads_in_steps):
+    """Four idle cores: a point model trains on POINT_MAX_THREADS of them (an image model would take all four:
+    test_choose_gives_one_thread_per_free_core)."""
+    _cores(monkeypatch, 4, others=0.0)
+    cfg = {**RUN, "epochs": 2, "frames": 0, "timesteps": 20, "terminal_alpha_bar": 1e-4}  # 20 steps: a quick final sample
+    train(TrainConfig.from_dict(cfg), tmp_path / "points", progress=False, threads=0)
+    assert threads_in_steps == [threads.POINT_MAX_THREADS] * 2 == [2, 2]
+    assert json.loads((tmp_path / "points" / "quality.json").read_text())["threads"] == [2]
 
 
 @pytest.mark.parametrize("value", ["-1", "1025", "two", "1.5"])

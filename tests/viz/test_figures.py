@@ -223,3 +223,22 @@ def test_sampling_flags_where_nothing_is_sampled_are_one_line(run_dir, tmp_path,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_data_pixels_counts_the_data_and_not_the_axes(tmp_path):
+    """tests.helpers.data_pixels, which the figure tests use: nothing for a figure of axes, ticks, title, grid and a
+    black reference line; the points of a scatter plot, more of them for more points."""
+    from tests.helpers import DRAWN, data_pixels
+
+    plt = plots._plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.set_title("axes only")
+    ax.grid(alpha=0.3)
+    ax.axhline(0.5, color="k", ls="--")
+    fig.savefig(tmp_path / "axes.png", dpi=100)
+    plt.close(fig)
+    assert data_pixels(tmp_path / "axes.png") == 0
+    pts = np.random.default_rng(0).normal(size=(400, 2))
+    plots.scatter(pts[:40], tmp_path / "few.png")  # about 5 pixels each
+    plots.scatter(pts, tmp_path / "many.png")
+    assert DRAWN < data_pixels(tmp_path / "few.png") < data_pixels(tmp_path / "many.png")

@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--shard", default="1/1", help="I/N: run only share I of N (for job arrays; default 1/1)")
     p.add_argument("--collect", action="store_true", help="train nothing; assemble CSV and figure from "
                     "finished runs (e.g. after all shards)")
+    p.add_argument("--tensorboard", action="store_true", help="each run writes TensorBoard event files into its "
+                   "folder: `tensorboard --logdir OUT` shows the runs side by side")
     add_config_flags(p)
     p.set_defaults(func=run)
 
@@ -31,7 +33,8 @@ def run(args) -> int:
         key = key.replace("-", "_")
         spec.grid[key.strip()] = sweep.parse_values(values, key.strip())
     if not args.collect:
-        sweep.run_sweep(spec, args.out, jobs=args.jobs, shard_of=sweep.parse_shard(args.shard))
+        sweep.run_sweep(spec, args.out, jobs=args.jobs, shard_of=sweep.parse_shard(args.shard),
+                        tensorboard=args.tensorboard)
     rows = sweep.collect(spec, args.out)
     print(f"{len(rows)} rows in {Path(args.out) / 'sweep.csv'}; figure {Path(args.out) / 'grid.png'}")
     return 0

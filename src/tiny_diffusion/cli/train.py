@@ -17,6 +17,9 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where its last "
                                                        "checkpoint left it (with the run's own config)")
+    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files into the run folder "
+                   "(loss, lr, speed, snapshots and their quality, the config); a resumed watched run keeps "
+                   "writing them; needs pip install 'tiny-diffusion[tensorboard]'")
     add_threads_flag(p)
     add_config_flags(p)
     p.set_defaults(func=run)
@@ -42,7 +45,8 @@ def _train(args, overrides: dict) -> int:
     out = args.out or dist.on_main(lambda: Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-"
                                                          f"{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
-    result = train(cfg, out, progress=None if not args.quiet else False, threads=args.threads)
+    result = train(cfg, out, progress=None if not args.quiet else False, threads=args.threads,
+                   tensorboard=args.tensorboard or None)
     if dist.is_main():
         _print_result(result, start)
     return 0
@@ -112,7 +116,8 @@ def _resume_train(args, changes: dict) -> int:
         return 0
     start = time.perf_counter()
     cfg = dist.on_main(lambda: config_for_resume(args.resume, changes))
-    result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True, threads=args.threads)
+    result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True, threads=args.threads,
+                   tensorboard=args.tensorboard or None)  # None: a watched run keeps being watched
     if dist.is_main():
         _print_result(result, start)  # train_seconds: the run's training time, before the stop and since
     return 0

@@ -213,7 +213,7 @@ def _evaluate_image_run(run_dir: Path, path: Path) -> dict:
 
 def _work(job) -> str:
     """One run in a worker process: claim, train unless finished, evaluate, release."""
-    run_dir, cfg_dict, threads = job
+    run_dir, cfg_dict, threads, tensorboard = job
     import torch
 
     from ..train import train
@@ -230,7 +230,8 @@ def _work(job) -> str:
         if not runs.is_finished(run_dir):
             # start, or continue an interrupted run from its last checkpoint (train's resume is exact)
             resumed = (run_dir / runs.CHECKPOINT).exists()
-            train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False, log=lambda msg: None, resume=True)
+            train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False, log=lambda msg: None, resume=True,
+                  tensorboard=tensorboard or None)
             status = "resumed" if resumed else "trained"
         evaluate_run(run_dir)
         return status
@@ -256,9 +257,14 @@ def check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, int] = (1, 1),
-              log=print, threads: int | None = None) -> dict:
+              log=print, threads: int | None = None, tensorboard: bool = False) -> dict:
     """Train this shard's unfinished runs with `jobs` worker processes; {status: count} of its runs
-    (trained, skipped = already finished, busy = another worker holds it)."""
+    (trained, skipped = already finished, busy = another worker holds it). tensorboard: each run writes its
+    event files into its folder (train/board.py), so `tensorboard --logdir OUT` shows them side by side."""
+    if tensorboard:
+        from ..train.board import check_available
+
+        check_available()  # before any folder
     out = Path(out)
     all_runs = expand(spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +273,7 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
     for r in mine:  # a folder left by another question must not answer this one
         check_same_config(out / "runs" / r.name, r.config)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    todo = [(str(out / "runs" / r.name), r.config.to_dict(), threads) for r in mine]
+    todo = [(str(out / "runs" / r.name), r.config.to_dict(), threads, tensorboard) for r in mine]
     start = time.perf_counter()
     if jobs == 1:
         results = map(_work, todo)

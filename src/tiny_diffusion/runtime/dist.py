@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import os
 import re
+import time
 
 import torch
 import torch.distributed as dist
@@ -22,6 +23,10 @@ from ..errors import InputError, TrainingStopped
 # the longest one rank may wait for another at a collective: rank 0 alone samples the snapshots (and, before
 # the first step, may train the image metrics' classifier once); a crashed rank is noticed long before (torchrun)
 TIMEOUT_S = float(os.environ.get("TINY_DIFFUSION_DIST_TIMEOUT", 1800))
+# the longest a collective waits for the backend's thread to let go of its tensor (all_reduce): it does so
+# microseconds after the collective completes; a second covers a descheduled thread on a loaded machine
+LET_GO_S = 1.0
+SETTLE_S = 0.05  # the GIL-free pause before the process group is destroyed (session): once per command
 
 
 def launched() -> bool:
@@ -68,6 +73,9 @@ def session():
         raise TrainingStopped(f"rank {rank()} of {world_size()}: lost contact with another process of this run "
                               f"({first}); torchrun's summary names the one that failed first", exit_code=1) from None
     finally:
+        # torch's object collectives (on_main, gather_rows) free their tensors before gloo's thread may: released
+        # from the GIL a moment, that thread finishes before the group's destructor joins it (see all_reduce)
+        time.sleep(SETTLE_S)
         dist.destroy_process_group()
 
 
@@ -94,22 +102,37 @@ def shard(n: int) -> tuple[int, int]:
     return r * n // size, (r + 1) * n // size
 
 
+def all_reduce(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """A copy of x reduced over the ranks, returned only once the backend's worker thread has let go of it.
+
+    Why wait: gloo's worker thread drops its reference to the tensors just after it completes a collective.
+    If Python has already freed the tensor, that drop must take the GIL to free the Python object; and a
+    process group destroyed meanwhile with the GIL held (the DDP model freed as a stop unwinds, or
+    destroy_process_group) joins that worker thread: each waits for the other, for ever (issue 27: rank 1
+    of the stop-signal test, which raises right after its last collective while rank 0 writes the
+    checkpoint). While the tensor is alive here the worker's drop is a plain count, so nothing waits."""
+    x = x.clone()
+    dist.all_reduce(x, op=op)
+    deadline = time.monotonic() + LET_GO_S
+    # gloo (CPU tensors) only: NCCL's watchdog keeps a CUDA tensor until the GPU is done, which the caller's .item()
+    # waits for anyway
+    while x.device.type == "cpu" and x._use_count() > 1 and time.monotonic() < deadline:  # held still: microseconds
+        time.sleep(1e-4)  # the GIL released meanwhile
+    return x
+
+
 def mean(x: torch.Tensor) -> torch.Tensor:
     """x averaged over the ranks (x itself in a single process)."""
     if world_size() == 1:
         return x
-    x = x.clone()
-    dist.all_reduce(x)
-    return x / world_size()
+    return all_reduce(x) / world_size()
 
 
 def maximum(x: torch.Tensor) -> torch.Tensor:
     """The largest x over the ranks (x itself in a single process)."""
     if world_size() == 1:
         return x
-    x = x.clone()
-    dist.all_reduce(x, op=dist.ReduceOp.MAX)
-    return x
+    return all_reduce(x, dist.ReduceOp.MAX)
 
 
 def any_rank(flag: bool, device) -> bool:

@@ -8,6 +8,7 @@ points and images (snapshots, metrics, final files) lives in hooks.py; checkpoin
 from __future__ import annotations
 
 import copy
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..models import build_model
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.graphs import CudaGraphBackend, GraphedStep, for_sampling, make_graph_safe
+from . import board
 from . import state as ckpt
 from .estimate import Speed, describe_estimate, final_line, measure, run_estimate, synced_seconds
 from .hooks import FRAME_SEED, hooks_for
@@ -95,13 +97,14 @@ class Run:
     compile_seconds: float | None = None
     auto_threads: object = None  # threads.AutoThreads under --threads auto, else None
     speed: Speed | None = None  # the network's timed passes (images, rank 0): the estimates
+    board: object = None  # board.Board under --tensorboard (rank 0, a run folder), else None
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.start
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
-          resume: bool = False, threads: int | None = None) -> TrainResult:
+          resume: bool = False, threads: int | None = None, tensorboard: bool | None = None) -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
@@ -113,12 +116,19 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     samples (samples, quality and out_dir None).
 
     threads: None leaves torch's thread count alone; 0 (`--threads auto`) chooses it from the free cores and
-    re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads)."""
+    re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads).
+
+    tensorboard: True writes TensorBoard event files into the run folder (board.py; the optional extra); None
+    (the default) keeps watching a resumed run that was watched, False never writes them."""
     from ..runtime.threads import AutoThreads
 
     auto_threads = AutoThreads(cfg.images) if threads == 0 else None  # its first reading: now
     if resume and out_dir is None:
         raise InputError("resume=True needs the run folder to continue as out_dir")
+    if tensorboard:
+        if out_dir is None:
+            raise InputError("--tensorboard writes its events into the run folder: give one (out_dir)")
+        board.check_available()
     run = _setup(cfg, out_dir, resume, log)
     run.auto_threads = auto_threads
     if resume:
@@ -130,11 +140,16 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
             fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
     _build_step(run)
-    with ckpt.StopSignals() as stop:  # from here a signal stops the run within a step or one sampling block
-        if run.hooks is not None and run.world == 1:  # (several ranks agree on stops between steps only)
-            run.hooks.stop = lambda: stop.signum is not None
-        _train_epochs(run, progress, stop)
-        return _finish(run, stop)
+    run.board = _open_board(run, tensorboard)
+    try:
+        with ckpt.StopSignals() as stop:  # from here a signal stops the run within a step or one sampling block
+            if run.hooks is not None and run.world == 1:  # (several ranks agree on stops between steps only)
+                run.hooks.stop = lambda: stop.signum is not None
+            _train_epochs(run, progress, stop)
+            return _finish(run, stop)
+    finally:  # one writer for the session: closed at the end, on a stop and on an error
+        if run.board is not None:
+            run.board.close()
 
 
 def _intro(run: Run) -> list[str]:
@@ -158,6 +173,20 @@ def _snapshots_left(run: Run) -> int:
 
 def _snapshots_missing(run: Run) -> int:
     return max(0, sum(s <= run.step for s in run.snapshot_at) - len(run.frames))
+
+
+def _open_board(run: Run, tensorboard: bool | None):
+    """The run's TensorBoard writer (rank 0 only), or None: off, a finished run, or the package missing when
+    a resumed run was watched before (said once; training goes on without it)."""
+    if run.out is None or run.finished or tensorboard is False:
+        return None
+    if tensorboard is None and not (run.restored is not None and board.has_events(run.out)):
+        return None
+    if tensorboard is None and importlib.util.find_spec("tensorboard") is None:
+        run.log(f"{run.out}: was watched with --tensorboard, but tensorboard is not installed here ({board.INSTALL});"
+                f" no events this session")
+        return None
+    return board.Board(run.cfg, run.out, run.step, run.seconds_before, run.batch)
 
 
 def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
@@ -337,6 +366,8 @@ def _end_epoch(run: Run, epoch: int, epoch_steps: int, bar, stop) -> None:
     row.update(run.pending)  # the epoch's last snapshot's numbers
     run.pending = {}
     run.metrics_rows.append(row)
+    if run.board is not None:
+        run.board.epoch(row)
     if run.out is not None and (epoch + 1 == run.n_epochs or (cfg.checkpoint_every > 0 and
                                                               (epoch + 1) % cfg.checkpoint_every == 0)):
         _save(run, epoch + 1, 0)
@@ -353,7 +384,10 @@ def _snapshot(run: Run, stop, epoch: int, batch_done: int) -> dict:
             _save(run, epoch, batch_done, dist.mean(run.loss_state.loss_sum))
         raise stop.stopped(f"during the snapshot at {ckpt.position(run.step, epoch, batch_done)}", run.out) from None
     run.frames.append(frame)
-    return run.hooks.snapshot_metrics(frame)
+    metrics = run.hooks.snapshot_metrics(frame)
+    if run.board is not None:
+        run.board.snapshot(run.step, frame, metrics)
+    return metrics
 
 
 def _finish(run: Run, stop) -> TrainResult:
@@ -370,6 +404,8 @@ def _finish(run: Run, stop) -> TrainResult:
         samples, q, floor = run.hooks.final(run.sampling_model, run.diffusion)
     except SamplingStopped:  # the last epoch's checkpoint holds the trained weights: resuming draws them again
         raise stop.stopped("during the final samples (training is complete)", run.out) from None
+    if run.board is not None:
+        run.board.final(run.step, q)
     out = run.out
     if out is not None and not run.finished:
         frames = run.frames

@@ -35,14 +35,19 @@ def _scatter_ax(ax, pts: np.ndarray, limit: float = LIMIT, title: str | None = N
         ax.set_title(title, fontsize=8)
 
 
-def scatter(pts: np.ndarray, path: Path, title: str | None = None, limit: float = LIMIT) -> None:
-    """One scatter plot of (n, 2) points."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5))
+def scatter_figure(pts: np.ndarray, title: str | None = None, limit: float = LIMIT):
+    """One scatter plot of (n, 2) points, as a matplotlib figure (the caller saves and closes it)."""
+    fig, ax = _plt().subplots(figsize=(5, 5))
     _scatter_ax(ax, pts, limit, title, size=4.0)
     fig.tight_layout()
+    return fig
+
+
+def scatter(pts: np.ndarray, path: Path, title: str | None = None, limit: float = LIMIT) -> None:
+    """One scatter plot of (n, 2) points, saved to `path`."""
+    fig = scatter_figure(pts, title, limit)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plt().close(fig)
 
 
 def loss_curve(steps, losses, path: Path) -> None:
