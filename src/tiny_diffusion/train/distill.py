@@ -30,7 +30,6 @@ METHOD = "progressive distillation (Salimans & Ho 2022): each round halves the D
 # On the default dino run (bench/distill.py, docs/distill.md) DDIM on 64 logsnr steps from t = T - 1 is as good
 # as the ancestral sampler's 1000; more rounds cost time and add each round's error.
 TEACHER_STEPS = 64
-TEACHER_SPACING = "logsnr"  # from t = T - 1 (the student must start from pure noise): docs/distill.md
 PREDICTION = "v"  # the student's target: the (1 + SNR)-weighted x0 error, well-conditioned at t = T - 1
 # Each round's length. Points: the default dino teacher trains 600 epochs (4200 steps); 4 steps from 64 are
 # 4 rounds, each step costs two teacher calls more, so 4 x 100 epochs take about the teacher's time.
@@ -85,10 +84,12 @@ def teacher_grid(teacher_dir: Path, steps: int, teacher_steps: int | None) -> tu
                             f"; it reaches {_list(reachable(teacher_steps))}")
                          + (f"; for {steps} use --teacher-steps {_list(hint, 'or')}" if hint else ""))
     from ..core.diffusion import Diffusion
+    from ..sampling import describe_grid, grid as grid_policy
 
-    ab = Diffusion.from_config(cfg).alpha_bar.double().numpy()
-    grid = timesteps(T, teacher_steps, TEACHER_SPACING, ab)
-    return [int(t) for t in grid], f"DDIM on {teacher_steps} {TEACHER_SPACING} steps"
+    diffusion = Diffusion.from_config(cfg)
+    spacing, lambda_min = grid_policy("ddim", diffusion, teacher_steps, kind=cfg.kind)  # DDIM's measured default
+    grid = timesteps(T, teacher_steps, spacing, diffusion.alpha_bar.double().numpy(), lambda_min)
+    return [int(t) for t in grid], describe_grid("ddim", diffusion, teacher_steps, kind=cfg.kind)
 
 
 def _list(values, last: str = "or") -> str:
