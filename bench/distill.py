@@ -40,10 +40,24 @@ def host_line() -> str:
     return f"host: {model}, {torch.get_num_threads()} threads, {avx}"
 
 
-def scored(model, diffusion, refs, **kw):
+DRAWN = {}  # (who, sampler, steps) -> the 1000 samples scored, for the figure
+
+
+def scored(model, diffusion, refs, key, **kw):
     start = time.perf_counter()
     x = sample(model, diffusion, 1000, 1234, **kw).numpy()
+    DRAWN[key] = x
     return quality(x, refs), time.perf_counter() - start
+
+
+def figure(path: str, steps: int) -> None:
+    """The teacher's 1000 ancestral steps, its plain DDIM in `steps` steps, and the student's `steps` steps."""
+    from tiny_diffusion.viz import points as plots
+
+    panels = [("teacher: 1000 ancestral steps", DRAWN["teacher", "ddpm", 1000]),
+              (f"teacher: DDIM, {steps} steps", DRAWN["teacher", "ddim", steps]),
+              (f"distilled student: {steps} steps", DRAWN["student", "ddim", steps])]
+    plots.grid(panels, Path(path), cols=3)
 
 
 def main() -> None:
@@ -58,6 +72,8 @@ def main() -> None:
     p.add_argument("--prediction", default="v")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the numbers here too")
+    p.add_argument("--figure", help="a PNG of the teacher's 1000 steps, its DDIM and the student at --figure-steps")
+    p.add_argument("--figure-steps", type=int, default=4)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(host_line())
@@ -77,14 +93,15 @@ def main() -> None:
     rows = []
     # the teacher's DDIM on the grid the rounds halve (DDIM's default grid for n steps), its DPM-Solver++ at 10
     # steps (the samplers' figure of docs/samplers.md), and its plain DDIM at the student's step count
-    for sampler, k, kw in (("ddpm", 1000, {}), ("ddim", n, {}), ("dpm++", 10, {}), ("ddim", args.steps, {})):
-        q, s = scored(model, diffusion, refs, sampler=sampler, steps=k, **kw)
+    extra = [("ddim", args.figure_steps, {})] if args.figure and args.figure_steps != args.steps else []
+    for sampler, k, kw in (("ddpm", 1000, {}), ("ddim", n, {}), ("dpm++", 10, {}), ("ddim", args.steps, {}), *extra):
+        q, s = scored(model, diffusion, refs, ("teacher", sampler, k), sampler=sampler, steps=k, **kw)
         rows.append({"who": "teacher", "sampler": sampler, "steps": k, **q.as_dict(), "sample_seconds": round(s, 3)})
     total = 0.0
     for r in record["rounds"]:
         total += r["seconds"]
         _, m, d = runs.load_run(Path(args.out) / r["folder"])
-        q, s = scored(m, d, refs, sampler="ddim", steps=r["steps"])
+        q, s = scored(m, d, refs, ("student", "ddim", r["steps"]), sampler="ddim", steps=r["steps"])
         rows.append({"who": "student", "sampler": "ddim", "steps": r["steps"], **q.as_dict(),
                      "sample_seconds": round(s, 3), "round_seconds": r["seconds"], "distill_seconds": round(total, 3)})
     print(f"floor (real vs real): {data_floor('dino')}")
@@ -103,6 +120,8 @@ def main() -> None:
                   f"{r['distill_seconds']:.1f} s vs the teacher's {tq['train_seconds']:.1f} s: "
                   f"{'met' if ok else 'NOT met'}")
     print(f"wall time of the distillation with each round's sampling and figures: {wall:.1f} s")
+    if args.figure:
+        figure(args.figure, args.figure_steps)
     if args.json:
         Path(args.json).write_text(json.dumps({"teacher_seconds": tq["train_seconds"], "record": record,
                                                "rows": rows}, indent=1))

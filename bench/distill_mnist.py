@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--kimg", type=float, default=None, help="per round (default: distill's)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3, help="timed draws of 1000 images each, medians")
+    p.add_argument("--repeats", type=int, default=3, help="timed draws of 1000 images each, medians (0: no timing)")
     p.add_argument("--timing-only", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,6 +74,8 @@ def main() -> None:
           f"{ratio:.2f}x the teacher's (target <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'}); distilled in "
           f"{distilled:.1f} s vs the teacher's {tq['train_seconds']:.1f} s of training "
           f"({'met' if distilled <= tq['train_seconds'] else 'NOT met'})")
+    if args.repeats == 0:
+        return
     teacher_s = seconds_for_1000(args.teacher, args.repeats, sampler="dpm++", steps=50, spacing="logsnr")
     student_s = seconds_for_1000(args.out, args.repeats, sampler="ddim", steps=args.steps)
     t, s = statistics.median(teacher_s), statistics.median(student_s)

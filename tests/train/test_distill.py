@@ -86,18 +86,27 @@ def blobs(tmp_path_factory):
         yield root
 
 
-def test_a_student_follows_its_teacher_not_the_data(blobs, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def left_student(blobs):
+    """A 2-step student of the left teacher (8 -> 4 -> 2 steps)."""
+    with pytest.MonkeyPatch.context() as mp:
+        register_two(mp)
+        record, _ = distill(blobs / "left", blobs / "student", 2, progress=False, **ROUNDS)
+    return blobs / "student", record
+
+
+def test_a_student_follows_its_teacher_not_the_data(blobs, left_student, monkeypatch):
     """A student of the left teacher scores like it on the left blob; a student trained on the left blob's points
     against the RIGHT teacher's target lands on the right blob (a student that learned the data would not)."""
     register_two(monkeypatch)
-    record, _ = distill(blobs / "left", tmp_path / "s", 2, progress=False, **ROUNDS)
+    out, record = left_student
     left = references("two:left", n=500)
-    student = np.load(tmp_path / "s" / runs.SAMPLES)
+    student = np.load(out / runs.SAMPLES)
     assert quality(student, left).energy < 0.05 and abs(student[:, 0].mean() - CENTRES[0, 0]) < 0.2
     # the same distillation, its teacher swapped for the right one: the data (two:left) stay
     cfg, right, diffusion = runs.load_run(blobs / "right")
     grid = record["teacher"]["grid"]  # round 1: 8 -> 4 steps
-    wrong_cfg = runs.run_config(tmp_path / "s").replace(sample_grid=",".join(map(str, halve(grid))), eval_steps=4,
+    wrong_cfg = runs.run_config(out).replace(sample_grid=",".join(map(str, halve(grid))), eval_steps=4,
                                                         frame_steps=4)
     assert wrong_cfg.dataset == "two:left"
     target = HalvingTarget(right.requires_grad_(False), diffusion, Diffusion.from_config(wrong_cfg), grid)
@@ -106,12 +115,12 @@ def test_a_student_follows_its_teacher_not_the_data(blobs, tmp_path, monkeypatch
     assert quality(result.samples, left).energy > 20 * quality(student, left).energy
 
 
-def test_the_student_samples_on_its_own_grid_by_default(blobs, tmp_path, monkeypatch, capsys):
+def test_the_student_samples_on_its_own_grid_by_default(left_student, tmp_path, monkeypatch, capsys):
     register_two(monkeypatch)
-    record, _ = distill(blobs / "left", tmp_path / "s", 2, progress=False, **ROUNDS)
-    cfg, model, diffusion = runs.load_run(tmp_path / "s")
+    out, record = left_student
+    cfg, model, diffusion = runs.load_run(out)
     assert model.grid == tuple(record["rounds"][-1]["grid"]) and cfg.eval_steps == 2 and cfg.eval_sampler == "ddim"
-    assert cli.main(["sample", str(tmp_path / "s"), "--n", "50", "--out", str(tmp_path / "x.npy")]) == 0
+    assert cli.main(["sample", str(out), "--n", "50", "--out", str(tmp_path / "x.npy")]) == 0
     assert "2 steps, the student's distilled grid" in capsys.readouterr().out
     mine = np.load(tmp_path / "x.npy")
     assert np.array_equal(mine, sample(model, diffusion, 50, 0, sampler="ddim", steps=2).numpy())
