@@ -153,6 +153,7 @@ def test_a_crash_mid_round_resumes_exactly(moons_teacher, tmp_path, monkeypatch)
     assert runs.is_finished(tmp_path / "s" / "rounds" / "01-4steps") and not runs.is_finished(tmp_path / "s")
     assert torch.load(tmp_path / "s" / runs.CHECKPOINT, weights_only=True)["epoch"] == 4
     monkeypatch.undo()
+    assert cli.main(["train", "--resume", str(tmp_path / "s"), "--quiet"]) == 2  # not with the DDPM loss
     assert cli.main(["distill", "--resume", str(tmp_path / "s"), "--quiet"]) == 0
     assert_same_run(tmp_path / "ref" / "rounds" / "01-4steps", tmp_path / "s" / "rounds" / "01-4steps")
     assert_same_run(tmp_path / "ref", tmp_path / "s")

@@ -96,9 +96,10 @@ def _report(out, record: dict, start: float) -> None:
     import json
     from pathlib import Path
 
-    from ..runs import QUALITY
+    from ..runs import QUALITY, run_config
 
     teacher = Path(record["teacher"]["path"])
+    dataset = run_config(teacher).dataset
     seconds = [r.get("seconds", 0.0) for r in record["rounds"]]
     print(f"student folder: {out} ({record['steps']} steps, {len(seconds)} rounds from {record['teacher']['what']})")
     print(f"distilled in {sum(seconds):.1f} s of training (rounds: {', '.join(f'{s:.1f}' for s in seconds)} s; "
@@ -108,7 +109,7 @@ def _report(out, record: dict, start: float) -> None:
         what = f"{who} ({q.get('n_eval')} samples)"
         if "quality" in q:
             floor = q.get("data_floor")
-            print_quality(what, "its data", _Line(q["quality"]), None if floor is None else _Line(floor))
+            print_quality(what, dataset, _Line(q["quality"]), None if floor is None else _Line(floor))
         if "train_seconds" in q and who == "teacher":
             print(f"  (the teacher trained {q['train_seconds']:.1f} s)")
 
