@@ -23,9 +23,9 @@ def add_parser(sub) -> None:
                         "student teacher: its own grid)")
     p.add_argument("--prediction", choices=PREDICTIONS, default=None,
                    help="the student's prediction target (default v: see docs/distill.md)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="points: epochs per round (default 100)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="points: epochs per round (default 80)")
     p.add_argument("--kimg", type=_kimg, default=None, help="images: thousands of images per round (default 12)")
-    p.add_argument("--lr", type=_lr, default=None, help="peak learning rate of each round (default 2e-3 points, "
+    p.add_argument("--lr", type=_lr, default=None, help="peak learning rate of each round (default 5e-3 points, "
                    "5e-4 images)")
     p.add_argument("--guidance", type=guidance_weight, default=None, metavar="W",
                    help="class-conditional teacher: the guidance weight folded into the student (default: the "
