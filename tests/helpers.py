@@ -1,6 +1,7 @@
 """What several test files share, importable from any folder of tests/ (`from tests.helpers import ...`)."""
 
 import csv
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from tiny_diffusion import runs
+from tiny_diffusion.data import points
 from tiny_diffusion.train import hooks as train_module  # the snapshots call its `sample`
 
 # the source tree, for the CLI run in a fresh interpreter (tests/helpers.py sits one below the repository)
@@ -96,3 +98,25 @@ def assert_data_drawn(path, blank: int = 0) -> None:
     with the data removed (0 where nothing coloured is left then: no legend swatches)."""
     n = data_pixels(path)
     assert n > blank + DRAWN, f"{path}: {n} coloured pixels, the figure without its data has {blank}"
+
+
+# -- a labelled point set of two well-separated blobs, registered as datasaurus is ------------------------------
+
+CENTRES = np.array([[-2.5, 0.0], [2.5, 0.0]])  # two well-separated classes, std 0.3
+
+
+def _two(n, rng):
+    labels = rng.integers(0, 2, n)
+    return CENTRES[labels] + 0.3 * rng.normal(size=(n, 2)), labels
+
+
+def _one(k, n, rng):
+    return CENTRES[k] + 0.3 * rng.normal(size=(n, 2))
+
+
+def register_two(mp: pytest.MonkeyPatch) -> None:
+    """A labelled point set 'two' (classes left and right, also data sets two:left and two:right of their own)."""
+    mp.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
+    mp.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
+    for k, name in enumerate(("left", "right")):
+        mp.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))

@@ -30,6 +30,7 @@ _EXPORTS = {
     "build_model": "models",
     "UNet": "models.unet",
     "train": "train",
+    "distill": "train.distill",
     "TrainResult": "train",
     "sample": "sampling",
     "trajectory": "sampling",

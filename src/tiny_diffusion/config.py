@@ -139,6 +139,9 @@ class TrainConfig:
                                  "dataset_kind), then recorded", choices=KINDS)
     sample_shape: str | None = _resolved("the shape of one sample, comma-separated (2, or C,H,W): recorded by "
                                          "training from the data")
+    sample_grid: str | None = _resolved("a distilled student's timesteps, comma-separated, noisiest first: what its "
+                                        "samplers visit by default (recorded by `tiny-diffusion distill`; unset "
+                                        "for a trained run)")
     n_points: int = _f(8000, "training points drawn once from the data set (the classic study used 8000)", low=1,
                        high=100_000_000, only="points")
     data_dir: str | None = _f(None, "folder holding the data set's files (raw or .gz); unset: download once into "
@@ -350,6 +353,10 @@ class TrainConfig:
         _int_list(self.channel_mult, "channel_mult", source, low=1)
         if self.sample_shape is not None:
             _int_list(self.sample_shape, "sample_shape", source, low=1, high=4096)
+        if self.sample_grid is not None:
+            grid = _int_list(self.sample_grid, "sample_grid", source, low=0, high=self.timesteps - 1)
+            if any(a <= b for a, b in zip(grid, grid[1:])):
+                raise InputError(f"{source}: sample_grid = {self.sample_grid!r} must be decreasing timesteps")
         if self.attn_resolutions not in ("auto", "none", ""):
             _int_list(self.attn_resolutions, "attn_resolutions", source, low=1)
         # sizes that pass each bound alone can still be absurd together: refuse what cannot fit in memory

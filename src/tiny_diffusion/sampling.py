@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from .choices import kind_of_shape
@@ -55,9 +56,20 @@ def grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | N
     return spacing, default_lambda if lambda_min is None else lambda_min
 
 
+def own_grid(recorded, steps: int | None, spacing: str | None = None, lambda_min: float | None = None):
+    """A distilled student's recorded grid (its model's `grid`, its config's sample_grid) when the caller asks for
+    its number of steps (or none) and names no grid of their own; else None (the usual grid policy)."""
+    if not recorded or spacing is not None or lambda_min is not None or steps not in (None, len(recorded)):
+        return None
+    return np.asarray(recorded, dtype=np.int64)
+
+
 def describe_grid(sampler: str, diffusion: Diffusion, steps: int | None, spacing: str | None = None,
-                  lambda_min: float | None = None, kind: str = "points") -> str:
-    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -1.5', 'ddpm, all 1000 steps'."""
+                  lambda_min: float | None = None, kind: str = "points", recorded=None) -> str:
+    """Which grid a run used, for printed results: 'dpm++, 10 steps, logsnr from lambda -1.5', 'ddpm, all 1000 steps',
+    'ddim, 4 steps, the student's distilled grid' (`recorded`: a student's grid, see `own_grid`)."""
+    if own_grid(recorded, steps, spacing, lambda_min) is not None:
+        return f"{sampler}, {len(recorded)} steps, the student's distilled grid"
     spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
     start = "" if lambda_min is None else f" from lambda {lambda_min:.3g}"
     usable = diffusion.T if lambda_min is None else steps_from(diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
@@ -108,7 +120,8 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     bf16: the network under bfloat16 autocast (its outputs back in float32; the sampler's arithmetic stays float32);
     None: images on a CPU that computes bf16 natively (`bf16_sampling`), else off.
     steps, spacing, lambda_min: the grid (`grid`: None takes the measured default for the sampler and `kind`,
-    "points" or "images"; default: the model's `kind`, recorded by build_model from the run's config).
+    "points" or "images"; default: the model's `kind`, recorded by build_model from the run's config); a distilled
+    student's model carries its own grid, which it samples on unless they name another (`own_grid`).
     stop: a callable asked before every network call; when it answers True, sampling ends with SamplingStopped
     (a training run's Ctrl-C within one block's pass, not after the whole snapshot)."""
     if sampler not in SAMPLERS:
@@ -123,8 +136,10 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     if guidance != 1 and y is None:
         raise ValueError(f"guidance = {guidance} needs class labels y to guide towards")
     shape, kind = shape_and_kind(model, shape, kind)
-    spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
-    ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+    ts = own_grid(getattr(model, "grid", None), steps, spacing, lambda_min)
+    if ts is None:
+        spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
+        ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
     noise = SampleNoise(seed, n, shape, device=device, start=start)
     if bf16_sampling(kind, device) if bf16 is None else bf16:
         model = BF16(model)

@@ -5,7 +5,6 @@ labelled Datasaurus set, the CLI's flags, label files and errors, and exact resu
 from __future__ import annotations
 
 import csv
-import functools
 import math
 
 import numpy as np
@@ -17,6 +16,7 @@ from tiny_diffusion import runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import points
+from tests.helpers import CENTRES, register_two
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
 from tiny_diffusion.models import build_model
@@ -25,38 +25,20 @@ from tiny_diffusion.core.samplers import SAMPLERS
 from tiny_diffusion.core.schedules import make_betas
 from tiny_diffusion.train import train
 
-CENTRES = np.array([[-2.5, 0.0], [2.5, 0.0]])  # two well-separated classes, std 0.3
 TWO = dict(dataset="two", class_cond=True, n_points=2000, batch_size=250, epochs=100, hidden_size=32,
            hidden_layers=2, emb_size=16, frames=0, frame_points=200, eval_sampler="ddpm", eval_steps=100, device="cpu")
 FAST = ["--sampler", "ddpm", "--steps", "100"]
 
 
-def _two(n, rng):
-    labels = rng.integers(0, 2, n)
-    return CENTRES[labels] + 0.3 * rng.normal(size=(n, 2)), labels
-
-
-def _one(k, n, rng):
-    return CENTRES[k] + 0.3 * rng.normal(size=(n, 2))
-
-
-def _register_two(mp: pytest.MonkeyPatch) -> None:
-    """A labelled point set 'two' (classes left and right) registered as datasaurus is, for the whole pipeline."""
-    mp.setitem(points.LABELLED, "two", (_two, ("left", "right"), "two:{}"))
-    mp.setitem(points.DATASETS, "two", lambda n, rng: _two(n, rng)[0])
-    for k, name in enumerate(("left", "right")):
-        mp.setitem(points.DATASETS, f"two:{name}", functools.partial(_one, k))
-
-
 @pytest.fixture
 def two_classes(monkeypatch):
-    _register_two(monkeypatch)
+    register_two(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def two_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        _register_two(mp)
+        register_two(mp)
         out = tmp_path_factory.mktemp("two") / "run"
         train(TrainConfig.from_dict(TWO), out, progress=False)
     return out

@@ -13,10 +13,10 @@ import warnings
 
 from ..config import TrainConfig
 from ..errors import InputError, TrainingStopped
-from . import animate, datasets, evaluate, export, plot, reproduce, sample, sweep, train
+from . import animate, datasets, distill, evaluate, export, plot, reproduce, sample, sweep, train
 from .common import PROG, SAMPLER_NAMES, SPACING_NAMES, Parser, flag_name, torch_threads  # noqa: F401  (the names tests and users import from here)
 
-COMMANDS = (train, sample, evaluate, plot, animate, export, sweep, reproduce, datasets)  # in --help's order
+COMMANDS = (train, distill, sample, evaluate, plot, animate, export, sweep, reproduce, datasets)  # in --help's order
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -194,8 +194,9 @@ def grid_text(options: dict, diffusion, cfg) -> str:
     """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
     from ..sampling import describe_grid
 
+    recorded = [int(t) for t in cfg.sample_grid.split(",")] if cfg.sample_grid else None
     return describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
-                         kind=cfg.kind)
+                         kind=cfg.kind, recorded=recorded)
 
 
 def print_quality(what: str, dataset: str, q, floor, notes=()) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, load_run_on, output_path,
-                     grid_text, positive_int, print_quality, sampling_options, seed_arg)
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, device_of, grid_text,
+                     load_run_on, output_path, positive_int, print_quality, sampling_options, seed_arg)
 from .conditional import add_class_flags
 
 
@@ -222,11 +222,31 @@ def _steps_curve(args, run_dir: Path, model, diffusion, dataset: str, device, se
 
     steps = args.steps or [diffusion.T]
     check_steps(steps, diffusion, args.lambda_min)
+    model, diffusion, students, who = _teacher_of(run_dir, model, diffusion, steps, args.device)
     csv_path = output_path(args.csv or str(run_dir / "steps_curve.csv"), (".csv",), "--csv")
     figure = output_path(args.figure or str(run_dir / "steps_curve.png"), (".png", ".pdf", ".svg"), "--figure")
     n = args.n or N_EVAL
     steps_curve.run(model, diffusion, dataset, steps, args.sampler or list(SAMPLERS), csv_path, figure, n,
                     seed, device, args.spacing, args.eta, args.lambda_min,
-                    title=f"{run_dir.name}: {n} samples (seed {seed}) vs {dataset}")
+                    title=f"{who}: {n} samples (seed {seed}) vs {dataset}", students=students)
     print(f"wrote {csv_path} and {figure}")
     return 0
+
+
+def _teacher_of(run_dir: Path, model, diffusion, steps: list[int], device: str):
+    """(model, diffusion, students, title) of a steps curve: a run's own samplers; for a distilled student, its
+    teacher's samplers and, beside them, the students of its rounds whose step counts were asked for."""
+    from ..runs import load_run
+    from ..train.distill import RECORD, read_record
+
+    if not (run_dir / RECORD).is_file():
+        return model, diffusion, [], run_dir.name
+    record = read_record(run_dir)
+    rounds = [r for r in record["rounds"] if r["steps"] in steps]
+    if not rounds:
+        raise InputError(f"{run_dir}: a student of {', '.join(str(r['steps']) for r in record['rounds'])} steps "
+                         f"(its rounds); give one of them in --steps for its curve beside its teacher's samplers")
+    dev = device_of(device)
+    students = [(r["steps"], *load_run(run_dir / r["folder"], dev)[1:]) for r in rounds]
+    _, teacher, teacher_diffusion = load_run(record["teacher"]["path"], dev)
+    return teacher, teacher_diffusion, students, f"{Path(record['teacher']['path']).name} and its students"

@@ -114,8 +114,11 @@ def _resume_train(args, changes: dict) -> int:
         if dist.is_main():
             print(f"{args.resume}: already finished (quality.json exists); nothing to do")
         return 0
-    start = time.perf_counter()
     cfg = dist.on_main(lambda: config_for_resume(args.resume, changes))
+    if cfg.sample_grid:  # a distillation round: its loss is the teacher's target, which only distill rebuilds
+        raise InputError(f"{args.resume}: a round of a distillation; continue it with `tiny-diffusion distill "
+                         f"--resume OUT` (OUT: the folder holding distill.json)")
+    start = time.perf_counter()
     result = train(cfg, args.resume, progress=None if not args.quiet else False, resume=True, threads=args.threads,
                    tensorboard=args.tensorboard or None)  # None: a watched run keeps being watched
     if dist.is_main():

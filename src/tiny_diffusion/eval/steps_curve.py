@@ -44,6 +44,28 @@ def sweep(model, diffusion, dataset: str, steps: list[int], samplers: list[str],
     return rows
 
 
+STUDENT = "distilled"  # the sampler column of a distilled student's rows (DDIM on its own grid)
+
+
+def student_rows(students, dataset: str, n: int = 1000, seed: int = 0, device="cpu", log=None) -> list[dict]:
+    """One row per (steps, model, diffusion) in `students`: distilled students (a distillation's rounds), each
+    sampled with DDIM on its own recorded grid, scored as `sweep` scores the samplers."""
+    from ..sampling import sample
+
+    refs = references(dataset, n=n)
+    rows = []
+    for k, model, diffusion in students:
+        start = time.perf_counter()
+        x = sample(model, diffusion, n, seed, device=device, sampler="ddim", steps=k).cpu().numpy()
+        seconds = time.perf_counter() - start
+        q = quality(x, refs)
+        rows.append({"sampler": STUDENT, "spacing": "student", "lambda_min": None, "steps": k, "nfe": k,
+                     **q.as_dict(), "seconds": round(seconds, 4)})
+        if log:
+            log(f"{f'distilled student, {k} steps':40s}  {q}  ({seconds:.2f} s)")
+    return rows
+
+
 def plot(rows: list[dict], floor: Quality, path: Path, title: str | None = None) -> None:
     """Energy, precision and coverage against NFE (log axis), one line per sampler, the floor dashed."""
     from ..viz.points import _plt
@@ -54,7 +76,9 @@ def plot(rows: list[dict], floor: Quality, path: Path, title: str | None = None)
     for ax, metric in zip(axes, ("energy", "precision", "coverage")):
         for name in samplers:
             pts = sorted((r["nfe"], r[metric]) for r in rows if r["sampler"] == name)
-            ax.plot(*np.array(pts).T, marker="o", label=name)
+            student = name == STUDENT  # the distilled students: one network each, drawn bold
+            ax.plot(*np.array(pts).T, marker="s" if student else "o", lw=2.5 if student else 1.5,
+                    color="k" if student else None, label="distilled student (ddim, own grid)" if student else name)
         ax.axhline(getattr(floor, metric), color="k", ls="--", lw=1, label="data floor")
         ax.set_xscale("log")
         ax.set_xlabel("network evaluations (NFE)")
@@ -71,9 +95,11 @@ def plot(rows: list[dict], floor: Quality, path: Path, title: str | None = None)
 
 def run(model, diffusion, dataset: str, steps: list[int], samplers: list[str], csv_path: Path, figure_path: Path,
         n: int = 1000, seed: int = 0, device="cpu", spacing: str | None = None, eta: float | None = None,
-        lambda_min: float | None = None, log=print, title: str | None = None) -> list[dict]:
-    """The sweep, written to csv_path and figure_path; returns the rows."""
+        lambda_min: float | None = None, log=print, title: str | None = None, students=()) -> list[dict]:
+    """The sweep, written to csv_path and figure_path; returns the rows. students: (steps, model, diffusion) of
+    distilled students, whose curve is drawn beside the samplers' (`student_rows`)."""
     rows = sweep(model, diffusion, dataset, steps, samplers, n, seed, device, spacing, eta, lambda_min, log)
+    rows += student_rows(students, dataset, n, seed, device, log)
     floor = data_floor(dataset, n=n)
     log(f"data floor (real vs real): {floor}")
     fileio.write_csv(csv_path, rows, COLUMNS)

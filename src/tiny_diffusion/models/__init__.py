@@ -62,4 +62,6 @@ def build_model(cfg, shape: tuple[int, ...] = (2,), label_dim: int = 0, classes:
     model.sample_shape = tuple(shape)  # the network carries its samples' shape and kind: samplers need no data set
     model.kind = cfg.kind
     model.classes = list(classes) if classes else None  # ... and its classes' names: --class needs no data set
+    # a distilled student's own timestep grid (config sample_grid): its samplers visit these unless told otherwise
+    model.grid = tuple(int(t) for t in cfg.sample_grid.split(",")) if getattr(cfg, "sample_grid", None) else None
     return model

@@ -194,6 +194,7 @@ class GraphedNet(torch.nn.Module):
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.backend, self.any_device = backend or CudaGraphBackend(), backend is not None
         self.sample_shape = getattr(model, "sample_shape", None)
+        self.kind, self.grid = getattr(model, "kind", None), getattr(model, "grid", None)  # what samplers read
         self.graphs = {}
         self.eager = False  # after a failed check
 

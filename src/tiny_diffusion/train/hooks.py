@@ -27,6 +27,12 @@ def final_sampling(cfg) -> dict:
             "block": aligned_block(cfg.kind, n)}
 
 
+def spacing_of(cfg) -> str | None:
+    """The grid of snapshots (and of an image run's final samples): logsnr, which measured best for few steps
+    (docs/samplers.md); a distilled student's own recorded grid (None: `sampling.own_grid` takes it)."""
+    return None if cfg.sample_grid else "logsnr"
+
+
 def conditioning(cfg, data, n: int) -> dict:
     """sample()'s label arguments for n samples of a run: a class-conditional run's samples cycle through its
     classes (sample i asks for class i % K) at the run's guidance weight; an unconditional run's take none."""
@@ -52,7 +58,7 @@ class PointHooks:
         # logsnr spacing: on the default dino model, 20 DPM-Solver++ steps reach precision 0.28 with the
         # trailing spacing and about 0.7 already at 10 steps with logsnr (docs/samplers.md)
         return sample(model, diffusion, cfg.frame_points, FRAME_SEED, device=self.device, sampler=cfg.frame_sampler,
-                      steps=min(cfg.frame_steps, cfg.timesteps), spacing="logsnr", stop=self.stop,
+                      steps=min(cfg.frame_steps, cfg.timesteps), spacing=spacing_of(cfg), stop=self.stop,
                       **conditioning(cfg, self.data, cfg.frame_points)).cpu().numpy()
 
     def snapshot_metrics(self, frame) -> dict:
@@ -123,8 +129,8 @@ class ImageHooks:
         from ..viz.image_files import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
         return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
-                               sampler=sampler, steps=steps, block=block, stop=self.stop,  # the default grid
-                               **conditioning(self.cfg, self.data, n)))
+                               sampler=sampler, steps=steps, block=block, stop=self.stop,  # the default grid (a
+                               **conditioning(self.cfg, self.data, n)))  # student's: its own)
 
     def snapshot(self, model, diffusion) -> np.ndarray:
         cfg = self.cfg

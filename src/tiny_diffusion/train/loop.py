@@ -30,8 +30,8 @@ from . import board
 from . import state as ckpt
 from .estimate import Speed, describe_estimate, final_line, measure, run_estimate, synced_seconds
 from .hooks import FRAME_SEED, hooks_for
-from .length import (describe_length, epoch_at, eval_calls, fit_evaluation, lr_factor, quick_try_hints, schedule_length, snapshot_epochs,
-                     snapshot_steps)
+from .length import (describe_length, epoch_at, eval_calls, fit_evaluation, lr_factor, quick_try_hints, schedule_length,
+                     snapshot_epochs, snapshot_steps)
 from .step import TrainStep, ema_decay, plan_for
 
 STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
@@ -98,13 +98,16 @@ class Run:
     auto_threads: object = None  # threads.AutoThreads under --threads auto, else None
     speed: Speed | None = None  # the network's timed passes (images, rank 0): the estimates
     board: object = None  # board.Board under --tensorboard (rank 0, a run folder), else None
+    objective: object = None  # what the step minimises: None, the diffusion loss; else a distillation target
+    desc: str = "train"  # the progress bar's label
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.start
 
 
 def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | None = None, log=None,
-          resume: bool = False, threads: int | None = None, tensorboard: bool | None = None) -> TrainResult:
+          resume: bool = False, threads: int | None = None, tensorboard: bool | None = None, objective=None,
+          init: dict | None = None, desc: str = "train") -> TrainResult:
     """Train the model `cfg` describes; write a run folder to `out_dir` when given.
 
     With resume=True, `out_dir` is an interrupted run of the same config: training continues from its
@@ -119,7 +122,10 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     re-checks it during training (threads.py); N > 0 is set by the caller (the CLI's torch_threads).
 
     tensorboard: True writes TensorBoard event files into the run folder (board.py; the optional extra); None
-    (the default) keeps watching a resumed run that was watched, False never writes them."""
+    (the default) keeps watching a resumed run that was watched, False never writes them.
+    A distillation round (train/distill.py) is such a run with a teacher's target: `objective` replaces the
+    diffusion loss (core/distill.py: the same sample_t / loss interface), `init` (a model state dict) starts the
+    network and its EMA from the teacher's weights unless a checkpoint is resumed, and `desc` labels the bar."""
     from ..runtime.threads import AutoThreads
 
     auto_threads = AutoThreads(cfg.images) if threads == 0 else None  # its first reading: now
@@ -131,8 +137,13 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         board.check_available()
     run = _setup(cfg, out_dir, resume, log)
     run.auto_threads = auto_threads
+    run.objective, run.desc = objective, desc
     if resume:
         _restore(run, out_dir)
+    if init is not None and run.restored is None:  # a fresh start from given weights (a resumed run has its own)
+        run.model.load_state_dict(init)
+        if run.ema_model is not run.model:
+            run.ema_model.load_state_dict(init)
     for line in _intro(run):
         run.log(line)
     if run.out is not None and not run.finished:
@@ -258,7 +269,7 @@ def _build_step(run: Run) -> None:
     if run.plan.compile:
         net = torch.compile(net)
     step = TrainStep(run.cfg, net, run.model, run.ema_model, run.optimizer, run.diffusion, run.data, run.generator,
-                     run.rows, run.plan)
+                     run.rows, run.plan, run.objective)
     if run.plan.graphs:  # auto: kept only once a replayed step has matched the eager one (runtime/graphs.py)
         step = GraphedStep(step, run.batch, run.optimizer, CudaGraphBackend(run.generator),
                            lambda: make_graph_safe(run.optimizer, run.device), check=run.cfg.cuda_graphs == "auto",
@@ -292,7 +303,7 @@ def _train_epochs(run: Run, progress: bool | None, stop) -> None:
     show = run.main and (sys.stderr.isatty() if progress is None else progress)
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(run.epoch, run.n_epochs), desc="train", unit="epoch", disable=not show, leave=False,
+    bar = tqdm(range(run.epoch, run.n_epochs), desc=run.desc, unit="epoch", disable=not show, leave=False,
                initial=run.epoch, total=run.n_epochs)
     if run.auto_threads is not None:
         run.log(f"threads: {run.auto_threads.start()} (auto: the free cores of {run.auto_threads.usable}, re-checked "

@@ -75,11 +75,17 @@ class TrainStep:
     """step(idx, step_no, decay) -> skipped: one optimisation step on the global batch `idx` (indices into
     the data), this rank's rows of it. `step_no` (counted from 1) marks a non-finite step in `first_bad`;
     `decay` is the EMA decay after it. Python numbers when eager; 0-d device tensors when captured.
-    Returns True only when --skip-nonfinite skipped the step (the one mode that syncs every step)."""
+    Returns True only when --skip-nonfinite skipped the step (the one mode that syncs every step).
+    objective: what draws t and scores the network (sample_t, loss): the diffusion itself (DDPM's loss), or a
+    distillation target (core/distill.py) that has the same interface."""
 
-    def __init__(self, cfg, net, model, ema_model, optimizer, diffusion, data, generator, rows: slice, plan: Plan):
+    def __init__(self, cfg, net, model, ema_model, optimizer, diffusion, data, generator, rows: slice, plan: Plan,
+                 objective=None):
         self.net, self.optimizer, self.diffusion, self.data, self.generator = net, optimizer, diffusion, data, generator
-        self.rows, self.plan, self.kind, self.min_snr = rows, plan, cfg.loss, cfg.min_snr
+        self.objective = diffusion if objective is None else objective
+        self.rows, self.plan, self.kind = rows, plan, cfg.loss
+        # min-SNR weights the diffusion loss (a distillation target has its own weighting)
+        self.loss_options = {"min_snr": cfg.min_snr} if objective is None and cfg.min_snr > 0 else {}
         self.cond_drop = cfg.cond_drop if cfg.class_cond else None  # class-conditional: the label dropout rate
         self.params = list(model.parameters())
         self.ema_params = list(ema_model.parameters()) if ema_model is not model else None
@@ -99,7 +105,7 @@ class TrainStep:
         cond_drop (guidance.drop_labels), else None (and no draw)."""
         x0 = self.data.batch(idx, self.generator)  # (B, 2) or (B, C, H, W); images: flips drawn here
         y = None if self.cond_drop is None else drop_labels(self.data.labels[idx], self.cond_drop, self.generator)
-        t = self.diffusion.sample_t(len(idx), x0.device, self.generator)
+        t = self.objective.sample_t(len(idx), x0.device, self.generator)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=self.generator)
         x0, t, eps = x0[self.rows], t[self.rows], eps[self.rows]
         if self.plan.channels_last:
@@ -109,7 +115,7 @@ class TrainStep:
     def __call__(self, idx: torch.Tensor, step_no, decay) -> bool:
         x0, t, eps, y = self.draw(idx)
         with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=self.plan.bf16, cache_enabled=False):
-            loss = self.diffusion.loss(self.net, x0, y=y, kind=self.kind, t=t, eps=eps, min_snr=self.min_snr)
+            loss = self.objective.loss(self.net, x0, y=y, kind=self.kind, t=t, eps=eps, **self.loss_options)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)  # the total norm, clipped to grad_clip

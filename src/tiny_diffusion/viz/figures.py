@@ -57,16 +57,20 @@ def reverse_columns(alpha_bar, panels: int, t_states=None) -> np.ndarray:
     return np.unique(np.concatenate([[0], finite[nearer], [last]]))
 
 
-def state_timesteps(diffusion, options: dict, kind: str) -> np.ndarray:
+def state_timesteps(diffusion, options: dict, kind: str, recorded=None) -> np.ndarray:
     """The timestep of each state x_T ... x_0 that `trajectory(**options)` yields, as the titles count them:
-    the state a step at (0-based) t starts from is x_{t+1}, the last one is x_0. Every step: T, T-1, ..., 0."""
+    the state a step at (0-based) t starts from is x_{t+1}, the last one is x_0. Every step: T, T-1, ..., 0.
+    recorded: a distilled student's own grid (its model's `grid`), which it samples on unless told otherwise."""
     from ..core.samplers import timesteps
-    from ..sampling import grid
+    from ..sampling import grid, own_grid
 
     steps = options.get("steps")
-    spacing, lambda_min = grid(options.get("sampler", "ddpm"), diffusion, steps, options.get("spacing"),
-                               options.get("lambda_min"), kind)
-    return np.append(timesteps(diffusion.T, steps, spacing, _alpha_bar(diffusion), lambda_min) + 1, 0)
+    ts = own_grid(recorded, steps, options.get("spacing"), options.get("lambda_min"))
+    if ts is None:
+        spacing, lambda_min = grid(options.get("sampler", "ddpm"), diffusion, steps, options.get("spacing"),
+                                   options.get("lambda_min"), kind)
+        ts = timesteps(diffusion.T, steps, spacing, _alpha_bar(diffusion), lambda_min)
+    return np.append(ts + 1, 0)
 
 
 def default_sampling(cfg, diffusion) -> dict:
@@ -99,7 +103,7 @@ def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, 
 
     options = options or {}
     show = sys.stderr.isatty() if progress is None else progress
-    total = len(state_timesteps(diffusion, options, model.kind))
+    total = len(state_timesteps(diffusion, options, model.kind, getattr(model, "grid", None)))
     states = []
     with tqdm(total=total, desc="sampling", unit="step", disable=not show, leave=False) as bar:
         for i, x in enumerate(trajectory(model, diffusion, n, seed, device=device, **options, **(cond or {}))):
@@ -165,7 +169,7 @@ def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, pa
     options = (sampling or default_sampling)(cfg, diffusion)
     n = n or default_n(cfg.images, animation)
     alpha_bar = _alpha_bar(diffusion)
-    t_states = state_timesteps(diffusion, options, cfg.kind)
+    t_states = state_timesteps(diffusion, options, cfg.kind, model.grid)
     cols = reverse_columns(alpha_bar, panels, t_states)
     cond = request(model, cfg, n, classes, guidance, interval)
     traj = sampling_trajectory(model, diffusion, n, seed, device, set(cols.tolist()), cond, options, progress)
