@@ -85,12 +85,13 @@ def test_sample_a_class_into_a_grid_and_a_file(run, tmp_path):
 
 def test_guidance_draws_the_requested_class_more_often_at_w3_than_at_w0(run, tmp_path):
     """Through evaluate's guidance curve, scored by the data set's classifier. At W = 0 the network never sees the
-    label, so asking for bright or for dark draws the same images (same seed): their two shares sum to 1."""
+    label, so asking for bright or for dark draws the same images (same seed): their two shares sum to 1. Every step
+    guided (--guidance-interval all): on an interval, the steps outside it stay plainly conditional."""
     share = {}
     for name in ("bright", "dark"):
         path = tmp_path / f"{name}.csv"
-        assert main(["evaluate", str(run), "--n", "16", "--class", name, "--guidance", "0,3", "--csv", str(path),
-                     "--figure", str(tmp_path / f"{name}.png")]) == 0
+        assert main(["evaluate", str(run), "--n", "16", "--class", name, "--guidance", "0,3", "--guidance-interval",
+                     "all", "--csv", str(path), "--figure", str(tmp_path / f"{name}.png")]) == 0
         rows = _rows(path)
         assert list(rows[0]) == list(IMAGE_COLUMNS) and [r["guidance"] for r in rows] == ["0.0", "3.0"]
         assert rows[0]["ceiling"] == rows[1]["ceiling"] == "1.0"  # the classifier's, whatever W
