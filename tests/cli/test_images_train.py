@@ -22,7 +22,7 @@ from tests.helpers import SRC, TINY_IMAGES, cache, flags  # noqa: F401  (cache: 
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main, torch_threads
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
-from tiny_diffusion.sampling import sample
+from tiny_diffusion.sampling import IMAGE_LAMBDA_MIN, sample
 from tiny_diffusion.train import train
 
 
@@ -279,7 +279,7 @@ def test_reverse_figure_of_images_samples_as_the_final_samples_by_default(run, t
     shown = []
     monkeypatch.setattr(vi, "process_strip", lambda traj, path, titles: shown.append((traj, titles)))
     assert main(["plot", "reverse", str(run), "--n", "3", "--out", str(tmp_path / "r.png")]) == 0
-    assert f"(dpm++, {TINY_IMAGES['eval_steps']} steps, logsnr, seed 0)" in capsys.readouterr().out
+    assert f"(dpm++, {TINY_IMAGES['eval_steps']} steps, logsnr from lambda -5, seed 0)" in capsys.readouterr().out
     (traj, titles), = shown
     assert len(titles) == TINY_IMAGES["eval_steps"] + 1 and titles[-1].startswith("t = 0\n")  # every state of 4 steps
     _, model, diffusion = runs.load_run(run)
@@ -378,16 +378,16 @@ def test_run_files_honour_the_umask(tmp_path):
 
 
 def test_an_image_run_given_steps_samples_on_logsnr(run, tmp_path, capsys):
-    """--steps K on an image run: the logsnr grid from t = T - 1 (as its final samples use), not diffusers' trailing;
-    --spacing trailing is honoured."""
+    """--steps K on an image run: the logsnr grid from lambda -5 (sampling.IMAGE_LAMBDA_MIN, as its final samples
+    use), not diffusers' trailing; --spacing trailing is honoured."""
     _, model, diffusion = runs.load_run(run)
     flags = ["--n", "3", "--sampler", "ddim", "--steps", "5"]
     assert main(["sample", str(run), *flags, "--out", str(tmp_path / "x.npy")]) == 0
     assert main(["sample", str(run), *flags, "--spacing", "trailing", "--out", str(tmp_path / "t.npy")]) == 0
     out = capsys.readouterr().out
-    assert "(ddim, 5 steps, logsnr, seed 0)" in out and "(ddim, 5 steps, trailing, seed 0)" in out
-    for name, spacing in (("x", "logsnr"), ("t", "trailing")):
-        expected = sample(model, diffusion, 3, 0, sampler="ddim", steps=5, spacing=spacing).clamp(-1, 1).numpy()
+    assert "(ddim, 5 steps, logsnr from lambda -5, seed 0)" in out and "(ddim, 5 steps, trailing, seed 0)" in out
+    for name, grid in (("x", {"spacing": "logsnr", "lambda_min": IMAGE_LAMBDA_MIN}), ("t", {"spacing": "trailing"})):
+        expected = sample(model, diffusion, 3, 0, sampler="ddim", steps=5, **grid).clamp(-1, 1).numpy()
         assert np.array_equal(np.load(tmp_path / f"{name}.npy"), expected), name
     assert not np.array_equal(np.load(tmp_path / "x.npy"), np.load(tmp_path / "t.npy"))
 

@@ -124,7 +124,7 @@ def test_a_watched_image_run_logs_each_snapshot_as_the_grid_of_its_frame(tmp_pat
 
 def test_a_stopped_watched_run_resumes_appending_each_step_once(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    stop_at_frame(monkeypatch, 1, lambda: signal.raise_signal(signal.SIGTERM))
+    stop_at_frame(monkeypatch, 2, lambda: signal.raise_signal(signal.SIGTERM))  # the 2nd: the first epoch logged its loss
     argv = ["train", *flags({**POINTS, "checkpoint_every": 1}), "--out", str(out), "--quiet", "--threads", "1",
             "--tensorboard"]
     assert main(argv) == 128 + signal.SIGTERM

@@ -46,25 +46,25 @@ def _allowed(images_seen: int) -> float:
 # -- 26.1: evaluation fits the run ---------------------------------------------------------------------
 
 def test_the_default_mnist_run_keeps_its_evaluation():
-    cfg = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist"}), 1407 * 64, 10)
-    assert (cfg.frame_points, cfg.eval_n, cfg.eval_steps) == (64, 1000, 50)
-    assert eval_passes(cfg, 10) == (10 * 64 * 20, 1000 // 64 * 64 * 50 + 64 * 50)  # 16 blocks of 64 per step
-    assert sum(eval_passes(cfg, 10)) <= _allowed(1407 * 64)
+    cfg = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist"}), 1563 * 64, 10)
+    assert (cfg.frame_points, cfg.eval_n, cfg.eval_steps) == (64, 1000, 10)
+    assert eval_passes(cfg, 10) == (10 * 64 * 20, 1000 // 64 * 64 * 10 + 64 * 10)  # 16 blocks of 64 per step
+    assert sum(eval_passes(cfg, 10)) <= _allowed(1563 * 64)
 
 
 def test_the_tutorial_recipe_on_twenty_photos_draws_one_image_grids(photos):
     cfg = TrainConfig.from_toml(CONFIGS / "cars-tutorial.toml", {"dataset": str(photos), "epochs": 3})
     fitted = fit_evaluation(cfg, 3 * 20, 3)  # 3 steps of 20 photos, a snapshot after each
-    assert (fitted.frame_points, fitted.eval_n, fitted.eval_steps) == (1, 1, 20)  # was 64 and 100 (padded to 128)
-    assert eval_passes(fitted, 3) == (3 * 20, 20)  # 80 one-image passes against training's 180
+    assert (fitted.frame_points, fitted.eval_n, fitted.eval_steps) == (1, 1, 10)  # was 64 and 100 (padded to 128)
+    assert eval_passes(fitted, 3) == (3 * 20, 10)  # 70 one-image passes against training's 180
 
 
 def test_a_quick_try_shrinks_grids_and_final_samples_together_and_given_values_stay():
     quick = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0}), 79 * 64, 10)
-    # full: 10 x 64 x 20 + 128 x 20 = 15360 passes > 5056 allowed: x 0.329, rounded down to whole blocks
-    assert (quick.frame_points, quick.eval_n, quick.eval_steps) == (16, 32, 20)
+    # full: 10 x 64 x 20 + 128 x 10 = 14080 passes > 5056 allowed: x 0.359, rounded down to whole blocks
+    assert (quick.frame_points, quick.eval_n, quick.eval_steps) == (16, 32, 10)
     given = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0, "eval_n": 300}), 79 * 64, 10)
-    assert (given.eval_n, given.frame_points) == (300, 1)  # 300 x 20 already spends the allowance
+    assert (given.eval_n, given.frame_points) == (300, 8)  # 300 x 10 leaves 2056 passes: grids of 8
     points = TrainConfig()
     assert fit_evaluation(points, 10, 20) is points  # points: nothing unset, nothing changes
 
