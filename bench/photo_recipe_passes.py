@@ -19,7 +19,7 @@ try:
     from tiny_diffusion.train.length import eval_passes, fit_evaluation
     cfg = fit_evaluation(cfg, seen, shots)
     s, f = eval_passes(cfg, shots)
-    code = "after (learner)"
+    code = "after (issues 24 and 26)"
 except ImportError:
     cfg = cfg.scaled_eval(seen)
     pad = lambda n: -(-n // 64) * 64  # sampling's fixed 64-image blocks
