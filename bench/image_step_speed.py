@@ -5,32 +5,17 @@ autocast, on this host: the figures behind `--autocast auto` on a CPU and the de
 
 Each repeat times `--steps` optimisation steps of the default U-Net (MNIST size, 28x28, class labels on) at
 batch `--batch` after 3 warm-up steps, then `--calls` sampling calls (inference mode) per sampling batch size.
-Prints the host (lscpu model, AVX-512 / BF16 flags), each repeat and the medians. Run it alone: it is a timing.
+Prints the command and host lines (runtime/host.py), each repeat and the medians. Run it alone: it is a timing.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
-
 import torch
 
-
-def host() -> str:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "no AVX flags"
-    return f"{model}; {isa}"
+from tiny_diffusion.runtime.host import log_header
 
 
 def network(label_dim: int):
@@ -95,7 +80,8 @@ def main():
     p.add_argument("--sample-batch", default="64,128,256")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"host: {host()}; torch {torch.__version__}, {args.threads} threads", flush=True)
+    print(log_header(), flush=True)
+    print(f"threads: {args.threads}", flush=True)
     rows = {}
     for r in range(args.repeats):
         for bf16 in (False, True):
