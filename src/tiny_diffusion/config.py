@@ -119,7 +119,7 @@ IMAGE_AUTO_HELP = {
 # fewer is mostly noise) at FULL_EVAL_STEPS (QUICK_EVAL_STEPS below half the default length; since the grid starts
 # at lambda -5 both are 10). Then, if their network passes exceed EVAL_SHARE of the training's (TRAIN_PASSES per
 # image seen), the unset counts shrink together to fit. The default run (100 kimg: 10 grids of 64 x 20 steps and
-# 1000 x 10) uses 22800 of its 100000 allowed passes; a 3-step photo run draws 1-image grids.
+# 1000 x 10, in blocks of 64) uses 23040 of its 100000 allowed passes; a 3-step photo run draws 1-image grids.
 FULL_EVAL_N, MIN_EVAL_N = 1000, 100
 # 10 DPM-Solver++ steps from lambda -5 (sampling.IMAGE_LAMBDA_MIN) scored as 20 from t = T - 1 did, at any length
 FULL_EVAL_STEPS = QUICK_EVAL_STEPS = 10
