@@ -104,10 +104,10 @@ def parse_classes(text: str, classes: list[str]) -> list[int]:
 
 def request(model, cfg, n: int, classes: str | None = None, guidance: float | None = None,
             interval: str | None = None) -> dict:
-    """sample()'s label arguments for n samples of a run's model: `classes` (the --class text) split evenly in
-    order, or without it all the classes in turn (sample i asks for i % K), at guidance weight `guidance` on the
-    log-SNR `interval` ('lo,hi' or 'all'; defaults: the run's cfg.guidance and cfg.guidance_interval). {} for an
-    unconditional model; InputError for a flag it cannot take."""
+    """sample()'s label arguments for n samples of a run's model (anything with `classes`: a DataSource too):
+    `classes` (the --class text) split evenly in order, or without it all the classes in turn (sample i asks for
+    i % K), at guidance weight `guidance` on the log-SNR `interval` ('lo,hi' or 'all'; defaults: the run's
+    cfg.guidance and cfg.guidance_interval). {} for an unconditional model; InputError for a flag it cannot take."""
     from ..config import parse_interval
 
     names = getattr(model, "classes", None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import fileio, runs
-from ..core.guidance import cycle_labels
+from ..core.guidance import request
 from ..sampling import aligned_block, sample
 
 FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
@@ -35,13 +35,9 @@ def spacing_of(cfg) -> str | None:
 
 def conditioning(cfg, data, n: int) -> dict:
     """sample()'s label arguments for n samples of a run: a class-conditional run's samples cycle through its
-    classes (sample i asks for class i % K) at the run's guidance weight; an unconditional run's take none."""
-    from ..config import parse_interval
-
-    if not cfg.class_cond:
-        return {}
-    return {"y": cycle_labels(n, len(data.classes)), "guidance": cfg.guidance,
-            "guidance_interval": parse_interval(cfg.guidance_interval)}
+    classes (sample i asks for class i % K) at the run's guidance weight and interval, as `sample RUN` asks
+    (guidance.request, with the data's classes for the model's); an unconditional run's take none."""
+    return request(data, cfg, n) if cfg.class_cond else {}
 
 
 class PointHooks:
