@@ -30,15 +30,41 @@ def test_reproduce_test_preset_end_to_end(tmp_path, capsys):
     assert json.loads((tmp_path / "numbers.json").read_text()) == tables
 
 
-def _row(label, energy, **kw):
-    return {"label": label, "energy": energy, "precision": 0.9, "coverage": 0.9, "nll": 1.0, "elbo": 2.0,
-            "alpha_bar_T": 0.6, "y_spread": 0.8, **kw}
+def _row(label, energy, precision=0.9, coverage=0.9, **kw):
+    return {"label": label, "energy": energy, "precision": precision, "coverage": coverage, "nll": 1.0,
+            "elbo": 2.0, "alpha_bar_T": 0.6, "y_spread": 0.8, **kw}
 
 
 def test_conclusions_are_computed_from_the_numbers():
     lines = conclusions({"lr": [_row("lr=0.01", 0.5), _row("lr=0.001", 0.01)]})
-    assert "best energy 0.01 with lr=0.001" in lines[0] and "50.0x" in lines[0] and "matters" in lines[0]
+    assert "energy 0.01 (lr=0.001) to 0.5 (lr=0.01)" in lines[0] and "it matters (energy 50.0x" in lines[0]
+    assert "**We agree**" in lines[0]  # the write-up: sensitive to the learning rate
     lines = conclusions({"time_emb_right": [_row("time_emb=sinusoidal, t", 0.010), _row("time_emb=zero, t", 0.012)]})
     assert "it matters little" in lines[-1]
     lines = conclusions({"time_emb_right": [_row("time_emb=sinusoidal, t", 0.010), _row("time_emb=zero, t", 0.05)]})
-    assert "it matters (ratio 5.0x)" in lines[-1]
+    assert "it matters (energy 5.0x" in lines[-1]
+
+
+def test_a_conclusion_reads_precision_and_coverage_not_energy_alone():
+    # the quick preset's learning rates: energy within 1.3x, but only lr=0.001 forms the dino (precision 0.20)
+    rows = [_row("lr=0.01", 0.142, 0.093, 0.228), _row("lr=0.001", 0.153, 0.202, 0.351),
+            _row("lr=0.0001", 0.157, 0.075, 0.188), _row("lr=1e-05", 0.178, 0.058, 0.169)]
+    line = conclusions({"lr": rows})[0]
+    assert "it matters (precision 3.5x, coverage 2.1x" in line and "**We agree**" in line
+    # the same energies with precision and coverage alike: the setting matters little, and we disagree
+    flat = [_row(r["label"], r["energy"]) for r in rows]
+    line = conclusions({"lr": flat})[0]
+    assert "it matters little" in line and "**We disagree**" in line
+
+
+def test_each_classic_claim_is_tested_in_its_parts():
+    short = _row("timesteps=5", 0.34, 0.23, 0.32, y_spread=0.45, alpha_bar_T=0.95)
+    long = _row("timesteps=250", 0.006, 0.13, 0.26, y_spread=1.0)
+    line = conclusions({"timesteps": [short, long]})[0]
+    # the long run is not better on two of three metrics, but the short one misses the top and bottom
+    assert "**We agree in part**" in line and "timesteps=250 does not beat timesteps=5" in line
+    assert "keeps 45% of the data's vertical spread" in line and "alpha_bar_T = 0.95" in line
+    long = _row("timesteps=250", 0.006, 0.3, 0.4, y_spread=1.0)
+    assert "**We agree**:" in conclusions({"timesteps": [short, long]})[0]
+    quad = {"schedule": [_row("schedule=linear", 0.15, 0.2, 0.35), _row("schedule=quadratic", 0.2, 0.28, 0.44)]}
+    assert "**We disagree**: quadratic" in conclusions(quad)[0]  # better precision and coverage: it does beat it
