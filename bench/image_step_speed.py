@@ -6,6 +6,11 @@ autocast, on this host: the figures behind `--autocast auto` on a CPU and the de
 Each repeat times `--steps` optimisation steps of the default U-Net (MNIST size, 28x28, class labels on) at
 batch `--batch` after 3 warm-up steps, then `--calls` sampling calls (inference mode) per sampling batch size.
 Prints the command and host lines (runtime/host.py), each repeat and the medians. Run it alone: it is a timing.
+
+The limit beside it: the step's floating-point work per image (torch's FLOP counter: forward and backward of
+the network, 2 FLOP per multiply-add) times its images/s is its GFLOP/s, printed beside a dense square matmul's
+measured rate on the same threads (`--matmul N`), fp32, and bf16 where the CPU computes it natively
+(avx512_bf16 or amx_bf16 in its flags): the step's share of that peak is how close training runs to the machine.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import statistics
 import time
 import torch
 
-from tiny_diffusion.runtime.host import log_header
+from tiny_diffusion.runtime.host import cpu_flags, log_header
 
 
 def network(label_dim: int):
@@ -52,6 +57,32 @@ def time_steps(bf16: bool, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def step_flops(batch: int) -> float:
+    """FLOP of one training step's forward and backward at `batch` (torch's counter; the optimizer excluded)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from tiny_diffusion.core.diffusion import Diffusion
+
+    torch.manual_seed(0)
+    cfg, net = network(10)
+    x0, y = torch.rand(batch, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        Diffusion.from_config(cfg).loss(net, x0, y=y).backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_rate(n: int, dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """GFLOP/s of repeated n x n @ n x n products (2 n^3 FLOP each) for about `seconds`."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return calls * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
+
+
 @torch.inference_mode()
 def time_calls(bf16: bool, batch: int, calls: int) -> float:
     """Images per second of `calls` network evaluations at `batch`, as a sampler makes them."""
@@ -78,6 +109,7 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--calls", type=int, default=30)
     p.add_argument("--sample-batch", default="64,128,256")
+    p.add_argument("--matmul", type=int, default=1024, help="the peak's square matmul size (default 1024)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(log_header(), flush=True)
@@ -96,6 +128,22 @@ def main():
     print("medians:")
     for k, v in rows.items():
         print(f"  {k}: {statistics.median(v):.0f} images/s ({1000 / statistics.median(v):.2f} ms/image)")
+    print_limit(args, rows)
+
+
+def print_limit(args, rows: dict) -> None:
+    """The training step's GFLOP/s beside the host's matmul peak, fp32 and (where native) bf16."""
+    per_image = step_flops(args.batch) / args.batch
+    print(f"training step: {per_image / 1e9:.3f} GFLOP per image (forward and backward)")
+    native_bf16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if name == "bf16" and not native_bf16:
+            print("bf16: this CPU lists neither avx512_bf16 nor amx_bf16, so no native bf16 peak")
+            continue
+        peak = statistics.median(matmul_rate(args.matmul, dtype) for _ in range(args.repeats))
+        step = statistics.median(rows[f"train {name} batch {args.batch}"]) * per_image / 1e9
+        print(f"{name}: step {step:.1f} GFLOP/s; matmul {args.matmul} peak {peak:.1f} GFLOP/s; "
+              f"share {100 * step / peak:.0f}%")
 
 
 if __name__ == "__main__":
