@@ -68,7 +68,8 @@ DEFAULT = re.compile(r"<!--\s*default:\s*([\w-]+)\.(\w+)\s*-->")  # a quoted con
 QUOTED = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 CITED = re.compile(r"<!--\s*cited:\s*([^>]*?)\s*-->")  # numbers quoted from a paper, named there
 STRIP = [r"-?\d+(?:\.\d+)?(?:e-?\d+)?\s*<!--\s*default:[^>]*-->",  # a tagged default: checked against the code
-         r"<!--.*?-->", r"<img\b[^>]*>",  # an HTML image's width is layout, not a number r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
+         r"<img\b[^>]*>",  # an HTML image's width is layout, not a number
+         r"<!--.*?-->", r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
 
 
 def blocks(text: str):
