@@ -4,7 +4,7 @@
     python bench/claims.py --list          # also print each checked number with the log it comes from
     python bench/claims.py docs/gpu.md     # check some files only
 
-The convention (an HTML comment names the log; /work/notes/CLAIMS.md and the README's "Measured" section):
+The convention (an HTML comment names the log; /work/notes/CLAIMS.md and docs/measured.md):
 a `<!-- claim: bench/results/x.log [more files] -->` comment covers the block it is in (a paragraph, a list item,
 or a whole table when it sits on the line right after it); one inside a table row covers that row only. Every
 number in the block that is not exempt (code, targets after <= / >=, the EXEMPT patterns below) must appear in
