@@ -4,12 +4,19 @@
     python bench/claims.py --list          # also print each checked number with the log it comes from
     python bench/claims.py docs/gpu.md     # check some files only
 
-The convention (an HTML comment names the log; /work/notes/CLAIMS.md and the README's "Measured" section):
+The convention (an HTML comment names the log; /work/notes/CLAIMS.md and docs/measured.md):
 a `<!-- claim: bench/results/x.log [more files] -->` comment covers the block it is in (a paragraph, a list item,
 or a whole table when it sits on the line right after it); one inside a table row covers that row only. Every
 number in the block that is not exempt (code, targets after <= / >=, the EXEMPT patterns below) must appear in
 one of the named files, as written or rounded from it (12.7 matches 12.71). A timed figure (a number followed by
 s, ms or min) needs a `host:` line in its log (src/tiny_diffusion/runtime/host.py: lscpu model, cores, AVX-512).
+
+A default quoted in the text is checked against the code, not a log: `<!-- default: SCOPE.NAME -->` right after
+the number it tags (on the same line) says "this number is that default", and the number must equal it.
+SCOPE is `points` (TrainConfig() of the dino), `images` (an MNIST run as `train --dataset mnist` makes it: labels
+on, its evaluation fitted to the default length), `class-cond` (the same with --class-cond), or a module whose
+constant NAME is meant (`config`, `sampling`: e.g. `sampling.IMAGE_LAMBDA_MIN`). E.g.
+`final samples take 10 <!-- default: images.eval_steps --> DPM-Solver++ steps`: change the default and this fails.
 """
 
 import argparse
@@ -57,8 +64,12 @@ NUMBER = re.compile(r"(?<![\w.\-/])(?:(?<=[\s(\[|:=,;])-)?\d+(?:\.\d+)?(?![\w.]*
 LOG_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 TIMED = re.compile(r"\d\s*(?:s|ms|min|minutes?|seconds?|h|hours?)\b")
 CLAIM = re.compile(r"<!--\s*claim:\s*([^>]*?)\s*-->")
+DEFAULT = re.compile(r"<!--\s*default:\s*([\w-]+)\.(\w+)\s*-->")  # a quoted config default (see the docstring)
+QUOTED = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 CITED = re.compile(r"<!--\s*cited:\s*([^>]*?)\s*-->")  # numbers quoted from a paper, named there
-STRIP = [r"<!--.*?-->", r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
+STRIP = [r"-?\d+(?:\.\d+)?(?:e-?\d+)?\s*<!--\s*default:[^>]*-->",  # a tagged default: checked against the code
+         r"<img\b[^>]*>",  # an HTML image's width is layout, not a number
+         r"<!--.*?-->", r"`[^`]*`", r"!\[[^\]]*\]\([^)]*\)", r"\]\([^)]*\)", r"https?://\S+", r"\[[^\]]*\.(?:md|py|toml|csv|png|log)\]"]
 
 
 def blocks(text: str):
@@ -130,6 +141,41 @@ def in_log(value: str, log_numbers: list[float]) -> bool:
     return any(abs(w - v) <= tol for w in log_numbers)
 
 
+def default_values(scope: str) -> dict:
+    """The defaults a `<!-- default: SCOPE.NAME -->` tag may name: the resolved TrainConfig of SCOPE, or a module's
+    constants (`config`, `sampling`). Imported here only: the log checks need no torch."""
+    from dataclasses import asdict
+    from tiny_diffusion import config, sampling
+    from tiny_diffusion.train.length import fit_evaluation
+    if scope in ("config", "sampling"):
+        return vars(config if scope == "config" else sampling)
+    if scope == "points":
+        return asdict(config.TrainConfig())
+    if scope in ("images", "class-cond"):
+        cfg = config.TrainConfig(dataset="mnist", class_cond=True if scope == "class-cond" else None).with_labels(True)
+        return asdict(fit_evaluation(cfg, int(cfg.kimg * 1000), cfg.frames))
+    return {}
+
+
+def check_defaults(rel: str, text: str, cache: dict) -> list[str]:
+    """Problems with the defaults the text quotes: each tagged number must equal the default its tag names."""
+    problems = []
+    for i, line in enumerate(text.splitlines(), 1):
+        for m in DEFAULT.finditer(line):
+            scope, name = m.groups()
+            values = cache.setdefault(scope, default_values(scope))
+            before = QUOTED.findall(CLAIM.sub(" ", DEFAULT.sub(" ", line[:m.start()])))
+            where = f"{rel}:{i}: default {scope}.{name}"
+            if name not in values or isinstance(values[name], bool) or not isinstance(values[name], (int, float)):
+                problems.append(f"{where}: no numeric default of that name (scopes: points, images, class-cond, "
+                                f"config, sampling)")
+            elif not before:
+                problems.append(f"{where}: no number before the tag on its line")
+            elif float(before[-1]) != float(values[name]):
+                problems.append(f"{where} is {values[name]:g} in the code, the text says {before[-1]}")
+    return problems
+
+
 def tracked() -> set[str]:
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return set(out.split())
@@ -137,9 +183,10 @@ def tracked() -> set[str]:
 
 def check(paths: list[Path], listing: bool = False) -> list[str]:
     """Problems found in the given Markdown files (empty: every number has its log); prints the list if asked."""
-    files, cache, problems = tracked(), {}, []
+    files, cache, problems, defaults = tracked(), {}, [], {}
     for path in paths:
         rel, text = path.resolve().relative_to(ROOT).as_posix(), path.read_text()
+        problems += check_defaults(rel, text, defaults)
         made = GENERATED.search(text)
         if made:  # every number is the command's output; it must say where it ran
             if not re.search(r"AVX-512 (?:yes|no)", text) and rel not in NO_HOST_YET:

@@ -101,3 +101,19 @@ def test_numbers_quoted_from_a_paper_name_it_instead_of_a_log(repo):
     text = "DDIM reaches FID 4.7 at 50 steps (Song et al. 2021).\n<!-- cited: Song et al. 2021 -->\n"
     assert check(repo, text) == []
     assert check(repo, text.replace("cited", "cites")) != []  # a mistyped comment is no excuse
+
+
+def test_a_quoted_default_must_match_the_config(repo):
+    """`<!-- default: SCOPE.NAME -->` ties the number before it to config.py: a stale default fails, naming both."""
+    stale = "The final samples take 50 <!-- default: images.eval_steps --> DPM-Solver++ steps.\n"
+    assert check(repo, stale) == ["doc.md:1: default images.eval_steps is 10 in the code, the text says 50"]
+    right = ("The final samples take 10 <!-- default: images.eval_steps --> steps from log-SNR -5 "
+             "<!-- default: sampling.IMAGE_LAMBDA_MIN -->, after 100 <!-- default: images.kimg --> kimg at lr 2e-3 "
+             "<!-- default: images.lr -->; the dino: 600 <!-- default: points.epochs --> epochs, guidance 1.5 "
+             "<!-- default: class-cond.guidance --> with --class-cond.\n")
+    assert check(repo, right) == []
+    assert check(repo, "lr 1e-2 <!-- default: points.learning_rate -->\n")[0].endswith("no numeric default of that "
+                                                                                      "name (scopes: points, images, "
+                                                                                      "class-cond, config, sampling)")
+    assert check(repo, "the default <!-- default: points.epochs -->\n") == [
+        "doc.md:1: default points.epochs: no number before the tag on its line"]

@@ -52,7 +52,7 @@ POINT_DEFAULTS = dict(
     prediction="eps",
     # logsnr: the dino's detail lives at noise std 0.01-0.2, which uniform t visits 6% of the time, logsnr 30%
     t_sampling="logsnr",
-    epochs=600,  # 600 x 7 steps: the README's Measured section times it, with the host
+    epochs=600,  # 600 x 7 steps: docs/measured.md times it, with the host
     kimg=0.0,  # off: the length is `epochs`
     batch_size=1024,  # big batches keep 2 CPU cores busy
     lr=1e-2,  # scaled up from the classic 1e-3 at batch 32; 1e-2 measured best at batch 1024, 2e-2 worse
@@ -200,7 +200,7 @@ class TrainConfig:
                                    "the plain conditional prediction elsewhere (Kynkaenniemi et al. 2024); 'all': every "
                                    "step")
     # optimisation
-    epochs: int = _auto("passes over the training data (points: 600 x 7 steps; timed in the README, per host); set on "
+    epochs: int = _auto("passes over the training data (points: 600 x 7 steps; timed in docs/measured.md, per host); set on "
                         "images, it replaces the default kimg", low=1, high=10_000_000)
     kimg: float = _auto("training length in thousands of images seen (0: use epochs); give epochs or kimg, not both",
                         low=0.0, high=1e9)

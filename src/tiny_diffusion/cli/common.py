@@ -116,7 +116,7 @@ def add_sampling_flags(parser: argparse.ArgumentParser, lists: bool = False) -> 
                              "samples: dpm++ for images" + ("; all three for a sweep)" if lists else ")"))
     parser.add_argument("--steps", type=list_of(int), default=None, metavar="K" + (",K..." if lists else ""),
                         help=f"network evaluations{many}, at most the run's timesteps (default: all of them, or "
-                             "without --sampler the run's eval_steps: 50 for images)")
+                             "without --sampler the run's eval_steps: 10 for images)")
     parser.add_argument("--eta", type=float, default=None,
                         help="DDIM's noise scale: 0 deterministic (default), 1 = ancestral (ddim only)")
     parser.add_argument("--spacing", choices=SPACING_NAMES, default=None,

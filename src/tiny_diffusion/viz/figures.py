@@ -75,7 +75,7 @@ def state_timesteps(diffusion, options: dict, kind: str, recorded=None) -> np.nd
 
 def default_sampling(cfg, diffusion) -> dict:
     """How reverse figures sample when not told: as the run's final samples (and `sample`) do, so x_0 is what
-    `sample --seed` writes. Images: DPM-Solver++ in 50 steps by default (not minutes of 1000 ancestral steps);
+    `sample --seed` writes. Images: DPM-Solver++ in 10 steps by default (not minutes of 1000 ancestral steps);
     points: every ancestral step, as ever (their eval_sampler and eval_steps default to it)."""
     return {"sampler": cfg.eval_sampler, "steps": cfg.eval_steps or None}  # as train.hooks.final_sampling
 
