@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -121,43 +120,14 @@ def _lock_path(run_dir: Path) -> Path:
     return run_dir.parent / f"{run_dir.name}.lock"
 
 
-def _alive(host: str, pid: int) -> bool:
-    if host != socket.gethostname():
-        return True  # cannot tell for another machine: assume it is still working
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim(run_dir: Path) -> bool:
-    """Take the run's lock file atomically; False if a live process holds it. A stale lock is removed."""
-    lock = _lock_path(run_dir)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                host, pid = lock.read_text().split()
-                alive = _alive(host, int(pid))
-            except (OSError, ValueError):  # vanished, or being written right now
-                alive = True
-            if alive:
-                return False
-            lock.unlink(missing_ok=True)  # stale: its process died
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}\n")
-        return True
-    return False
+    """Take the run's lock file atomically (fileio.take_lock); False if a live process holds it. A stale lock
+    (its process died) is taken over."""
+    return fileio.take_lock(_lock_path(run_dir)) is None
 
 
 def release(run_dir: Path) -> None:
-    _lock_path(run_dir).unlink(missing_ok=True)
+    fileio.release_lock(_lock_path(run_dir))
 
 
 # -- running --------------------------------------------------------------------------------
