@@ -222,6 +222,21 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # the folder (and its lock, which train() gives back) once data and model are checked, before any warning
+    out = None if out_dir is None else dist.on_main(lambda: runs.lock_run_dir(out_dir) if resume else runs.new_run_dir(out_dir))
+    out = out if main else None  # rank 0 alone writes
+    try:
+        return _build_run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, rows, plan,
+                          model, snapshot_at)
+    except BaseException:
+        if out is not None:
+            runs.unlock_run_dir(out)
+        raise
+
+
+def _build_run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, rows, plan, model,
+               snapshot_at) -> Run:
+    """The rest of a Run: the EMA copy, diffusion, optimizer, hooks, scheduler and generator, in that order."""
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
     diffusion = Diffusion.from_config(cfg, device, warn=main)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -230,9 +245,6 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup, cfg.lr_decay))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    # last, so nothing above can fail while the folder's lock is held: train() gives it back
-    out = None if out_dir is None else dist.on_main(lambda: runs.lock_run_dir(out_dir) if resume else runs.new_run_dir(out_dir))
-    out = out if main else None  # rank 0 alone writes
     return Run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, n_epochs, rows, plan,
                model, ema_model, diffusion, optimizer, scheduler, generator, hooks, snapshot_at)
 
