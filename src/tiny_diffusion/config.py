@@ -8,6 +8,7 @@ The resolved values, the kind and the sample shape included, are what config.jso
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -280,7 +281,8 @@ class TrainConfig:
         names = {f.name for f in cls.fields()}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise InputError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
+            valid = sorted(f.name for f in cls.fields() if not f.metadata["resolved"])
+            raise InputError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
         if not isinstance(values.get("dataset", "dino"), str):
             raise InputError(f"{source}: dataset = {values['dataset']!r} should be a string (str)")
         cfg = cls(**{k: _coerce(cls._field(k), v, source) for k, v in values.items()})
@@ -293,10 +295,12 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, overrides: dict | None = None) -> "TrainConfig":
-        """The config in a TOML file (flat keys, or a [train] table), with `overrides` on top."""
+        """The config in a TOML file (flat keys, or a [train] table), or in a run's config.json, with `overrides` on
+        top. The keys a run fills in itself (kind, sample_shape, sample_grid) are not taken from a file."""
         path = Path(path)
-        values = read_toml(path, "config")
+        values = read_config_file(path, "config")
         values = values.get("train", values) if isinstance(values.get("train"), dict) else values
+        values = _user_values(values, path)
         check_length(values, str(path))
         return cls.from_dict(merge_values(values, overrides or {}), source=str(path))
 
@@ -370,6 +374,25 @@ class TrainConfig:
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
 
 
+def _user_values(values: dict, path: Path) -> dict:
+    """A config file's values less what a run records of itself: a config.json's kind and sample shape (found again
+    from the data) and its length's other half (kimg 0 beside epochs); InputError for those keys in a TOML file,
+    and for a distilled student's grid (only `distill` trains one)."""
+    resolved = [f.name for f in TrainConfig.fields() if f.metadata["resolved"] and f.name in values]
+    if path.suffix.lower() != ".json":
+        if resolved:
+            raise InputError(f"{path}: {resolved[0]!r} is not a setting (the run finds it from the data); remove it")
+        return values
+    if values.get("sample_grid"):
+        raise InputError(f"{path}: the config of a distilled student; make one with `tiny-diffusion distill`")
+    values = {k: v for k, v in values.items() if k not in resolved}
+    if values.get("kimg") == 0 and "epochs" in values:
+        values.pop("kimg")
+    elif isinstance(values.get("kimg"), (int, float)) and values["kimg"] > 0:
+        values.pop("epochs", None)
+    return values
+
+
 def check_length(values: dict, source: str, flags: bool = False) -> None:
     """One layer of user values (a TOML file, the command line, a sweep's base or run) sets the training length
     once: epochs, or kimg > 0, not both (which would win is a guess the user should not have to make)."""
@@ -411,6 +434,21 @@ def shape_text(shape) -> str:
 def int_list(text: str) -> list[int]:
     """A validated comma-separated integer field as a list."""
     return [int(v) for v in text.split(",")]
+
+
+def read_config_file(path: Path, kind: str) -> dict:
+    """A `kind` file's values: TOML, or JSON for a .json file (a run's config.json, a sweep's sweep.json)."""
+    if Path(path).suffix.lower() != ".json":
+        return read_toml(path, kind)
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {kind} file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a JSON object of {kind} values")
+    return values
 
 
 def read_toml(path: Path, kind: str) -> dict:

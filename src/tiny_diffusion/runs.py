@@ -23,6 +23,7 @@ METRICS = "metrics.csv"
 FRAMES = "frames.npy"
 SAMPLES = "samples.npy"
 QUALITY = "quality.json"
+LOCK = "lock"  # held while a process writes the folder (lock_run_dir)
 FORMAT_VERSION = 1  # bump when the checkpoint layout changes incompatibly
 
 
@@ -74,15 +75,35 @@ def is_finished(run_dir: str | Path) -> bool:
 
 
 def new_run_dir(out: str | Path) -> Path:
-    """Create `out` for a new run; refuse to reuse a folder that already holds one."""
+    """Create `out` for a new run and take its lock (`lock_run_dir`); refuse a folder that already holds a run."""
     out = Path(out)
     if (out / CHECKPOINT).exists() or (out / CONFIG).exists():
         raise InputError(f"{out}: already holds a run; choose another --out or delete it first")
+    lock_run_dir(out)
+    if (out / CHECKPOINT).exists() or (out / CONFIG).exists():  # written by another process before we locked
+        unlock_run_dir(out)
+        raise InputError(f"{out}: already holds a run; choose another --out or delete it first")
+    return out
+
+
+def lock_run_dir(out: str | Path) -> Path:
+    """Create the run folder `out` and take its lock file (fileio.take_lock): one writer (train, distill) at a time;
+    InputError naming the live holder. This process may take it again (a distillation's last round trains in its
+    own folder); give each hold back with `unlock_run_dir`."""
+    out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create the run folder ({e.strerror})") from None
+    holder = fileio.take_lock(out / LOCK, reentrant=True)
+    if holder is not None:
+        raise InputError(f"{out}: another process ({holder}) is writing this run folder; wait for it to end, or "
+                         f"choose another --out")
     return out
+
+
+def unlock_run_dir(out: str | Path) -> None:
+    fileio.release_lock(Path(out) / LOCK)
 
 
 def recorded(values: dict, shape) -> dict:

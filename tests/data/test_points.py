@@ -85,3 +85,33 @@ def test_bad_npy(tmp_path):
         read_points(tmp_path / "garbage.npy")
     with pytest.raises(InputError, match="no such file"):
         read_points(tmp_path / "missing.csv")
+
+
+def test_a_point_file_is_used_as_given(tmp_path):
+    """Never resampled with replacement: n = rows is a permutation of every row, more is whole passes, fewer a
+    subset (which training says)."""
+    pts = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    path = tmp_path / "p.npy"
+    np.save(path, pts)
+    key = lambda a: sorted(map(tuple, a.tolist()))  # noqa: E731
+    assert key(load_dataset(str(path), 100)) == key(pts)
+    rows = load_dataset(str(path), 250)
+    counts = {}
+    for r in map(tuple, rows.tolist()):
+        counts[r] = counts.get(r, 0) + 1
+    assert len(counts) == 100 and sorted(set(counts.values())) == [2, 3] and sum(counts.values()) == 250
+    assert len({tuple(r) for r in load_dataset(str(path), 60).tolist()}) == 60
+    with pytest.warns(UserWarning, match="100 rows; training on a seeded subset of 60"):
+        load_dataset(str(path), 60, training=True)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("x y\n1 2\n", "use commas"),
+    ("x;y\n1;2\n", "use commas"),
+    ("x,y\n\n1,2\n3,nan\n", "line 4: '3,nan' is NaN or infinite"),
+])
+def test_csv_messages_name_the_fix_and_the_line(tmp_path, content, message):
+    path = tmp_path / "p.csv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        read_points(path)

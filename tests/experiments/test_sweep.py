@@ -77,7 +77,7 @@ def test_sweep_runs_skips_finished_resumes_unfinished_and_collects(tmp_path):
     spec = sweep.Spec(base=TINY, grid={"lr": [1e-2, 1e-3]})
     log = []
     sweep.run_sweep(spec, tmp_path, jobs=1, log=log.append, threads=1)
-    assert [m.split()[1] for m in log] == ["trained", "trained"]
+    assert [m.split()[2] for m in log] == ["trained", "trained"]  # "[1/2] NAME: trained (3 s)"
     done = tmp_path / "runs" / "lr-0.01" / "checkpoint.pt"
     stamp = done.stat().st_mtime_ns
     # an interrupted run: a folder without quality.json is resumed from its checkpoint; the finished one skipped
@@ -86,7 +86,7 @@ def test_sweep_runs_skips_finished_resumes_unfinished_and_collects(tmp_path):
     (unfinished / "quality.json").unlink()
     log.clear()
     sweep.run_sweep(spec, tmp_path, jobs=1, log=log.append, threads=1)
-    assert sorted(m.split()[1] for m in log) == ["resumed", "skipped"]
+    assert sorted(m.split()[2] for m in log) == ["resumed", "skipped"]
     assert done.stat().st_mtime_ns == stamp
     assert runs.is_finished(unfinished)
     resumed = torch.load(unfinished / "checkpoint.pt", weights_only=True)["model"]
@@ -135,7 +135,7 @@ def test_two_worker_processes(tmp_path):
     spec = sweep.Spec(base=TINY, grid={"lr": [1e-2, 1e-3]})
     log = []
     sweep.run_sweep(spec, tmp_path, jobs=2, log=log.append, threads=1)
-    assert sorted(m.split()[1] for m in log) == ["trained"] * 2
+    assert sorted(m.split()[2] for m in log) == ["trained"] * 2
     assert all(runs.is_finished(tmp_path / "runs" / r.name) for r in sweep.expand(spec))
     assert not list((tmp_path / "runs").glob("*.lock"))
 

@@ -41,10 +41,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..eval.points import COVERAGE_K, N_EVAL, data_floor, quality, references
+    from ..eval.points import COVERAGE_K, MAX_SCORED, N_EVAL, data_floor, quality, references, subsample
 
-    if args.n is not None and not COVERAGE_K < args.n <= 20_000:  # k-NN needs more than k points; n^2 distances
-        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to 20000 samples (or points) per set; "
+    if args.n is not None and not COVERAGE_K < args.n <= MAX_SCORED:  # k-NN needs more than k points
+        raise InputError(f"--n {args.n}: evaluate needs {COVERAGE_K + 1} to {MAX_SCORED} samples (or points) per set; "
                          f"e.g. --n 1000")
 
     target = Path(args.target)
@@ -73,6 +73,9 @@ def run(args) -> int:
         x = read_points(target)
         dataset = args.dataset or "dino"
         what = f"{len(x)} points of {target}"
+        if len(x) > MAX_SCORED:  # energy distance costs n^2 distances: a seeded subsample, said
+            what = f"a seeded subsample of {MAX_SCORED} of the {what}"
+            x = subsample(x)
     n_refs = args.n or N_EVAL  # as train scores its final samples: against references of N_EVAL points
     print_quality(what, dataset, quality(x, references(dataset, n=n_refs)), data_floor(dataset, n=n_refs))
     if args.nll:

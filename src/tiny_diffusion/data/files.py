@@ -26,9 +26,6 @@ def read_points(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv (header x,y) or .npy")
     if pts.shape[0] == 0:
         raise InputError(f"{path}: no points; the file needs at least one row")
-    if not np.isfinite(pts).all():
-        row = int(np.argwhere(~np.isfinite(pts))[0, 0])
-        raise InputError(f"{path}: point {row} is NaN or infinite; remove or fix that row")
     if np.abs(pts).max() > MAX_ABS:
         raise InputError(f"{path}: coordinates up to {np.abs(pts).max():.3g}; rescale the data to about [-10, 10]")
     return pts.astype(np.float32)
@@ -43,6 +40,9 @@ def _read_npy(path: Path) -> np.ndarray:
         raise InputError(f"{path}: array of shape {getattr(arr, 'shape', '?')}; expected (n, 2)")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise InputError(f"{path}: array of dtype {arr.dtype}; expected real numbers")
+    if not np.isfinite(arr).all():
+        row = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise InputError(f"{path}: row {row} (counted from 0) is NaN or infinite; remove or fix that row")
     return arr.astype(np.float64)
 
 
@@ -51,24 +51,30 @@ def _read_csv(path: Path) -> np.ndarray:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as e:
         raise InputError(f"{path}: not a readable text file ({type(e).__name__}); expected CSV with header x,y") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]  # (line number, line)
     if not lines:
         raise InputError(f"{path}: empty file; expected a header line 'x,y' and one point per line")
-    header = [h.strip().lower() for h in lines[0].split(",")]
+    first = lines[0][1]
+    header = [h.strip().lower() for h in first.split(",")]
+    if len(header) == 1 and len(first.replace(";", " ").split()) > 1:
+        raise InputError(f"{path}: the header {first[:60]!r} is not comma-separated; use commas (x,y), one point per line")
     if "x" not in header or "y" not in header:
-        raise InputError(f"{path}: header {lines[0][:60]!r} has no 'x' and 'y' columns; the first line must be 'x,y'")
+        raise InputError(f"{path}: header {first[:60]!r} has no 'x' and 'y' columns; the first line must be 'x,y'")
     ix, iy = header.index("x"), header.index("y")
     ignored = [h for i, h in enumerate(header) if i not in (ix, iy)]
     if ignored:  # e.g. a label column: fine to keep, but say so (an (n, 3) array is refused outright)
         warnings.warn(f"{path}: using columns x and y, ignoring {', '.join(repr(h) for h in ignored)}",
                       stacklevel=2)
     pts = np.empty((len(lines) - 1, 2))
-    for row, line in enumerate(lines[1:]):
+    for row, (number, line) in enumerate(lines[1:]):
         cells = line.split(",")
         if len(cells) != len(header):
-            raise InputError(f"{path}: line {row + 2} has {len(cells)} fields, the header has {len(header)}")
+            raise InputError(f"{path}: line {number} has {len(cells)} fields, the header has {len(header)}")
         try:
             pts[row] = float(cells[ix]), float(cells[iy])
         except ValueError:
-            raise InputError(f"{path}: line {row + 2}: {line[:60]!r} is not numeric in column x or y") from None
+            raise InputError(f"{path}: line {number}: {line[:60]!r} is not numeric in column x or y") from None
+    if not np.isfinite(pts).all():
+        number, line = lines[1 + int(np.argwhere(~np.isfinite(pts))[0, 0])]
+        raise InputError(f"{path}: line {number}: {line[:60]!r} is NaN or infinite; remove or fix that line")
     return pts

@@ -174,11 +174,12 @@ def is_file_dataset(name: str) -> bool:
     return Path(name).suffix.lower() in (".csv", ".npy")
 
 
-def load_labelled(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """(points, labels, class names) of data set `name`: the points of `load_dataset(name, n, seed)`, their
+def load_labelled(name: str, n: int, seed: int = 0, training: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """(points, labels, class names) of data set `name`: the points of `load_dataset(name, n, seed, training)`, their
     (n,) int64 labels and the names of the classes for a labelled set (LABELLED), else None and None."""
     if name not in LABELLED:
-        return load_dataset(name, n, seed), None, None
+        return load_dataset(name, n, seed, training), None, None
     if not isinstance(n, int) or n <= 0:
         raise InputError(f"number of points must be a positive integer, got {n!r}")
     draw, classes, _ = LABELLED[name]
@@ -192,11 +193,12 @@ def class_dataset(name: str, label: int) -> str:
     return pattern.format(classes[label])
 
 
-def load_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
+def load_dataset(name: str, n: int, seed: int = 0, training: bool = False) -> np.ndarray:
     """n points of data set `name` (a registered name or a .csv/.npy file) as an (n, 2) float32 array.
 
-    A registered set draws n fresh samples with `seed`; a file is resampled to n points with
-    replacement (or returned whole when n is None)."""
+    A registered set draws n fresh samples with `seed`. A file's points are used as given (`file_rows`): n of its
+    rows without replacement, each row once per pass over the file (or the whole file when n is None); `training`
+    says in a warning when n leaves some of its rows out."""
     if n is not None and (not isinstance(n, int) or n <= 0):
         raise InputError(f"number of points must be a positive integer, got {n!r}")
     rng = np.random.default_rng(seed)
@@ -204,9 +206,26 @@ def load_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
         from .files import read_points
 
         pts = read_points(name)
-        if n is not None:
-            pts = pts[rng.integers(0, len(pts), n)]
-        return pts
+        if n is None:
+            return pts
+        if training and n < len(pts):
+            import warnings
+
+            warnings.warn(f"{name}: {len(pts)} rows; training on a seeded subset of {n} of them (n_points); "
+                          f"--n-points {len(pts)} uses every row", stacklevel=2)
+        return pts[file_rows(len(pts), n, rng)]
     if name not in DATASETS:
+        from .image_names import IMAGE_DATASETS
+
+        if name in IMAGE_DATASETS:
+            raise InputError(f"{name}: an image data set; this takes a point set (the image metrics: "
+                             f"`tiny-diffusion evaluate`, or tiny_diffusion.eval.report.score_images)")
         raise unknown_dataset(name)
     return DATASETS[name](n, rng).astype(np.float32)
+
+
+def file_rows(rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n row indices of a file of `rows` points, never resampled with replacement: whole shuffled passes over the
+    file, then a shuffled part of one more (n = rows: every row exactly once; n < rows: a subset)."""
+    passes, rest = divmod(n, rows)
+    return np.concatenate([rng.permutation(rows) for _ in range(passes)] + [rng.permutation(rows)[:rest]])

@@ -55,7 +55,7 @@ def load_source(cfg, device) -> DataSource:
     if not cfg.images:
         from .points import load_labelled
 
-        x, labels, classes = load_labelled(cfg.dataset, cfg.n_points, cfg.seed)
+        x, labels, classes = load_labelled(cfg.dataset, cfg.n_points, cfg.seed, training=True)
         data = DataSource(torch.from_numpy(x).to(device), _on(labels, device), classes, kind="points")
     else:
         from .images import load_images

@@ -18,6 +18,8 @@ N_EVAL = 1000  # points per set: the classic study plotted 1000 samples
 N_REFS = 3  # fresh reference draws averaged over
 PRECISION_K = 3
 COVERAGE_K = 5
+BLOCK = 1 << 22  # distances computed at a time: 32 MB of float64 (_row_blocks)
+MAX_SCORED = 20_000  # points scored at most: a larger set is scored on a seeded subsample (`quality`)
 
 
 @dataclass
@@ -40,33 +42,79 @@ def _pdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2, 0.0))
 
 
+def _row_blocks(a: np.ndarray, b: np.ndarray):
+    """(start, distances of a[start:start + rows] to all of b): the distance matrix a block of rows at a time, so
+    memory stays about BLOCK floats whatever the sizes (a default 1000 x 1000 set is one block)."""
+    rows = max(1, BLOCK // max(len(b), 1))
+    for i in range(0, len(a), rows):
+        yield i, _pdist(a[i:i + rows], b)
+
+
+def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return sum(float(d.sum()) for _, d in _row_blocks(a, b)) / (len(a) * len(b))
+
+
 def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
     """2E|X-Y| - E|X-X'| - E|Y-Y'| with V-statistics (>= 0 always)."""
-    return float(2 * _pdist(x, y).mean() - _pdist(x, x).mean() - _pdist(y, y).mean())
+    return 2 * _mean_distance(x, y) - _mean_distance(x, x) - _mean_distance(y, y)
 
 
 def _knn_radius(real: np.ndarray, k: int) -> np.ndarray:
     """Distance from each real point to its k-th nearest other real point."""
-    d = _pdist(real, real)
-    return np.partition(d, k, axis=1)[:, k]  # column 0 is the point itself (distance 0)
+    return np.concatenate([np.partition(d, k, axis=1)[:, k] for _, d in _row_blocks(real, real)])  # column 0: itself
 
 
 def precision(real: np.ndarray, fake: np.ndarray, k: int = PRECISION_K) -> float:
     """Share of fake points within the k-NN radius of at least one real point."""
-    inside = _pdist(fake, real) <= _knn_radius(real, k)[None, :]
-    return float(inside.any(axis=1).mean())
+    radius = _knn_radius(real, k)[None, :]
+    return float(np.mean(np.concatenate([(d <= radius).any(axis=1) for _, d in _row_blocks(fake, real)])))
 
 
 def coverage(real: np.ndarray, fake: np.ndarray, k: int = COVERAGE_K) -> float:
     """Share of real points whose k-NN ball contains at least one fake point."""
-    inside = _pdist(real, fake) <= _knn_radius(real, k)[:, None]
-    return float(inside.any(axis=1).mean())
+    radius = _knn_radius(real, k)
+    return float(np.mean(np.concatenate([(d <= radius[i:i + len(d), None]).any(axis=1)
+                                         for i, d in _row_blocks(real, fake)])))
 
 
-def quality(fake: np.ndarray, references: list[np.ndarray]) -> Quality:
-    """The three numbers for `fake` against each reference set, averaged."""
+def subsample(x: np.ndarray, n: int | None = None, seed: int = 0) -> np.ndarray:
+    """At most n (default MAX_SCORED) rows of x: all of them in order, or a seeded draw without replacement (callers
+    say so)."""
+    n = n or MAX_SCORED
+    if len(x) <= n:
+        return x
+    return x[np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))]
+
+
+def quality(fake, references: list) -> Quality:
+    """The three numbers for `fake` (an (n, 2) array or tensor of finite points) against each reference set,
+    averaged. Above MAX_SCORED points, a seeded subsample of that many is scored (with a warning): energy distance
+    costs n^2 distances."""
+    fake = _points(fake, "quality: fake")
+    references = [_points(r, "quality: reference") for r in references]
+    if len(fake) > MAX_SCORED:
+        import warnings
+
+        warnings.warn(f"quality: scoring a seeded subsample of {MAX_SCORED} of the {len(fake)} points", stacklevel=2)
+        fake = subsample(fake)
     scores = [(energy_distance(fake, r), precision(r, fake), coverage(r, fake)) for r in references]
     return Quality(*np.mean(scores, axis=0).tolist())
+
+
+def _points(x, what: str) -> np.ndarray:
+    """x as an (n, 2) float numpy array (a torch tensor too, on any device); InputError for NaN or infinity, as the
+    CLI refuses such a file."""
+    from ..errors import InputError
+
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise InputError(f"{what}: points of shape {x.shape}; expected (n, 2)")
+    if not np.isfinite(x).all():
+        row = int(np.argwhere(~np.isfinite(x))[0, 0])
+        raise InputError(f"{what}: point {row} (counted from 0) is NaN or infinite; remove or fix it")
+    return x
 
 
 def references(dataset: str, n: int = N_EVAL, n_refs: int = N_REFS, seed: int = 10_000) -> list[np.ndarray]:

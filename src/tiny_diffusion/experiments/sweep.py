@@ -11,20 +11,24 @@ After training, each run gets evaluation.json: quality at every snapshot epoch, 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
-import socket
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fileio, runs
-from ..config import TrainConfig, check_length, merge_values, parse_value, read_toml
-from ..errors import InputError
+from ..config import TrainConfig, check_length, merge_values, parse_value, read_config_file
+from ..errors import InputError, TrainingStopped
 
 EVALUATION = "evaluation.json"
+SPEC = "sweep.json"  # the sweep's own record: its spec, what `--collect` and a resumption read
+DONE = ("trained", "resumed", "skipped")
 N_HELD_OUT = 1000  # held-out points for the NLL/ELBO: standard error about 0.03 nats at this n
 
 
@@ -90,9 +94,10 @@ def parse_values(text: str, name: str) -> list:
 
 
 def load_spec(path: str | Path) -> Spec:
-    """A spec from TOML: [base] (or [train]) config values, [grid] lists, and [[runs]] tables."""
+    """A spec from TOML: [base] (or [train]) config values, [grid] lists, and [[runs]] tables; or from the
+    sweep.json a sweep wrote (the same three, as JSON)."""
     path = Path(path)
-    values = read_toml(path, "sweep")
+    values = read_config_file(path, "sweep")  # TOML, or a sweep's own sweep.json
     unknown = set(values) - {"base", "train", "grid", "runs"}
     if unknown:
         raise InputError(f"{path}: unknown table {sorted(unknown)[0]!r}; use [base], [grid] and [[runs]]")
@@ -121,43 +126,14 @@ def _lock_path(run_dir: Path) -> Path:
     return run_dir.parent / f"{run_dir.name}.lock"
 
 
-def _alive(host: str, pid: int) -> bool:
-    if host != socket.gethostname():
-        return True  # cannot tell for another machine: assume it is still working
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim(run_dir: Path) -> bool:
-    """Take the run's lock file atomically; False if a live process holds it. A stale lock is removed."""
-    lock = _lock_path(run_dir)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                host, pid = lock.read_text().split()
-                alive = _alive(host, int(pid))
-            except (OSError, ValueError):  # vanished, or being written right now
-                alive = True
-            if alive:
-                return False
-            lock.unlink(missing_ok=True)  # stale: its process died
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}\n")
-        return True
-    return False
+    """Take the run's lock file atomically (fileio.take_lock); False if a live process holds it. A stale lock
+    (its process died) is taken over."""
+    return fileio.take_lock(_lock_path(run_dir)) is None
 
 
 def release(run_dir: Path) -> None:
-    _lock_path(run_dir).unlink(missing_ok=True)
+    fileio.release_lock(_lock_path(run_dir))
 
 
 # -- running --------------------------------------------------------------------------------
@@ -212,7 +188,8 @@ def _evaluate_image_run(run_dir: Path, path: Path) -> dict:
 
 
 def _work(job) -> str:
-    """One run in a worker process: claim, train unless finished, evaluate, release."""
+    """One run in a worker process: claim, train unless finished, evaluate, release; its status (trained, resumed,
+    skipped, busy, or stopped by a signal)."""
     run_dir, cfg_dict, threads, tensorboard = job
     import torch
 
@@ -224,17 +201,22 @@ def _work(job) -> str:
     run_dir = Path(run_dir)
     if not claim(run_dir):
         torch.set_num_threads(threads_before)
-        return "busy"
+        return run_dir.name, "busy"
     try:
         status = "skipped"
         if not runs.is_finished(run_dir):
             # start, or continue an interrupted run from its last checkpoint (train's resume is exact)
             resumed = (run_dir / runs.CHECKPOINT).exists()
-            train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False, log=lambda msg: None, resume=True,
-                  tensorboard=tensorboard or None)
+            try:
+                train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False, log=lambda msg: None, resume=True,
+                      tensorboard=tensorboard or None)
+            except TrainingStopped as e:  # a stop signal: checkpointed; the sweep says how to go on
+                if e.exit_code < 128:  # not a signal (a non-finite loss): an error
+                    raise
+                return run_dir.name, "stopped"
             status = "resumed" if resumed else "trained"
         evaluate_run(run_dir)
-        return status
+        return run_dir.name, status
     finally:
         release(run_dir)
         torch.set_num_threads(threads_before)
@@ -268,7 +250,7 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
     out = Path(out)
     all_runs = expand(spec)
     out.mkdir(parents=True, exist_ok=True)
-    fileio.write_json(out / "sweep.json", spec.to_dict())
+    fileio.write_json(out / SPEC, spec.to_dict())
     mine = shard(all_runs, *shard_of)
     for r in mine:  # a folder left by another question must not answer this one
         check_same_config(out / "runs" / r.name, r.config)
@@ -280,24 +262,90 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
     else:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(jobs)  # spawn: no forked torch thread pools
+        # spawn: no forked torch thread pools; each worker in its own session, so a Ctrl-C reaches this process
+        # alone, which then stops every worker at once, whatever stage it is in
+        pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_start)
         results = pool.imap_unordered(_work, todo)
     counts: dict = {}
     try:
-        for k, status in enumerate(results, 1):
-            counts[status] = counts.get(status, 0) + 1
-            log(f"[{k}/{len(todo)}] {status} ({time.perf_counter() - start:.0f} s)")
-    finally:
+        with _term_as_interrupt():
+            for k, (name, status) in enumerate(results, 1):
+                counts[status] = counts.get(status, 0) + 1
+                log(f"[{k}/{len(todo)}] {name}: {status} ({time.perf_counter() - start:.0f} s)")
+                if status == "stopped":  # a worker was signalled on its own: stop them all
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
         if jobs > 1:
-            pool.close()
-            pool.join()
+            _stop_workers(pool, results, jobs)
+        raise TrainingStopped(f"sweep stopped by Ctrl-C ({sum(counts.get(s, 0) for s in DONE)} of {len(todo)} runs "
+                              f"done; an interrupted run keeps its last checkpoint); continue with `tiny-diffusion "
+                              f"sweep --out {out} --config {out / SPEC}`", exit_code=130) from None
+    if jobs > 1:
+        pool.close()
+        pool.join()
     return counts
+
+
+def _worker_start() -> None:
+    """A worker process: its own session (the terminal's Ctrl-C reaches the sweep, which stops it); tqdm's lock a
+    thread lock, not a semaphore the resource tracker would report as leaked when a stopped worker is killed."""
+    from tqdm.auto import tqdm
+
+    os.setsid()
+    tqdm.set_lock(threading.RLock())
+
+
+def _stop_workers(pool, results, jobs: int, wait: float = 10.0) -> None:
+    """SIGTERM to every worker: a training run checkpoints within a step and answers 'stopped' (train's
+    StopSignals), a run being scored ends at once (its claim, stale, is taken over next time). After the answers
+    (or `wait` seconds) the workers left, idle or stuck, are killed, and the pool ended."""
+    import multiprocessing as mp
+
+    workers = mp.active_children()
+    for p in workers:
+        p.terminate()
+    deadline, answered = time.perf_counter() + wait, 0
+    while answered + sum(not p.is_alive() for p in workers) < jobs and time.perf_counter() < deadline:
+        try:
+            results.next(timeout=0.1)
+            answered += 1
+        except mp.TimeoutError:
+            pass
+        except StopIteration:
+            break
+        except Exception:  # a worker's error: it answered too
+            answered += 1
+    for p in mp.active_children():  # a stopped worker waits for work it will not get (Pool.terminate would too)
+        p.kill()
+    pool.terminate()
+
+
+@contextlib.contextmanager
+def _term_as_interrupt():
+    """SIGINT and SIGTERM (a scheduler's, `kill`) stop the sweep as Ctrl-C does, even where the shell started it
+    with SIGINT ignored (in the background): the workers, in their own session, would outlive it otherwise. (Only
+    the main thread can catch signals.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 # -- collecting -----------------------------------------------------------------------------
 
 def collect(spec: Spec, out: str | Path, figure: bool = True) -> list[dict]:
-    """sweep.csv (one row per finished run and snapshot epoch) and grid.png from the run folders."""
+    """sweep.csv (one row per finished run and snapshot epoch) and grid.png (of the runs of points) from the run
+    folders; the rows. Nothing is written without rows, and a sweep.csv
+    with runs this spec no longer finds (deleted folders) is refused rather than shrunk."""
     out = Path(out)
     all_runs = expand(spec)
     rows = []
@@ -309,11 +357,27 @@ def collect(spec: Spec, out: str | Path, figure: bool = True) -> list[dict]:
         for q in ev["epochs"]:
             rows.append({"run": r.name, **{k: r.changes[k] for k in r.changes}, **q,
                          "nll": ev["nll"], "elbo": ev["elbo"], "train_seconds": ev["train_seconds"]})
-    if rows:
-        fileio.write_csv(out / "sweep.csv", rows)
-        if figure:
-            grid_figure(all_runs, out, out / "grid.png")
+    if not rows:
+        return rows
+    _check_not_shrinking(out / "sweep.csv", rows)
+    fileio.write_csv(out / "sweep.csv", rows)
+    if figure:
+        grid_figure(all_runs, out, out / "grid.png")
     return rows
+
+
+def _check_not_shrinking(path: Path, rows: list[dict]) -> None:
+    """InputError when the table at `path` has runs `rows` lack: collecting would drop finished work from it."""
+    import csv
+
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        before = {r.get("run") for r in csv.DictReader(f)}
+    lost = sorted(before - {r["run"] for r in rows} - {None})
+    if lost:
+        raise InputError(f"{path}: holds {len(lost)} run(s) this sweep does not find finished ({lost[0]}...); "
+                         f"collect with the sweep's own record (--out {path.parent} --collect alone) or move the table")
 
 
 def grid_figure(all_runs: list[Run], out: Path, path: Path, title: str | None = None,

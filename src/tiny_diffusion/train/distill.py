@@ -159,11 +159,19 @@ def read_record(out) -> dict:
 def run_rounds(out, record: dict, progress=None, log=None, threads=None):
     """Train every round of `record` not finished yet (the interrupted one resumes exactly); the last round's
     TrainResult (None when all were finished)."""
+    out, log = Path(out), log or (lambda msg: print(msg, file=sys.stderr))
+    runs.lock_run_dir(out)  # one distillation writes OUT at a time (its last round's train() takes it again)
+    try:
+        return _run_rounds(out, record, progress, log, threads)
+    finally:
+        runs.unlock_run_dir(out)
+
+
+def _run_rounds(out: Path, record: dict, progress, log, threads):
     from ..core.distill import HalvingTarget
     from ..core.guidance import Guided
     from .loop import train
 
-    out, log = Path(out), log or (lambda msg: print(msg, file=sys.stderr))
     teacher_dir = Path(record["teacher"]["path"])
     if checkpoint_hash(teacher_dir) != record["teacher"]["sha256"]:
         raise InputError(f"{teacher_dir}: its checkpoint changed since this distillation began (sha256 differs); "
@@ -200,6 +208,11 @@ def distill(teacher_dir, out, steps: int, progress=None, log=None, threads=None,
     """A `steps`-step student of the finished run `teacher_dir`, written to the new folder `out` (see `plan`
     for the options); returns (record, the last round's TrainResult)."""
     record = plan(teacher_dir, out, steps, **options)
-    runs.new_run_dir(out)
-    fileio.write_json(Path(out) / RECORD, record)
-    return record, run_rounds(out, record, progress, log, threads)
+    runs.new_run_dir(out)  # takes OUT's lock: a second distillation into OUT is refused from here on
+    try:
+        if (Path(out) / RECORD).exists():  # written by another process before we locked
+            raise InputError(f"{out}: already holds a distillation; choose another --out")
+        fileio.write_json(Path(out) / RECORD, record)
+        return record, run_rounds(out, record, progress, log, threads)
+    finally:
+        runs.unlock_run_dir(out)

@@ -135,32 +135,36 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         if out_dir is None:
             raise InputError("--tensorboard writes its events into the run folder: give one (out_dir)")
         board.check_available()
-    run = _setup(cfg, out_dir, resume, log)
-    run.auto_threads = auto_threads
-    run.objective, run.desc = objective, desc
-    if resume:
-        _restore(run, out_dir)
-    if init is not None and run.restored is None:  # a fresh start from given weights (a resumed run has its own)
-        run.model.load_state_dict(init)
-        if run.ema_model is not run.model:
-            run.ema_model.load_state_dict(init)
-    for line in _intro(run):
-        run.log(line)
-    if run.out is not None and not run.finished:
-        fileio.write_json(run.out / runs.CONFIG, run.cfg.to_dict())
-        if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
-            fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
-    _build_step(run)
-    run.board = _open_board(run, tensorboard)
+    run = _setup(cfg, out_dir, resume, log)  # takes the run folder's lock (runs.lock_run_dir)
     try:
-        with ckpt.StopSignals() as stop:  # from here a signal stops the run within a step or one sampling block
-            if run.hooks is not None and run.world == 1:  # (several ranks agree on stops between steps only)
-                run.hooks.stop = lambda: stop.signum is not None
-            _train_epochs(run, progress, stop)
-            return _finish(run, stop)
-    finally:  # one writer for the session: closed at the end, on a stop and on an error
-        if run.board is not None:
-            run.board.close()
+        run.auto_threads = auto_threads
+        run.objective, run.desc = objective, desc
+        if resume:
+            _restore(run, out_dir)
+        if init is not None and run.restored is None:  # a fresh start from given weights (a resumed run has its own)
+            run.model.load_state_dict(init)
+            if run.ema_model is not run.model:
+                run.ema_model.load_state_dict(init)
+        for line in _intro(run):
+            run.log(line)
+        if run.out is not None and not run.finished:
+            fileio.write_json(run.out / runs.CONFIG, run.cfg.to_dict())
+            if run.restored is not None:  # a kill between save()'s two writes leaves metrics.csv ahead of the checkpoint
+                fileio.write_csv(run.out / runs.METRICS, run.metrics_rows)
+        _build_step(run)
+        run.board = _open_board(run, tensorboard)
+        try:
+            with ckpt.StopSignals() as stop:  # from here a signal stops the run within a step or one sampling block
+                if run.hooks is not None and run.world == 1:  # (several ranks agree on stops between steps only)
+                    run.hooks.stop = lambda: stop.signum is not None
+                _train_epochs(run, progress, stop)
+                return _finish(run, stop)
+        finally:  # one writer for the session: closed at the end, on a stop and on an error
+            if run.board is not None:
+                run.board.close()
+    finally:
+        if run.out is not None:
+            runs.unlock_run_dir(run.out)
 
 
 def _intro(run: Run) -> list[str]:
@@ -218,8 +222,21 @@ def _setup(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    out = None if out_dir is None else dist.on_main(lambda: Path(out_dir) if resume else runs.new_run_dir(out_dir))
+    # the folder (and its lock, which train() gives back) once data and model are checked, before any warning
+    out = None if out_dir is None else dist.on_main(lambda: runs.lock_run_dir(out_dir) if resume else runs.new_run_dir(out_dir))
     out = out if main else None  # rank 0 alone writes
+    try:
+        return _build_run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, rows, plan,
+                          model, snapshot_at)
+    except BaseException:
+        if out is not None:
+            runs.unlock_run_dir(out)
+        raise
+
+
+def _build_run(cfg, device, data, main, world, log, out, batch, steps_per_epoch, total_steps, rows, plan, model,
+               snapshot_at) -> Run:
+    """The rest of a Run: the EMA copy, diffusion, optimizer, hooks, scheduler and generator, in that order."""
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
     diffusion = Diffusion.from_config(cfg, device, warn=main)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
