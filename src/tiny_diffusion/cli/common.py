@@ -14,6 +14,7 @@ from ..errors import InputError
 PROG = "tiny-diffusion"
 MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
 MAX_THREADS = 1024  # --threads: more than any machine's cores; a larger pool only costs memory
+ASK_SECONDS = 3600  # sweep/reproduce: an estimate past this asks before starting (on a terminal, without --yes)
 
 
 class Parser(argparse.ArgumentParser):
@@ -211,6 +212,32 @@ def print_quality(what: str, dataset: str, q, floor, notes=()) -> None:
         print(f"{'data floor (real vs real): ':<{len(head)}}{'not available' if floor is None else floor}")
     for note in notes:
         print(f"  note: {note}")
+
+
+def add_yes_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", action="store_true", help="start without asking, however long the estimate "
+                        f"(a terminal is asked past {ASK_SECONDS // 3600} h; CI and piped input never are)")
+
+
+def announce_runs(yes: bool):
+    """sweep/reproduce's `before`: print the number of runs and the estimate of their time; on a terminal (not
+    CI), past ASK_SECONDS and without --yes, ask, and stop with nothing trained unless the answer is yes."""
+    import os
+    import sys
+
+    from ..errors import TrainingStopped
+    from ..experiments.estimate import sweep_estimate
+    from ..train.estimate import duration
+
+    def before(pending: list, jobs: int) -> None:
+        seconds, how = sweep_estimate(pending, jobs)
+        said = f"about {duration(seconds)} ({how})" if pending else how
+        print(f"{len(pending)} run{'s' if len(pending) != 1 else ''} to train: {said}", flush=True)
+        if seconds <= ASK_SECONDS or yes or not sys.stdin.isatty() or os.environ.get("CI"):
+            return
+        if input("start? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise TrainingStopped("not started (answered no): nothing trained; --yes starts without asking")
+    return before
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
