@@ -28,9 +28,28 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# `train --help` and `sweep --help` list the config flags in these groups, in this order (every field that is a flag
+# has one: tests/cli/test_help.py checks)
+FLAG_GROUPS = {
+    "data": ("dataset", "n_points", "data_dir", "image_size", "channels", "flip"),
+    "model": ("model", "hidden_size", "hidden_layers", "emb_size", "time_emb", "input_emb", "input_scale",
+              "base_channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout", "class_cond",
+              "cond_drop"),
+    "diffusion": ("timesteps", "schedule", "beta_start", "beta_end", "terminal_alpha_bar", "prediction", "t_sampling",
+                  "min_snr", "loss"),
+    "optimizer": ("epochs", "kimg", "batch_size", "lr", "weight_decay", "warmup", "lr_decay", "grad_clip", "ema",
+                  "skip_nonfinite"),
+    "evaluation": ("eval_n", "eval_sampler", "eval_steps", "guidance", "guidance_interval"),
+    "runtime": ("seed", "device", "cuda_graphs", "autocast", "compile"),
+    "output": ("frames", "frame_points", "frame_sampler", "frame_steps", "checkpoint_every"),
+}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "") -> None:
     """One flag per TrainConfig field (or per field in `names`), each help prefixed with `scope` (e.g. "forward
-    only: "); unset flags stay out of the namespace."""
+    only: "); unset flags stay out of the namespace. All of them: in FLAG_GROUPS' groups."""
+    groups = {} if names is not None else {title: parser.add_argument_group(title) for title in FLAG_GROUPS}
+    group_of = {name: groups[title] for title, members in FLAG_GROUPS.items() if groups for name in members}
     for f in TrainConfig.fields():
         if (names is not None and f.name not in names) or f.metadata["resolved"]:
             continue
@@ -43,7 +62,7 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "
                    else ("on" if f.default else "off") if isinstance(f.default, bool) else f.default)
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
-        parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
+        group_of.get(f.name, parser).add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
                             help=f"{scope}{m['help']}{extra}; default {default}", **switch)
 
 
