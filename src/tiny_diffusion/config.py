@@ -107,13 +107,6 @@ IMAGE_DEFAULTS = dict(
 # own mix of classes, and at equal training it scored far nearer the floor than an unconditional network (docs/images.md)
 LABELS_GUIDANCE = 1.0
 
-# How `train --help` states the image defaults that the run decides (IMAGE_DEFAULTS leaves them unset)
-IMAGE_AUTO_HELP = {
-    "eval_n": "scaled to the run's length", "eval_steps": "scaled to the run's length",
-    "class_cond": "on when the images have class labels",
-    "guidance": f"{LABELS_GUIDANCE:g} when the labels are on by default, {IMAGE_DEFAULTS['guidance']:g} with --class-cond",
-}
-
 # An image run's evaluation (snapshot grids and final samples) when frame_points / eval_n / eval_steps are not
 # given: it fits the run's length (train/length.py fit_evaluation). First the full values: FRAME_POINTS per grid,
 # and eval_n following the share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of
@@ -129,6 +122,15 @@ FRAME_POINTS = 64  # one 8x8 grid per snapshot: frames stay small
 # default MNIST U-Net (~185 images/s training, ~625 images/s sampling) and 3.8 on the SimpleUnet (issue 26)
 TRAIN_PASSES = 3
 EVAL_SHARE = 1 / 3  # evaluation's passes at most a third of training's: a quarter of the whole run
+
+# How `train --help` states the image defaults that the run decides (IMAGE_DEFAULTS leaves them unset)
+IMAGE_AUTO_HELP = {
+    "eval_n": "scaled to the run's length",
+    "eval_steps": f"{FULL_EVAL_STEPS}" if FULL_EVAL_STEPS == QUICK_EVAL_STEPS else
+                  f"{FULL_EVAL_STEPS} ({QUICK_EVAL_STEPS} for runs under half the default length)",
+    "class_cond": "on when the images have class labels",
+    "guidance": f"{LABELS_GUIDANCE:g} when the labels are on by default, {IMAGE_DEFAULTS['guidance']:g} with --class-cond",
+}
 
 
 @dataclass

@@ -136,10 +136,7 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
     if guidance != 1 and y is None:
         raise ValueError(f"guidance = {guidance} needs class labels y to guide towards")
     shape, kind = shape_and_kind(model, shape, kind)
-    ts = own_grid(getattr(model, "grid", None), steps, spacing, lambda_min)
-    if ts is None:
-        spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
-        ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+    ts = grid_of(model, diffusion, sampler, steps, spacing, lambda_min, kind)
     noise = SampleNoise(seed, n, shape, device=device, start=start)
     if bf16_sampling(kind, device) if bf16 is None else bf16:
         model = BF16(model)
@@ -148,6 +145,17 @@ def trajectory(model, diffusion: Diffusion, n: int, seed: int = 0, shape: tuple[
         model, y = Guided(model, guidance, steps_guided), y.to(device)
     aligned = AlignedBatches(model, start, block or BLOCKS[kind], y, stop)
     return SAMPLERS[sampler](aligned, diffusion, noise.randn(), noise, ts, **kwargs)
+
+
+def grid_of(model, diffusion: Diffusion, sampler: str, steps: int | None = None, spacing: str | None = None,
+            lambda_min: float | None = None, kind: str = "points") -> np.ndarray:
+    """The timesteps `trajectory` samples on, noisiest first: one network call per block each (a student's own
+    grid, `own_grid`, else the grid policy's, `grid`)."""
+    ts = own_grid(getattr(model, "grid", None), steps, spacing, lambda_min)
+    if ts is None:
+        spacing, lambda_min = grid(sampler, diffusion, steps, spacing, lambda_min, kind)
+        ts = timesteps(diffusion.T, steps, spacing, diffusion.alpha_bar.double().cpu().numpy(), lambda_min)
+    return ts
 
 
 def bf16_sampling(kind: str, device) -> bool:

@@ -59,10 +59,11 @@ def test_bad_sampling_flags_exit_2_with_one_line(run_dir, tmp_path, capsys, flag
     assert len(err.splitlines()) == 1 and message in err, err
 
 
-def test_sample_refuses_an_image_file_type_for_points_naming_those_it_writes(run_dir, tmp_path, capsys):
-    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.png")]) == 2
+def test_sample_refuses_a_file_type_points_cannot_be_written_as_naming_those_it_writes(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "x.png: unsupported file type; use FILE.csv (header x,y) or FILE.npy" in err
+    assert len(err.splitlines()) == 1
+    assert "x.gif: unsupported file type; use FILE.csv (header x,y), FILE.npy or FILE.png (a scatter)" in err
     assert not any(tmp_path.iterdir())
 
 

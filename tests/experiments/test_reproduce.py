@@ -6,11 +6,15 @@ import re
 
 from tests.helpers import assert_data_drawn
 from tiny_diffusion.cli import main
+from tiny_diffusion.experiments import sweep
+from tiny_diffusion.experiments.ablations import spec_of
 from tiny_diffusion.experiments.study_report import conclusions
 
 
 def test_reproduce_test_preset_end_to_end(tmp_path, capsys):
     assert main(["reproduce", "--preset", "test", "--jobs", "1", "--out", str(tmp_path)]) == 0
+    n_runs = len(sweep.expand(spec_of("test")[0]))
+    assert capsys.readouterr().out.startswith(f"{n_runs} runs to train: about ")  # said before it starts
     report = (tmp_path / "README.md").read_text()
     # bench/claims.py reads the report as its own log: the command that wrote it and the host it ran on
     assert "<!-- generated: tiny-diffusion reproduce --preset test --jobs 1 -->" in report
@@ -28,6 +32,7 @@ def test_reproduce_test_preset_end_to_end(tmp_path, capsys):
     # resuming: a second call trains nothing new and writes the same tables
     assert main(["reproduce", "--preset", "test", "--jobs", "1", "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "numbers.json").read_text()) == tables
+    assert capsys.readouterr().out.startswith("0 runs to train: every run of this sweep (or shard) is finished")
 
 
 def _row(label, energy, precision=0.9, coverage=0.9, **kw):

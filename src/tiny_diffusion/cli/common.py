@@ -14,6 +14,7 @@ from ..errors import InputError
 PROG = "tiny-diffusion"
 MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
 MAX_THREADS = 1024  # --threads: more than any machine's cores; a larger pool only costs memory
+ASK_SECONDS = 3600  # sweep/reproduce: an estimate past this asks before starting (on a terminal, without --yes)
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,9 +28,28 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# `train --help` and `sweep --help` list the config flags in these groups, in this order (every field that is a flag
+# has one: tests/cli/test_help.py checks)
+FLAG_GROUPS = {
+    "data": ("dataset", "n_points", "data_dir", "image_size", "channels", "flip"),
+    "model": ("model", "hidden_size", "hidden_layers", "emb_size", "time_emb", "input_emb", "input_scale",
+              "base_channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout", "class_cond",
+              "cond_drop"),
+    "diffusion": ("timesteps", "schedule", "beta_start", "beta_end", "terminal_alpha_bar", "prediction", "t_sampling",
+                  "min_snr", "loss"),
+    "optimizer": ("epochs", "kimg", "batch_size", "lr", "weight_decay", "warmup", "lr_decay", "grad_clip", "ema",
+                  "skip_nonfinite"),
+    "evaluation": ("eval_n", "eval_sampler", "eval_steps", "guidance", "guidance_interval"),
+    "runtime": ("seed", "device", "cuda_graphs", "autocast", "compile"),
+    "output": ("frames", "frame_points", "frame_sampler", "frame_steps", "checkpoint_every"),
+}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "") -> None:
     """One flag per TrainConfig field (or per field in `names`), each help prefixed with `scope` (e.g. "forward
-    only: "); unset flags stay out of the namespace."""
+    only: "); unset flags stay out of the namespace. All of them: in FLAG_GROUPS' groups."""
+    groups = {} if names is not None else {title: parser.add_argument_group(title) for title in FLAG_GROUPS}
+    group_of = {name: groups[title] for title, members in FLAG_GROUPS.items() if groups for name in members}
     for f in TrainConfig.fields():
         if (names is not None and f.name not in names) or f.metadata["resolved"]:
             continue
@@ -42,7 +62,7 @@ def add_config_flags(parser: argparse.ArgumentParser, names=None, scope: str = "
                    else ("on" if f.default else "off") if isinstance(f.default, bool) else f.default)
         switch = {"nargs": "?", "const": "on", "metavar": "on|off"} if f.type in (bool, "bool") else \
             {"metavar": f.name.upper()}  # a switch: --class-cond alone means on
-        parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
+        group_of.get(f.name, parser).add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
                             help=f"{scope}{m['help']}{extra}; default {default}", **switch)
 
 
@@ -211,6 +231,32 @@ def print_quality(what: str, dataset: str, q, floor, notes=()) -> None:
         print(f"{'data floor (real vs real): ':<{len(head)}}{'not available' if floor is None else floor}")
     for note in notes:
         print(f"  note: {note}")
+
+
+def add_yes_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", action="store_true", help="start without asking, however long the estimate "
+                        f"(a terminal is asked past {ASK_SECONDS // 3600} h; CI and piped input never are)")
+
+
+def announce_runs(yes: bool):
+    """sweep/reproduce's `before`: print the number of runs and the estimate of their time; on a terminal (not
+    CI), past ASK_SECONDS and without --yes, ask, and stop with nothing trained unless the answer is yes."""
+    import os
+    import sys
+
+    from ..errors import TrainingStopped
+    from ..experiments.estimate import sweep_estimate
+    from ..train.estimate import duration
+
+    def before(pending: list, jobs: int) -> None:
+        seconds, how = sweep_estimate(pending, jobs)
+        said = f"about {duration(seconds)} ({how})" if pending else how
+        print(f"{len(pending)} run{'s' if len(pending) != 1 else ''} to train: {said}", flush=True)
+        if seconds <= ASK_SECONDS or yes or not sys.stdin.isatty() or os.environ.get("CI"):
+            return
+        if input("start? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise TrainingStopped("not started (answered no): nothing trained; --yes starts without asking")
+    return before
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -9,13 +10,16 @@ from .common import (add_device_flag, add_sampling_flags, add_threads_flag, load
                      grid_text, sampling_options, seed_arg)
 from .conditional import add_class_flags
 
+LONG_CALLS = 1000  # a draw of more network calls than this says how long it will take, and shows a bar on a terminal
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the sampling noise (default 0)")
-    p.add_argument("--out", required=True, help="points: FILE.csv (header x,y) or FILE.npy; images: FILE.npy "
+    p.add_argument("--out", required=True, help="points: FILE.csv (header x,y), FILE.npy or FILE.png (a scatter, as "
+                   "train draws); images: FILE.npy "
                    "(float32 (N, C, H, W) in [-1, 1]), FILE.png (a grid) or DIR/ (one PNG per image)")
     add_device_flag(p)
     add_threads_flag(p)
@@ -35,7 +39,7 @@ def _sample(args) -> int:
     import torch
 
     from ..core.guidance import request
-    from ..sampling import sample
+    from ..sampling import BLOCKS, grid_of, sample
     from ..runtime import dist
     from ..runtime.graphs import for_sampling
 
@@ -53,17 +57,21 @@ def _sample(args) -> int:
     lo, hi = dist.shard(args.n)
     mine = {**cond, "y": cond["y"][lo:hi]} if cond else {}
     net = for_sampling(model, device, cfg.cuda_graphs)
-    x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, **options, **mine).cpu() if hi > lo
-         else torch.empty((0, *model.sample_shape)))
+    steps = len(grid_of(model, diffusion, options["sampler"], options["steps"], options["spacing"],
+                        options["lambda_min"], cfg.kind))
+    block = BLOCKS[cfg.kind]
+    with _progress(steps, -(-hi // block) - lo // block, block, hi - lo) as tick:
+        x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, stop=tick, **options, **mine).cpu()
+             if hi > lo else torch.empty((0, *model.sample_shape)))
     x = dist.gather_rows(x)
     if not dist.is_main():
         return 0
     labels = cond["y"].numpy() if cond else None
+    grid = grid_text(options, diffusion, cfg)
     if cfg.images:
         save_images(out, x, labels, model.classes)
     else:
-        save_points(out, x.numpy())
-    grid = grid_text(options, diffusion, cfg)
+        save_points(out, x.numpy(), f"{cfg.dataset}: {len(x)} samples ({grid})", labels, model.classes)
     print(f"wrote {len(x)} samples to {out} ({grid}, seed {args.seed})")
     if cond:  # the class each sample was asked for, beside the samples
         from ..runs import labels_path, write_labels
@@ -82,7 +90,8 @@ def _output(path: str, images: bool) -> Path:
     """--out as the run can write it: points FILE.csv or FILE.npy; images FILE.npy (float32 (N, C, H, W) in
     [-1, 1]), FILE.png (a grid) or DIR/ (one PNG each). A refused one names what this run can write."""
     if not images:
-        return output_path(path, (".csv", ".npy"), use="FILE.csv (header x,y) or FILE.npy for the points of this run")
+        return output_path(path, (".csv", ".npy", ".png"), use="FILE.csv (header x,y), FILE.npy or FILE.png (a "
+                                                                "scatter) for the points of this run")
     if _folder_like(path):
         return Path(path)
     return output_path(path, (".npy", ".png"), use="FILE.npy, FILE.png (a grid) or a folder DIR/ (one PNG per "
@@ -107,14 +116,51 @@ def save_images(path: Path, x, labels=None, classes=None) -> None:
         save_png_folder(x.numpy(), path)
 
 
-def save_points(path: Path, x) -> None:
-    """(n, 2) points to .npy, or to .csv with header x,y."""
+def save_points(path: Path, x, title: str = "", labels=None, classes=None) -> None:
+    """(n, 2) points to .npy, to .csv with header x,y, or to .png as train draws them (one panel per class when
+    labels are given)."""
     import numpy as np
 
     from ..fileio import atomic_write
 
     if path.suffix.lower() == ".npy":
         atomic_write(path, lambda f: np.save(f, x))
+    elif path.suffix.lower() == ".png":
+        from ..viz.points import samples_figure
+
+        samples_figure(x, path, title, labels, classes)
     else:
         rows = "".join(f"{a!r},{b!r}\n" for a, b in x.astype(float).tolist())
         atomic_write(path, lambda f: f.write(("x,y\n" + rows).encode()))
+
+
+@contextlib.contextmanager
+def _progress(steps: int, blocks: int, block: int, n: int):
+    """sample's `stop` hook, asked before every network call (steps x blocks of them): for a draw of more than
+    LONG_CALLS, one line with the estimate (the first call timed here, times their number) and a tqdm bar on a
+    terminal (as train's: off when stderr is not one)."""
+    import sys
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..train.estimate import duration
+
+    calls = steps * blocks
+    bar = tqdm(total=calls, desc="sample", unit="call", disable=calls <= LONG_CALLS or not sys.stderr.isatty(),
+               leave=False)
+    first = []
+
+    def tick() -> bool:
+        if len(first) < 2:
+            first.append(time.perf_counter())
+            if len(first) == 2 and calls > LONG_CALLS:
+                tqdm.write(f"sampling {n} samples: {steps} steps x {blocks} blocks of {block} = {calls} network "
+                           f"calls, about {duration((first[1] - first[0]) * calls)} (an estimate: the first call "
+                           f"timed here, times their number)", file=sys.stderr)
+        bar.update(1)
+        return False
+    try:
+        yield tick
+    finally:
+        bar.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_config_flags, config_overrides, positive_int
+from .common import add_config_flags, add_yes_flag, announce_runs, config_overrides, positive_int
 
 
 def add_parser(sub) -> None:
@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
                     "the finished runs of the sweep OUT/sweep.json records (e.g. after all shards)")
     p.add_argument("--tensorboard", action="store_true", help="each run writes TensorBoard event files into its "
                    "folder: `tensorboard --logdir OUT` shows the runs side by side")
+    add_yes_flag(p)
     add_config_flags(p)
     p.set_defaults(func=run)
 
@@ -37,7 +38,7 @@ def run(args) -> int:
         spec = _recorded_spec(args, spec, out)
     else:
         sweep.run_sweep(spec, out, jobs=args.jobs, shard_of=sweep.parse_shard(args.shard),
-                        tensorboard=args.tensorboard)
+                        tensorboard=args.tensorboard, before=announce_runs(args.yes))
     rows = sweep.collect(spec, out)
     if not rows:
         print(f"no finished runs in {out / 'runs'} yet: nothing written")

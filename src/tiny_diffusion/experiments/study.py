@@ -21,14 +21,15 @@ from .ablations import PRESETS, spec_of
 from .study_report import render
 
 
-def reproduce(out: str | Path, preset: str = "quick", jobs: int = 2, log=print) -> Path:
-    """Run (or resume) the study into OUT and write OUT/README.md; returns the report's path."""
+def reproduce(out: str | Path, preset: str = "quick", jobs: int = 2, log=print, before=None) -> Path:
+    """Run (or resume) the study into OUT and write OUT/README.md; returns the report's path. before: as
+    sweep.run_sweep's (called with the runs still to train)."""
     if preset not in PRESETS:
         raise InputError(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
     out = Path(out)
     spec, study = spec_of(preset)
     start = time.perf_counter()
-    statuses = sweep.run_sweep(spec, out, jobs=jobs, log=log)
+    statuses = sweep.run_sweep(spec, out, jobs=jobs, log=log, before=before)
     sweep.collect(spec, out, figure=False)
     figs = out / "figures"
     figs.mkdir(exist_ok=True)

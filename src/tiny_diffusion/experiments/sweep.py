@@ -239,10 +239,12 @@ def check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, int] = (1, 1),
-              log=print, threads: int | None = None, tensorboard: bool = False) -> dict:
+              log=print, threads: int | None = None, tensorboard: bool = False, before=None) -> dict:
     """Train this shard's unfinished runs with `jobs` worker processes; {status: count} of its runs
     (trained, skipped = already finished, busy = another worker holds it). tensorboard: each run writes its
-    event files into its folder (train/board.py), so `tensorboard --logdir OUT` shows them side by side."""
+    event files into its folder (train/board.py), so `tensorboard --logdir OUT` shows them side by side.
+    before(pending, jobs): called with the runs still to train before any is started (the CLI's estimate and
+    question; it raises to stop)."""
     if tensorboard:
         from ..train.board import check_available
 
@@ -254,6 +256,8 @@ def run_sweep(spec: Spec, out: str | Path, jobs: int = 1, shard_of: tuple[int, i
     mine = shard(all_runs, *shard_of)
     for r in mine:  # a folder left by another question must not answer this one
         check_same_config(out / "runs" / r.name, r.config)
+    if before is not None:
+        before([r for r in mine if not runs.is_finished(out / "runs" / r.name)], jobs)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     todo = [(str(out / "runs" / r.name), r.config.to_dict(), threads, tensorboard) for r in mine]
     start = time.perf_counter()

@@ -79,12 +79,12 @@ class PointHooks:
         if self.cfg.class_cond:  # one panel per class, the labels beside the samples, the numbers per class
             labels, classes = conditioning(self.cfg, self.data, len(samples))["y"].numpy(), self.data.classes
             runs.write_labels(runs.labels_path(out / runs.SAMPLES), labels, classes)
-            plots.grid([(c, samples[labels == k]) for k, c in enumerate(classes)], out / "samples.png", cols=5)
+            plots.samples_figure(samples, out / "samples.png", "", labels, classes)
             result["guidance"] = self.cfg.guidance
             result["per_class"] = {c: {"n": v["n"], "quality": v["quality"].as_dict(),
                                        "data_floor": v["data_floor"].as_dict()} for c, v in self.per_class.items()}
         else:
-            plots.scatter(samples, out / "samples.png", title=f"{self.cfg.dataset}: {q}")
+            plots.samples_figure(samples, out / "samples.png", f"{self.cfg.dataset}: {q}")
         fileio.write_json(out / runs.QUALITY, {**result, **extra})
 
 

@@ -50,6 +50,15 @@ def scatter(pts: np.ndarray, path: Path, title: str | None = None, limit: float 
     _plt().close(fig)
 
 
+def samples_figure(pts: np.ndarray, path: Path, title: str, labels=None, classes=None) -> None:
+    """A run's samples as `train` draws them (samples.png) and `sample --out FILE.png` too: one scatter, or with
+    class labels one panel per class."""
+    if labels is None:
+        scatter(pts, path, title=title)
+    else:
+        grid([(c, pts[labels == k]) for k, c in enumerate(classes)], path, cols=5)
+
+
 def loss_curve(steps, losses, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))
