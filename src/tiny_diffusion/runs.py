@@ -74,6 +74,17 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / QUALITY).is_file()
 
 
+def warn_unfinished(run_dir: str | Path, state: dict) -> None:
+    """One line (a warning) when the run whose checkpoint `state` was loaded has not finished training (no
+    quality.json: stopped by Ctrl-C or SIGTERM, or still training): its weights are those of its last checkpoint."""
+    import warnings
+
+    if not is_finished(run_dir):
+        warnings.warn(f"{run_dir}: an unfinished run (its checkpoint stands at step {state.get('step')}, "
+                      f"{state.get('epoch')} epochs done): a partly trained model; finish it with `tiny-diffusion "
+                      f"train --resume {run_dir}`", stacklevel=2)
+
+
 def new_run_dir(out: str | Path) -> Path:
     """Create `out` for a new run and take its lock (`lock_run_dir`); refuse a folder that already holds a run."""
     out = Path(out)
@@ -170,6 +181,7 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run folder")
     state = load_checkpoint(run_dir / CHECKPOINT)
+    warn_unfinished(run_dir, state)
     cfg = checkpoint_config(state, run_dir / CHECKPOINT)
     model = build_model(cfg, tuple(state.get("shape", (2,))), classes=state.get("classes") if cfg.class_cond else None)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
