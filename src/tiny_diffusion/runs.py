@@ -181,7 +181,6 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run folder")
     state = load_checkpoint(run_dir / CHECKPOINT)
-    warn_unfinished(run_dir, state)
     cfg = checkpoint_config(state, run_dir / CHECKPOINT)
     model = build_model(cfg, tuple(state.get("shape", (2,))), classes=state.get("classes") if cfg.class_cond else None)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
@@ -189,5 +188,6 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise InputError(f"{run_dir / CHECKPOINT}: weights do not fit the config's model ({str(e).splitlines()[0]})") from None
+    warn_unfinished(run_dir, state)  # a run that loads, but is not finished
     model.to(device).eval()
     return cfg, model, Diffusion.from_config(cfg, device)
