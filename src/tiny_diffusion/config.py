@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .choices import DEVICES, EMBEDDINGS, KINDS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
-from .data.image_names import dataset_kind
+from .data.image_names import dataset_kind, located
 from .errors import InputError
 
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
@@ -250,6 +250,7 @@ class TrainConfig:
         defaults of that kind."""
         if self.kind is None:
             self.kind = dataset_kind(self.dataset)
+        self.dataset, self.data_dir = located(self.dataset), located(self.data_dir)  # found again from anywhere
         defaults = IMAGE_DEFAULTS if self.images else POINT_DEFAULTS
         if self.kimg is None and self.epochs is not None:
             self.kimg = 0.0  # a length the user gives is the length: an explicit epochs replaces the default kimg
@@ -304,7 +305,10 @@ class TrainConfig:
         values = values.get("train", values) if isinstance(values.get("train"), dict) else values
         values = _user_values(values, path)
         check_length(values, str(path))
-        return cls.from_dict(merge_values(values, overrides or {}), source=str(path))
+        cfg = cls.from_dict(merge_values(values, overrides or {}), source=str(path))
+        if path.suffix.lower() != ".json":  # a point run's config.json records every field, as it always has
+            check_applies(cfg, values, str(path))
+        return cfg
 
     def to_dict(self) -> dict:
         """The values config.json records: all of them, less the point-only ones (n_points, the MLP's) in an image
@@ -403,6 +407,17 @@ def check_length(values: dict, source: str, flags: bool = False) -> None:
         e, k = ("--epochs", "--kimg") if flags else ("epochs", "kimg")
         raise InputError(f"{source}: {e} {values['epochs']} and {k} {kimg:g} both set the training length; give "
                          f"one of them")
+
+
+def check_applies(cfg: TrainConfig, given: dict, source: str, flags: bool = False) -> None:
+    """Refuse a setting the user gave (`given`: one layer of values) that only the other kind of data uses
+    (image_size for points, hidden_size for images): training would drop it without a word."""
+    for name in given:
+        only = TrainConfig._field(name).metadata["only"] if name in TrainConfig.__dataclass_fields__ else None
+        if only is not None and only != cfg.kind:
+            key = "--" + name.replace("_", "-") if flags else name
+            raise InputError(f"{source}: {key} applies to {only} only and {cfg.dataset} holds {cfg.kind}, so it "
+                             f"would be ignored; drop it")
 
 
 def merge_values(base: dict, over: dict) -> dict:

@@ -53,6 +53,7 @@ def export_run(run_dir: str | Path, out: Path, use_ema: bool = True) -> None:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run folder")
     state = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+    runs.warn_unfinished(run_dir, state)
     ema = use_ema and state.get("ema") is not None
     weights = state["ema"] if ema else state["model"]
     write_safetensors(out, dict(weights), {

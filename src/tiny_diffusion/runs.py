@@ -74,6 +74,17 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / QUALITY).is_file()
 
 
+def warn_unfinished(run_dir: str | Path, state: dict) -> None:
+    """One line (a warning) when the run whose checkpoint `state` was loaded has not finished training (no
+    quality.json: stopped by Ctrl-C or SIGTERM, or still training): its weights are those of its last checkpoint."""
+    import warnings
+
+    if not is_finished(run_dir):
+        warnings.warn(f"{run_dir}: an unfinished run (its checkpoint stands at step {state.get('step')}, "
+                      f"{state.get('epoch')} epochs done): a partly trained model; finish it with `tiny-diffusion "
+                      f"train --resume {run_dir}`", stacklevel=2)
+
+
 def new_run_dir(out: str | Path) -> Path:
     """Create `out` for a new run and take its lock (`lock_run_dir`); refuse a folder that already holds a run."""
     out = Path(out)
@@ -177,5 +188,6 @@ def load_run(run_dir: str | Path, device="cpu", use_ema: bool = True):
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise InputError(f"{run_dir / CHECKPOINT}: weights do not fit the config's model ({str(e).splitlines()[0]})") from None
+    warn_unfinished(run_dir, state)  # a run that loads, but is not finished
     model.to(device).eval()
     return cfg, model, Diffusion.from_config(cfg, device)

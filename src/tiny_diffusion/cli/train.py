@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..config import TrainConfig, check_length
+from ..config import TrainConfig, check_applies, check_length
 from ..errors import InputError
 from .common import add_config_flags, add_threads_flag, config_overrides, print_quality
 
@@ -41,6 +41,7 @@ def _train(args, overrides: dict) -> int:
     from ..runtime import dist
 
     cfg = TrainConfig.from_toml(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "command line")
+    check_applies(cfg, overrides, "command line", flags=True)
     # one name for every rank: rank 0's clock decides it
     out = args.out or dist.on_main(lambda: Path("runs") / f"{Path(cfg.dataset).stem.replace(':', '-')}-"
                                                          f"{time.strftime('%Y%m%d-%H%M%S')}")
@@ -111,6 +112,11 @@ def _resume_train(args, changes: dict) -> int:
     if args.config or args.out:
         raise InputError("--resume RUN_DIR continues that run with its own config; drop --config and --out")
     if dist.on_main(lambda: is_finished(args.resume)):  # rank 0 reads the run folder; the others need no copy
+        length = [k for k in ("epochs", "kimg") if k in changes]
+        if length:  # its schedule (warm-up, decay) was set by its length: a longer run is another run, not more of it
+            raise InputError(f"{args.resume}: already finished; a finished run cannot be extended exactly (its "
+                             f"learning-rate schedule was set by its length): train a new run with --{length[0]} "
+                             f"{changes[length[0]]:g} instead")
         if dist.is_main():
             print(f"{args.resume}: already finished (quality.json exists); nothing to do")
         return 0

@@ -26,6 +26,17 @@ def dataset_kind(name: str) -> str:
     return "images" if os.path.isdir(name) and name not in POINT_DATASETS else "points"
 
 
+def located(path: str | None) -> str | None:
+    """An existing relative path (a point file, a folder of images, a --data-dir) made absolute, so the run that
+    records it finds it again from any working directory; a built-in data set's name, an absolute path and a path
+    that does not exist (the error then names it as given) are kept as they are."""
+    from ..choices import POINT_DATASETS
+
+    if path is None or path in IMAGE_DATASETS or path in POINT_DATASETS or os.path.isabs(path):
+        return path
+    return os.path.abspath(path) if os.path.exists(path) else path
+
+
 def unknown_dataset(name: str):
     """The error for a `--dataset` that is no data set: a path that does not exist is named as missing; else every
     kind of data there is (as `tiny-diffusion datasets` lists them) and the nearest name, if one is near."""

@@ -213,6 +213,9 @@ def training_animation(run_dir, out: Path, fps: int | None = None) -> Path:
     cfg = runs.run_config(run_dir)
     path = run_dir / runs.FRAMES
     if not path.is_file():
+        if not runs.is_finished(run_dir):  # the snapshots are in its checkpoint until training ends
+            raise InputError(f"{run_dir}: an unfinished run, whose snapshots are written when its training ends; "
+                             f"finish it with `tiny-diffusion train --resume {run_dir}`")
         raise InputError(f"{run_dir}: no {runs.FRAMES}; train with --frames N (N > 0) to record snapshots")
     frames = np.load(path, allow_pickle=False)
     epochs = runs.frame_epochs_of(run_dir)
