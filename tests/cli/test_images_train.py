@@ -225,7 +225,7 @@ def test_plots_and_animations_of_an_image_run(run, folder, tmp_path, monkeypatch
             assert gif.n_frames <= n_frames and gif.info["duration"] == 1000 * figures.HOLD_LAST
 
 
-def test_a_run_of_a_relative_folder_is_images_from_any_working_directory(folder, tmp_path, monkeypatch):
+def test_a_run_of_a_relative_folder_is_images_from_any_working_directory(folder, tmp_path, monkeypatch, capsys):
     """config.json records the kind, the sample shape and the folder's absolute path: `--dataset imgs` (a folder
     relative to where training ran) is still an image run of that folder when sample, evaluate, plot and animate run
     elsewhere, where `imgs` does not exist."""
