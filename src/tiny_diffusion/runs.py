@@ -88,13 +88,19 @@ def warn_unfinished(run_dir: str | Path, state: dict) -> None:
 def new_run_dir(out: str | Path) -> Path:
     """Create `out` for a new run and take its lock (`lock_run_dir`); refuse a folder that already holds a run."""
     out = Path(out)
+    _refuse_a_run(out)
+    lock_run_dir(out)
+    try:
+        _refuse_a_run(out)  # written by another process before we locked
+    except InputError:
+        unlock_run_dir(out)
+        raise
+    return out
+
+
+def _refuse_a_run(out: Path) -> None:
     if (out / CHECKPOINT).exists() or (out / CONFIG).exists():
         raise InputError(f"{out}: already holds a run; choose another --out or delete it first")
-    lock_run_dir(out)
-    if (out / CHECKPOINT).exists() or (out / CONFIG).exists():  # written by another process before we locked
-        unlock_run_dir(out)
-        raise InputError(f"{out}: already holds a run; choose another --out or delete it first")
-    return out
 
 
 def lock_run_dir(out: str | Path) -> Path:
