@@ -8,18 +8,16 @@ The resolved values, the kind and the sample shape included, are what config.jso
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config_values import _coerce, _int_list, check_length, merge_values, parse_interval, read_config_file
 from .choices import DEVICES, EMBEDDINGS, KINDS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
-from .data.image_names import dataset_kind, located
+from .data.image_names import MAX_IMAGE_SIZE, check_image_size, dataset_kind, located
 from .errors import InputError
 
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
-BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
@@ -150,7 +148,8 @@ class TrainConfig:
     data_dir: str | None = _f(None, "folder holding the data set's files (raw or .gz); unset: download once into "
                               "$TINY_DIFFUSION_DATA or ~/.cache/tiny-diffusion", nullable=True, only="images")
     image_size: int | None = _f(None, "resize the shorter side and center-crop to this (unset: the images' own size if "
-                                "they all agree, else 64)", low=1, high=4096, nullable=True, only="images")
+                                "they all agree, else 64; at most data.image_names.MAX_IMAGE_SIZE)", nullable=True,
+                                only="images")
     channels: int | None = _f(None, "1 (grayscale) or 3 (RGB); unset keeps the data's own", low=1, high=3,
                               nullable=True, only="images")
     flip: str = _f("auto", "random horizontal flips (auto: on for photo folders and CIFAR-10, off for digits)",
@@ -360,9 +359,11 @@ class TrainConfig:
             raise InputError(f"{source}: model = mlp is for points; {self.dataset} holds images: use unet or simple-unet")
         if self.model != "mlp" and not self.images:
             raise InputError(f"{source}: model = {self.model} is for images; {self.dataset} holds points: use mlp")
+        if self.image_size is not None:
+            check_image_size(self.image_size, f"{source}: image_size")
         _int_list(self.channel_mult, "channel_mult", source, low=1)
         if self.sample_shape is not None:
-            _int_list(self.sample_shape, "sample_shape", source, low=1, high=4096)
+            _int_list(self.sample_shape, "sample_shape", source, low=1, high=MAX_IMAGE_SIZE)
         if self.sample_grid is not None:
             grid = _int_list(self.sample_grid, "sample_grid", source, low=0, high=self.timesteps - 1)
             if any(a <= b for a, b in zip(grid, grid[1:])):
@@ -399,14 +400,6 @@ def _user_values(values: dict, path: Path) -> dict:
     return values
 
 
-def check_length(values: dict, source: str, flags: bool = False) -> None:
-    """One layer of user values (a TOML file, the command line, a sweep's base or run) sets the training length
-    once: epochs, or kimg > 0, not both (which would win is a guess the user should not have to make)."""
-    kimg = values.get("kimg")
-    if "epochs" in values and isinstance(kimg, (int, float)) and kimg > 0:
-        e, k = ("--epochs", "--kimg") if flags else ("epochs", "kimg")
-        raise InputError(f"{source}: {e} {values['epochs']} and {k} {kimg:g} both set the training length; give "
-                         f"one of them")
 
 
 def check_applies(cfg: TrainConfig, given: dict, source: str, flags: bool = False) -> None:
@@ -418,113 +411,3 @@ def check_applies(cfg: TrainConfig, given: dict, source: str, flags: bool = Fals
             key = "--" + name.replace("_", "-") if flags else name
             raise InputError(f"{source}: {key} applies to {only} only and {cfg.dataset} holds {cfg.kind}, so it "
                              f"would be ignored; drop it")
-
-
-def merge_values(base: dict, over: dict) -> dict:
-    """`over`'s values on top of `base`'s (the command line over a TOML file, a sweep run over its base). A layer
-    that sets the length replaces the other way of setting it below: epochs drops a kimg, kimg > 0 drops epochs."""
-    merged = {**base, **over}
-    if "epochs" in over and "kimg" not in over:
-        merged.pop("kimg", None)
-    kimg = over.get("kimg")
-    if isinstance(kimg, (int, float)) and kimg > 0 and "epochs" not in over:
-        merged.pop("epochs", None)
-    return merged
-
-
-def _int_list(text: str, name: str, source: str, low: int = 0, high: int = 64) -> list[int]:
-    """'1,2,2' -> [1, 2, 2]; InputError naming the field otherwise."""
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError(f"{source}: {name} = {text!r} should be comma-separated integers, e.g. 1,2,2") from None
-    if not values or min(values) < low or max(values) > high:
-        raise InputError(f"{source}: {name} = {text!r} should be integers from {low} to {high}, e.g. 1,2,2")
-    return values
-
-
-def shape_text(shape) -> str:
-    """One sample's shape as config.json records it: (1, 28, 28) -> '1,28,28'."""
-    return ",".join(str(int(s)) for s in shape)
-
-
-def int_list(text: str) -> list[int]:
-    """A validated comma-separated integer field as a list."""
-    return [int(v) for v in text.split(",")]
-
-
-def read_config_file(path: Path, kind: str) -> dict:
-    """A `kind` file's values: TOML, or JSON for a .json file (a run's config.json, a sweep's sweep.json)."""
-    if Path(path).suffix.lower() != ".json":
-        return read_toml(path, kind)
-    try:
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such {kind} file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise InputError(f"{path}: expected a JSON object of {kind} values")
-    return values
-
-
-def read_toml(path: Path, kind: str) -> dict:
-    """The TOML file at `path` as a dict; InputError naming the file (a `kind` file) otherwise."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such {kind} file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path}: not valid TOML ({str(e).splitlines()[0]})") from None
-
-
-def _type_of(f) -> type:
-    """The Python type a field holds (int, float or str)."""
-    t = f.type if isinstance(f.type, str) else f.type.__name__
-    return {"int": int, "float": float, "str": str, "bool": bool}[t.split("|")[0].strip()]
-
-
-def _coerce(f, value, source: str):
-    """`value` as the field's type; InputError for a wrong type (a bool is not a number here)."""
-    t = _type_of(f)
-    if value is None and (f.metadata["nullable"] or f.metadata["auto"]):
-        return None
-    if t is float and isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) > 1e300:
-            raise InputError(f"{source}: {f.name} = {value} is far too large for a number")
-        return float(value)
-    if not isinstance(value, t) or (isinstance(value, bool) and t is not bool):
-        what = {str: "a string", bool: "true or false"}.get(t, "a number")
-        raise InputError(f"{source}: {f.name} = {value!r} should be {what} ({t.__name__})")
-    return value
-
-
-def parse_value(f, text: str):
-    """A command-line string as the field's type (used by the CLI's flags)."""
-    t = _type_of(f)
-    if f.metadata["nullable"] and text.lower() in ("none", "off", ""):
-        return None
-    if f.metadata["auto"] and text.lower() == "auto":
-        return None
-    if t is bool:
-        if text.lower() not in BOOLEANS:
-            raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not on or off")
-        return BOOLEANS[text.lower()]
-    try:
-        return t(text)
-    except ValueError:
-        raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not a valid {t.__name__}") from None
-
-
-def parse_interval(text: str | None, what: str = "--guidance-interval") -> tuple[float, float] | None:
-    """'lo,hi' (log-SNR lambda, lo < hi) -> (lo, hi); 'all', '' or None -> None (every step guided); InputError
-    naming `what` and the form otherwise."""
-    if text is None or text.strip().lower() in ("all", ""):
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        lo = hi = math.nan
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise InputError(f"{what} {text!r}: give 'lo,hi', two log-SNR values with lo < hi (e.g. -2,1), or 'all'")
-    return lo, hi

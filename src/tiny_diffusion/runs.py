@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import fileio
 from .choices import kind_of_shape
-from .config import TrainConfig, shape_text
+from .config import TrainConfig
+from .config_values import shape_text
 from .errors import InputError
 
 CHECKPOINT = "checkpoint.pt"

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 
 from ..choices import SAMPLERS, SPACINGS
-from ..config import IMAGE_AUTO_HELP, IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig, parse_value
+from ..config import IMAGE_AUTO_HELP, IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig
+from ..config_values import parse_value
 from ..errors import InputError
 
 PROG = "tiny-diffusion"

@@ -6,6 +6,19 @@ from __future__ import annotations
 import difflib
 import os
 
+MAX_IMAGE_SIZE = 2048  # pixels per side; beyond this a DDPM on one machine is out of reach anyway
+
+
+def check_image_size(image_size, where: str = "--image-size") -> None:
+    """The one check of an image size (the config's image_size, load_images' argument): a whole number of pixels
+    from 1 to MAX_IMAGE_SIZE, or None (the images' own); InputError naming `where` otherwise."""
+    from ..errors import InputError
+
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or not 1 <= image_size <= MAX_IMAGE_SIZE):
+        raise InputError(f"{where}: {image_size!r}; use a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, e.g. 32")
+
+
 IMAGE_DATASETS = {  # the built-in image sets, downloaded on first use (or read from --data-dir)
     "mnist": "60000 handwritten digits, 28x28 gray, 10 classes (LeCun et al.)",
     "fashion-mnist": "60000 clothing images, 28x28 gray, 10 classes (Zalando)",

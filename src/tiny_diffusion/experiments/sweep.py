@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fileio, runs
-from ..config import TrainConfig, check_length, merge_values, parse_value, read_config_file
+from ..config import TrainConfig
+from ..config_values import check_length, merge_values, parse_value, read_config_file
 from ..errors import InputError, TrainingStopped
 
 EVALUATION = "evaluation.json"

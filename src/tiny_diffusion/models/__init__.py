@@ -15,7 +15,7 @@ def _mlp(cfg, shape, label_dim):
 
 
 def _unet(cfg, shape, label_dim):
-    from ..config import int_list
+    from ..config_values import int_list
     from .unet import UNet
 
     channels, resolution = shape[0], shape[-1]

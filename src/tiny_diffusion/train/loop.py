@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from .. import fileio, runs
-from ..config import TrainConfig, shape_text
+from ..config import TrainConfig
+from ..config_values import shape_text
 from ..core.diffusion import Diffusion
 from ..data.source import load_source
 from ..errors import InputError, SamplingStopped

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ...errors import InputError
-from ..image_names import IMAGE_DATASETS
+from ..image_names import IMAGE_DATASETS, check_image_size
 from .cifar import VERIFIED, cifar_arrays, read_cifar_binary
 from .folders import load_folder
 from .idx import idx_arrays, read_idx, write_idx
@@ -26,9 +26,6 @@ from .resize import fit_builtin
 
 __all__ = ["CACHE_ENV", "CHECKSUMS", "CLASSES", "FLIP", "MIRRORS", "VERIFIED", "ImageSet", "cache_root",
            "data_dir_needs", "load_images", "read_cifar_binary", "read_idx", "write_idx"]
-
-MAX_IMAGE_SIZE = 2048  # pixels per side; beyond this a DDPM on one machine is out of reach anyway
-
 
 def load_images(name: str, data_dir: str | Path | None = None, image_size: int | None = None,
                 channels: int | None = None, log=print_to_stderr) -> ImageSet:
@@ -47,10 +44,7 @@ def load_images(name: str, data_dir: str | Path | None = None, image_size: int |
 
 
 def _check_size_and_channels(image_size, channels) -> None:
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
-                                   or not 1 <= image_size <= MAX_IMAGE_SIZE):
-        raise InputError(f"--image-size: {image_size!r}; use a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, "
-                         f"e.g. 32")
+    check_image_size(image_size)
     if channels not in (None, 1, 3):
         raise InputError(f"--channels: {channels!r}; use 1 (grayscale) or 3 (RGB)")
 
