@@ -131,7 +131,7 @@ IMAGE_AUTO_HELP = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # data
     dataset: str = _f("dino", "data set name (see `tiny-diffusion datasets`), a .csv/.npy point file, or a folder "
@@ -246,26 +246,18 @@ class TrainConfig:
 
     def __post_init__(self):
         """Resolve the data's kind from `dataset` unless recorded, then fill the auto fields (None) with the
-        defaults of that kind."""
+        defaults of that kind (the config is frozen: these are its only assignments; what depends on the data
+        itself, train/settle.py decides)."""
         if self.kind is None:
-            self.kind = dataset_kind(self.dataset)
-        self.dataset, self.data_dir = located(self.dataset), located(self.data_dir)  # found again from anywhere
+            object.__setattr__(self, "kind", dataset_kind(self.dataset))
+        for name in ("dataset", "data_dir"):  # found again from anywhere
+            object.__setattr__(self, name, located(getattr(self, name)))
         defaults = IMAGE_DEFAULTS if self.images else POINT_DEFAULTS
-        if self.kimg is None and self.epochs is not None:
-            self.kimg = 0.0  # a length the user gives is the length: an explicit epochs replaces the default kimg
+        if self.kimg is None and self.epochs is not None:  # a length the user gives is the length: an explicit
+            object.__setattr__(self, "kimg", 0.0)  # epochs replaces the default kimg
         for name, value in defaults.items():
             if getattr(self, name) is None and not (name == "guidance" and self.images and self.class_cond is None):
-                setattr(self, name, value)
-
-    def with_labels(self, labelled: bool) -> "TrainConfig":
-        """This config with class_cond auto (None) decided by the data: on for images with class labels, whose
-        final samples then draw every class in turn at guidance LABELS_GUIDANCE (1: the plain conditional model,
-        the data's own mix of classes) unless a guidance weight was given; an explicit class_cond is kept."""
-        if self.class_cond is not None:
-            return self
-        on = self.images and labelled
-        w = self.guidance if self.guidance is not None else LABELS_GUIDANCE if on else IMAGE_DEFAULTS["guidance"]
-        return self.replace(class_cond=on, guidance=w)
+                object.__setattr__(self, name, value)
 
     @property
     def images(self) -> bool:

@@ -115,7 +115,7 @@ def test_image_configs_record_no_point_only_fields_and_old_ones_still_load(run, 
     state = torch.load(old / runs.CHECKPOINT, weights_only=True)
     torch.save({**state, "config": {**state["config"], "n_points": 8000, "hidden_size": 64}}, old / runs.CHECKPOINT)
     assert runs.run_config(old).to_dict() == saved
-    assert load_state(old, runs.run_config(old), torch.device("cpu")) is not None
+    assert load_state(old / runs.CHECKPOINT, runs.run_config(old), torch.device("cpu")) is not None
     assert main(["sample", str(old), "--n", "2", "--out", str(tmp_path / "x.npy")]) == 0
 
 

@@ -143,7 +143,7 @@ def test_drop_labels_replaces_the_configured_share(p):
 
 def test_training_shows_the_network_the_null_class_at_cond_drop(monkeypatch):
     """The labels the network sees in training: a share cond_drop of them the 'no label' class."""
-    from tiny_diffusion.train import loop
+    from tiny_diffusion.train import setup
 
     seen = []
 
@@ -152,7 +152,7 @@ def test_training_shows_the_network_the_null_class_at_cond_drop(monkeypatch):
         model.register_forward_pre_hook(lambda m, a: seen.append(a[2].clone()) if m.training else None)
         return model
 
-    monkeypatch.setattr(loop, "build_model", build)
+    monkeypatch.setattr(setup, "build_model", build)
     cfg = TrainConfig(dataset="datasaurus", class_cond=True, cond_drop=0.25, n_points=4000, batch_size=1000, epochs=5,
                       timesteps=20, schedule="cosine", hidden_size=16, hidden_layers=1, emb_size=8, frames=0, frame_points=100,
                       eval_sampler="ddim", eval_steps=2, device="cpu")
@@ -364,16 +364,29 @@ def test_a_bad_guidance_interval_exits_2_with_one_line(two_run, two_classes, tex
 
 
 def test_labels_are_on_by_default_for_labelled_images_only():
+    """train.settle decides class_cond auto from the data: on (at W = 1) for images with two classes or more."""
     from tiny_diffusion.config import IMAGE_DEFAULTS, LABELS_GUIDANCE
+    from tiny_diffusion.train.settle import settle
+
+    class Data:  # what settle reads of a DataSource: 64 samples, labelled with two classes or not
+        def __init__(self, labelled: bool, images: bool):
+            self.labels, self.classes = (np.zeros(64), ["a", "b"]) if labelled else (None, None)
+            self.shape, self.images = ((1, 8, 8) if images else (2,)), images
+
+        def __len__(self):
+            return 64
+
+    def settled(cfg, labelled: bool, images: bool = True):
+        return settle(cfg, Data(labelled, images))[0]
 
     auto = TrainConfig(dataset="mnist")
     assert auto.class_cond is None and auto.guidance is None  # decided by the data
-    on, off = auto.with_labels(True), auto.with_labels(False)
+    on, off = settled(auto, True), settled(auto, False)
     assert (on.class_cond, on.guidance) == (True, LABELS_GUIDANCE)
     assert (off.class_cond, off.guidance) == (False, IMAGE_DEFAULTS["guidance"])
     asked = TrainConfig(dataset="mnist", class_cond=True)  # --class-cond: the guided default
-    assert asked.with_labels(True).guidance == IMAGE_DEFAULTS["guidance"] != LABELS_GUIDANCE
-    assert TrainConfig(dataset="mnist", guidance=3.0).with_labels(True).guidance == 3.0  # a given W is kept
-    assert TrainConfig(dataset="mnist", class_cond=False).with_labels(True).class_cond is False
+    assert settled(asked, True).guidance == IMAGE_DEFAULTS["guidance"] != LABELS_GUIDANCE
+    assert settled(TrainConfig(dataset="mnist", guidance=3.0), True).guidance == 3.0  # a given W is kept
+    assert settled(TrainConfig(dataset="mnist", class_cond=False), True).class_cond is False
     dino = TrainConfig()  # points: off, as every point run always was
-    assert dino.class_cond is False and dino.with_labels(True).class_cond is False
+    assert dino.class_cond is False and settled(dino, True, images=False).class_cond is False

@@ -20,13 +20,19 @@ from tiny_diffusion.cli import main
 from tiny_diffusion.config import EVAL_SHARE, TRAIN_PASSES, TrainConfig
 from tiny_diffusion.errors import SamplingStopped, TrainingStopped
 from tiny_diffusion.sampling import AlignedBatches, aligned_block
-from tiny_diffusion.train import loop, train
+from tiny_diffusion.train import setup, train
 from tiny_diffusion.train.estimate import Speed, measure, run_estimate
-from tiny_diffusion.train.length import eval_passes, fit_evaluation, quick_try_hints, snapshot_epochs
+from tiny_diffusion.train.length import eval_passes, quick_try_hints, snapshot_epochs
+from tiny_diffusion.train.settle import fit_evaluation
 from tests.helpers import assert_same_run, cache, flags, stop_at_frame  # noqa: F401  (cache: autouse fixture)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = dict(base_channels=4, channel_mult="1,2", timesteps=20, batch_size=4, frame_steps=3, device="cpu")
+
+
+def _fitted(cfg, images_seen: int, n_snapshots: int):
+    """cfg with its evaluation fitted (settle's part of it)."""
+    return cfg.replace(**fit_evaluation(cfg, images_seen, n_snapshots))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,7 @@ def _allowed(images_seen: int) -> float:
 # -- 26.1: evaluation fits the run ---------------------------------------------------------------------
 
 def test_the_default_mnist_run_keeps_its_evaluation():
-    cfg = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist"}), 1563 * 64, 10)
+    cfg = _fitted(TrainConfig.from_dict({"dataset": "mnist"}), 1563 * 64, 10)
     assert (cfg.frame_points, cfg.eval_n, cfg.eval_steps) == (64, 1000, 10)
     assert eval_passes(cfg, 10) == (10 * 64 * 20, 1000 // 64 * 64 * 10 + 64 * 10)  # 16 blocks of 64 per step
     assert sum(eval_passes(cfg, 10)) <= _allowed(1563 * 64)
@@ -54,19 +60,19 @@ def test_the_default_mnist_run_keeps_its_evaluation():
 
 def test_the_tutorial_recipe_on_twenty_photos_draws_one_image_grids(photos):
     cfg = TrainConfig.from_toml(CONFIGS / "cars-tutorial.toml", {"dataset": str(photos), "epochs": 3})
-    fitted = fit_evaluation(cfg, 3 * 20, 3)  # 3 steps of 20 photos, a snapshot after each
+    fitted = _fitted(cfg, 3 * 20, 3)  # 3 steps of 20 photos, a snapshot after each
     assert (fitted.frame_points, fitted.eval_n, fitted.eval_steps) == (1, 1, 10)  # was 64 and 100 (padded to 128)
     assert eval_passes(fitted, 3) == (3 * 20, 10)  # 70 one-image passes against training's 180
 
 
 def test_a_quick_try_shrinks_grids_and_final_samples_together_and_given_values_stay():
-    quick = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0}), 79 * 64, 10)
+    quick = _fitted(TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0}), 79 * 64, 10)
     # full: 10 x 64 x 20 + 128 x 10 = 14080 passes > 5056 allowed: x 0.359, rounded down to whole blocks
     assert (quick.frame_points, quick.eval_n, quick.eval_steps) == (16, 32, 10)
-    given = fit_evaluation(TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0, "eval_n": 300}), 79 * 64, 10)
+    given = _fitted(TrainConfig.from_dict({"dataset": "mnist", "kimg": 5.0, "eval_n": 300}), 79 * 64, 10)
     assert (given.eval_n, given.frame_points) == (300, 8)  # 300 x 10 leaves 2056 passes: grids of 8
     points = TrainConfig()
-    assert fit_evaluation(points, 10, 20) is points  # points: nothing unset, nothing changes
+    assert fit_evaluation(points, 10, 20) == {}  # points: nothing unset, nothing changes
 
 
 @pytest.mark.parametrize("kimg", [0.064, 0.5, 2.0, 5.0, 20.0, 45.0, 90.0, 400.0])
@@ -74,7 +80,7 @@ def test_a_quick_try_shrinks_grids_and_final_samples_together_and_given_values_s
 def test_at_any_length_evaluation_stays_within_its_share_or_at_one_image(kimg, cond):
     cfg = TrainConfig.from_dict({"dataset": "mnist", "kimg": kimg, "class_cond": cond})
     seen = -(-int(kimg * 1000) // 64) * 64
-    fitted = fit_evaluation(cfg, seen, 10)
+    fitted = _fitted(cfg, seen, 10)
     assert sum(eval_passes(fitted, 10)) <= _allowed(seen) or (fitted.frame_points, fitted.eval_n) == (1, 1)
 
 
@@ -120,7 +126,7 @@ def test_the_run_starts_with_its_estimate_and_names_the_quick_option_only_when_l
     assert "about " in err and " in all: training " in err and "final samples " in err
     assert "a quick try" not in err  # a length was given and the run is short (issue 26 item 8)
     slow = lambda model, shape, device, blocks, cond: Speed({b: 1.0 for b in blocks}, 100.0)  # noqa: E731
-    monkeypatch.setattr(loop, "measure", slow)  # training 40 images: 4000 s
+    monkeypatch.setattr(setup, "measure", slow)  # training 40 images: 4000 s
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert "a quick try: --kimg 5" in capsys.readouterr().err
 

@@ -18,7 +18,7 @@ from tiny_diffusion.data.source import load_source
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError
 from tiny_diffusion.models import build_model
-from tiny_diffusion.train import loop, train
+from tiny_diffusion.train import length, setup, train
 from tiny_diffusion.runtime import graphs
 from tiny_diffusion.train.step import Plan, ema_update, plan_for
 
@@ -44,8 +44,8 @@ def plain_loop(cfg: TrainConfig):
     ema = [p.detach().clone() for p in model.parameters()]
     diffusion = Diffusion.from_config(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batch, per_epoch, total = loop.schedule_length(cfg, len(data))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: loop.lr_factor(s, total, cfg.warmup, cfg.lr_decay))
+    batch, per_epoch, total = length.schedule_length(cfg, len(data))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: length.lr_factor(s, total, cfg.warmup, cfg.lr_decay))
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
     for _ in range(cfg.epochs):
@@ -101,9 +101,9 @@ def _cpu_graph_safe(optimizer, device):
 
 def pretend_graphs(monkeypatch, backend) -> None:
     """The loop's graph path on the CPU: a plan with graphs, `backend(generator)` for CUDA graphs."""
-    monkeypatch.setattr(loop, "plan_for", lambda *a: Plan(graphs=True, bf16=False, compile=False, channels_last=False))
-    monkeypatch.setattr(loop, "CudaGraphBackend", backend)
-    monkeypatch.setattr(loop, "make_graph_safe", _cpu_graph_safe)
+    monkeypatch.setattr(setup, "plan_for", lambda *a: Plan(graphs=True, bf16=False, compile=False, channels_last=False))
+    monkeypatch.setattr(setup, "CudaGraphBackend", backend)
+    monkeypatch.setattr(setup, "make_graph_safe", _cpu_graph_safe)
 
 
 class FailingCapture(Replay):

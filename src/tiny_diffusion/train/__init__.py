@@ -1,13 +1,18 @@
 """Training: a TrainConfig in, a run folder out.
 
-    loop.py    the optimisation loop: steps, EMA, LR schedule, non-finite guard, stop signals
-    state.py   what a checkpoint holds, RNG capture/restore, exact resume, clean stops
+    loop.py    train(): the whole loop in one function, read top to bottom
+    setup.py   what a run builds before its first step (Run), in the order that fixes every random stream
+    settle.py  the one place a run's automatic config values are decided from the data; its length
+    step.py    one optimisation step (batch, loss, backward, clip, optimizer, EMA), eager, under DDP or captured
+    upkeep.py  between steps: checkpoints, snapshots, metrics rows, the non-finite guard, the final files
+    state.py   what a checkpoint holds (TrainState, save_state / load_state), RNG capture, clean stops
     hooks.py   what depends on the data's kind: snapshots, their metrics, the final samples and files
-    step.py    one optimisation step (the same function eager, under DDP, or captured) and how it runs here
+    length.py  the schedule's length, the LR curve, snapshot steps, and the lines that describe them
 (CUDA graphs and torchrun live in tiny_diffusion.runtime.)
 """
 
 from ..runs import frame_epochs
-from .loop import FRAME_SEED, TrainResult, lr_factor, train
+from .length import lr_factor
+from .loop import FRAME_SEED, TrainResult, train
 
 __all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "train"]

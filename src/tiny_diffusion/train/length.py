@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import (EVAL_SHARE, FRAME_POINTS, FULL_EVAL_N, FULL_EVAL_STEPS, IMAGE_DEFAULTS, MIN_EVAL_N,
-                      POINT_DEFAULTS, QUICK_EVAL_STEPS, TRAIN_PASSES, TrainConfig)
+from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig
 from ..runs import frame_epochs
-from ..sampling import IMAGE_BLOCK, aligned_block
+from ..sampling import aligned_block
 from .hooks import final_sampling
 
 QUICK_HINT_SECONDS = 600  # a run estimated longer than this names the quick option
@@ -94,34 +93,6 @@ def eval_passes(cfg: TrainConfig, n_snapshots: int) -> tuple[int, int]:
     """(snapshots, final samples): the network passes of a run's evaluation, in one-image forward passes."""
     (b1, c1), (b2, c2) = eval_calls(cfg, n_snapshots)
     return b1 * c1, b2 * c2
-
-
-def _shrunk(n: int, factor: float) -> int:
-    """n scaled by factor, rounded down to what fills its blocks (a power of two below IMAGE_BLOCK, else a
-    multiple of it), at least 1."""
-    m = max(1, int(n * factor))
-    return m // IMAGE_BLOCK * IMAGE_BLOCK if m >= IMAGE_BLOCK else 1 << (m.bit_length() - 1)
-
-
-def fit_evaluation(cfg: TrainConfig, images_seen: int, n_snapshots: int) -> TrainConfig:
-    """This config with its unset (None) frame_points / eval_n / eval_steps fitted to a run that sees `images_seen`
-    images and takes `n_snapshots` snapshots (the rule beside FULL_EVAL_N in config.py): the full values, then, when
-    their passes exceed EVAL_SHARE of training's (TRAIN_PASSES per image), the unset counts shrink by one factor to
-    fit what the given ones leave. Values the user gave are kept. Points never leave them unset."""
-    unset = [k for k in ("frame_points", "eval_n", "eval_steps") if getattr(cfg, k) is None]
-    if not unset:
-        return cfg
-    share = min(1.0, images_seen / (IMAGE_DEFAULTS["kimg"] * 1000))
-    full = {"frame_points": FRAME_POINTS, "eval_n": max(MIN_EVAL_N, math.ceil(share * FULL_EVAL_N / 100) * 100),
-            "eval_steps": FULL_EVAL_STEPS if share >= 0.5 else QUICK_EVAL_STEPS}
-    cfg = cfg.replace(**{k: full[k] for k in unset})
-    shots, final = eval_passes(cfg, n_snapshots)
-    allowed = EVAL_SHARE * TRAIN_PASSES * images_seen
-    scalable = (shots if "frame_points" in unset else 0) + (final if "eval_n" in unset else 0)
-    if shots + final <= allowed or scalable == 0:
-        return cfg
-    factor = max(0.0, allowed - (shots + final - scalable)) / scalable  # what the given counts leave
-    return cfg.replace(**{k: _shrunk(getattr(cfg, k), factor) for k in ("frame_points", "eval_n") if k in unset})
 
 
 def quick_try_hints(cfg: TrainConfig, data, seconds: float | None = None) -> list[str]:

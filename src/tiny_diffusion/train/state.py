@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,38 +59,82 @@ def _as_tuples(x):
 
 # -- the training state ----------------------------------------------------------------------
 
-def save_state(path: Path, *, cfg: TrainConfig, model, ema_model, optimizer, scheduler, generator,
-               epoch: int, batch: int, step: int, perm, loss_sum, metrics_rows, frames, seconds: float,
-               skipped: int, shape: tuple[int, ...], classes: list[str] | None, world_size: int = 1,
-               pending: dict | None = None) -> None:
-    """Write the training state atomically to `path`. `epoch` epochs are complete and `batch` steps of
-    the next one are done (with `perm` its batch order and `loss_sum` its running loss). `shape` is one
-    sample's shape and `classes` the data's class names: what sampling needs without the data. Every rank
-    of a torchrun run holds the same state (the same weights, generator and batch order), so rank 0's
-    checkpoint is what each needs to resume; `world_size` is recorded for the reader. `pending`: the numbers of
-    a snapshot taken within the unfinished epoch, for that epoch's metrics row."""
+@dataclass
+class TrainState:
+    """What a checkpoint holds: everything the loop needs to continue as if it had never stopped. The live objects
+    (model, EMA, optimizer, LR scheduler, the training generator), where the loop stands, and what it has recorded.
+    What a run only uses while it runs (data, hooks, the step as it runs here, the clock) is setup.Run's.
+
+    Every rank of a torchrun run holds the same state (the same weights, generator and batch order), so rank 0's
+    checkpoint is what each needs to resume; `world_size` is recorded for the reader."""
+    cfg: TrainConfig
+    model: torch.nn.Module
+    ema_model: torch.nn.Module  # the model itself when EMA is off
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    generator: torch.Generator
+    shape: tuple[int, ...]  # one sample's shape, and below the data's class names: what sampling needs without data
+    classes: list[str] | None
+    world_size: int = 1
+    step: int = 0  # optimisation steps done
+    epoch: int = 0  # the epoch the loop is in (= epochs complete) ...
+    batch: int = 0  # ... and its steps done; > 0: within it, `perm` its batch order and `loss_sum` its running loss
+    perm: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None  # (saved within an epoch: the ranks' mean, which every rank resumes with)
+    metrics: list = field(default_factory=list)  # metrics.csv's rows
+    frames: list = field(default_factory=list)  # the snapshots so far (frames.npy)
+    pending: dict = field(default_factory=dict)  # the numbers of a snapshot taken within the unfinished epoch
+    seconds: float = 0.0  # training time: up to the save (written), before this resumption (read)
+    skipped: int = 0  # non-finite steps skipped (--skip-nonfinite)
+
+    def restore(self, saved: dict) -> None:
+        """Take the state `load_state` read: weights, optimizer, scheduler, RNG streams, position and records.
+        InputError when the checkpoint's weights or optimizer do not fit this state's (another model)."""
+        try:
+            self.model.load_state_dict(saved["model"])
+            if saved["ema"] is not None:
+                self.ema_model.load_state_dict(saved["ema"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            restore_rng(saved["rng"], self.generator)
+            self.step, self.epoch, self.batch = int(saved["step"]), int(saved["epoch"]), int(saved["batch"])
+            self.skipped, self.seconds = saved["skipped"], saved["seconds"]
+            self.metrics = list(saved["metrics"])
+            self.pending = dict(saved.get("pending", {}))  # (absent in checkpoints before snapshots within epochs)
+            self.frames = list(saved["frames"].numpy()) if saved["frames"] is not None else []
+            if self.batch > 0:
+                self.perm, self.loss_sum = saved["perm"].to(self.generator.device), saved["loss_sum"]
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise InputError(f"{saved.get('path', 'checkpoint')}: training state does not fit the config "
+                             f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+
+
+def save_state(path: Path, state: TrainState) -> None:
+    """Write `state` atomically to `path` (the checkpoint's keys have not changed since the format began: older
+    checkpoints of points, images and distilled students load with `load_state`)."""
+    within = state.batch > 0
     runs.save_checkpoint(path, {
         "version": runs.FORMAT_VERSION,
-        "config": cfg.to_dict(),
-        "shape": list(shape),
-        "classes": list(classes) if classes is not None else None,
-        "model": model.state_dict(),
-        "ema": ema_model.state_dict() if ema_model is not model else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "epoch": epoch,
-        "batch": batch,
-        "perm": perm.cpu() if batch > 0 else None,
-        "loss_sum": loss_sum.cpu() if batch > 0 else None,
-        "rng": capture_rng(generator),
-        "device": generator.device.type,  # the resolved device: its RNG streams differ from other devices
-        "metrics": [dict(r) for r in metrics_rows],
-        "frames": torch.from_numpy(np.stack(frames)) if frames else None,
-        "seconds": float(seconds),
-        "skipped": int(skipped),
-        "world_size": int(world_size),
-        "pending": dict(pending or {}),
+        "config": state.cfg.to_dict(),
+        "shape": list(state.shape),
+        "classes": list(state.classes) if state.classes is not None else None,
+        "model": state.model.state_dict(),
+        "ema": state.ema_model.state_dict() if state.ema_model is not state.model else None,
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "step": state.step,
+        "epoch": state.epoch,
+        "batch": state.batch,
+        "perm": state.perm.cpu() if within else None,
+        "loss_sum": state.loss_sum.cpu() if within else None,
+        "rng": capture_rng(state.generator),
+        "device": state.generator.device.type,  # the resolved device: its RNG streams differ from other devices
+        "metrics": [dict(r) for r in state.metrics],
+        "frames": torch.from_numpy(np.stack(state.frames)) if state.frames else None,
+        "seconds": float(state.seconds),
+        "skipped": int(state.skipped),
+        "world_size": int(state.world_size),
+        "pending": dict(state.pending),
     })
 
 
@@ -101,23 +146,24 @@ def position(step: int, epoch: int, batch: int) -> str:
     return f"step {step} (the end of epoch {epoch})"
 
 
-def load_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
-    """The training state in `run_dir` to resume `cfg` from, or None when no checkpoint was written yet.
-    InputError if the checkpoint is unsafe, corrupt, from another version, or from a different config."""
-    path = Path(run_dir) / runs.CHECKPOINT
+def load_state(path: Path, cfg: TrainConfig | None = None, device: torch.device | None = None) -> dict | None:
+    """What the checkpoint at `path` holds (TrainState.restore takes it), or None when none was written yet.
+    InputError if it is unsafe, corrupt, from another version, holds no training state, or (given the config and
+    device that would resume it) was trained with a different config or on another device."""
+    path = Path(path)
     if not path.exists():
         return None
     state = runs.load_checkpoint(path)
     if "rng" not in state or "scheduler" not in state:
         raise InputError(f"{path}: holds weights but no training state (an older format); it cannot be resumed")
     saved = runs.checkpoint_config(state, path).to_dict()
-    for name in cfg.differences(saved, RESUMABLE_CHANGES)[:1]:
+    for name in (cfg.differences(saved, RESUMABLE_CHANGES) if cfg is not None else [])[:1]:
         raise InputError(f"{path}: was trained with {name} = {saved[name]!r}, not {getattr(cfg, name)!r}; resume "
                          f"with the run's own config or start a new run")
-    if state.get("device", device.type) != device.type:
+    if device is not None and state.get("device", device.type) != device.type:
         raise InputError(f"{path}: was trained on {state['device']}, this resumption would run on {device.type}; "
                          f"resume with --device {state['device']} (random streams differ between devices)")
-    return state
+    return {**state, "path": str(path)}
 
 
 def clean_stale_temp_files(run_dir: Path) -> None:
