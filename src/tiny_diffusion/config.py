@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config_values import _coerce, _int_list, check_length, merge_values, parse_interval, read_config_file
+from .config_values import (_coerce, _int_list, check_applies, check_length, merge_values, parse_interval,
+                            read_config_file)
 from .choices import DEVICES, EMBEDDINGS, KINDS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
 from .data.image_names import MAX_IMAGE_SIZE, check_image_size, dataset_kind, located
 from .errors import InputError
@@ -390,16 +391,3 @@ def _user_values(values: dict, path: Path) -> dict:
     elif isinstance(values.get("kimg"), (int, float)) and values["kimg"] > 0:
         values.pop("epochs", None)
     return values
-
-
-
-
-def check_applies(cfg: TrainConfig, given: dict, source: str, flags: bool = False) -> None:
-    """Refuse a setting the user gave (`given`: one layer of values) that only the other kind of data uses
-    (image_size for points, hidden_size for images): training would drop it without a word."""
-    for name in given:
-        only = TrainConfig._field(name).metadata["only"] if name in TrainConfig.__dataclass_fields__ else None
-        if only is not None and only != cfg.kind:
-            key = "--" + name.replace("_", "-") if flags else name
-            raise InputError(f"{source}: {key} applies to {only} only and {cfg.dataset} holds {cfg.kind}, so it "
-                             f"would be ignored; drop it")

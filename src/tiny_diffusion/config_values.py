@@ -132,3 +132,15 @@ def parse_interval(text: str | None, what: str = "--guidance-interval") -> tuple
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise InputError(f"{what} {text!r}: give 'lo,hi', two log-SNR values with lo < hi (e.g. -2,1), or 'all'")
     return lo, hi
+
+
+def check_applies(cfg, given: dict, source: str, flags: bool = False) -> None:
+    """Refuse a setting the user gave (`given`: one layer of values) that only the other kind of data uses
+    (image_size for points, hidden_size for images): training would drop it without a word."""
+    for name in given:
+        fields = type(cfg).__dataclass_fields__
+        only = fields[name].metadata["only"] if name in fields else None
+        if only is not None and only != cfg.kind:
+            key = "--" + name.replace("_", "-") if flags else name
+            raise InputError(f"{source}: {key} applies to {only} only and {cfg.dataset} holds {cfg.kind}, so it "
+                             f"would be ignored; drop it")

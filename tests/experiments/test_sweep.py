@@ -11,7 +11,7 @@ import torch
 
 from tests.helpers import assert_data_drawn
 from tiny_diffusion import runs
-from tiny_diffusion.experiments import sweep
+from tiny_diffusion.experiments import evaluation, sweep
 from tiny_diffusion.cli import main
 from tiny_diffusion.errors import InputError
 
@@ -21,7 +21,7 @@ TINY = dict(dataset="moons", n_points=256, epochs=2, batch_size=128, timesteps=1
 
 @pytest.fixture(autouse=True)
 def _few_held_out_points(monkeypatch):
-    monkeypatch.setattr(sweep, "N_HELD_OUT", 200)  # in-process runs only; keeps the suite fast
+    monkeypatch.setattr(evaluation, "N_HELD_OUT", 200)  # in-process runs only; keeps the suite fast
 
 
 def test_grid_expands_to_every_combination_with_stable_names():

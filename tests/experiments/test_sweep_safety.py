@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import SRC, flags
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main
-from tiny_diffusion.experiments import sweep
+from tiny_diffusion.experiments import evaluation, sweep
 
 TINY = dict(dataset="moons", n_points=256, epochs=2, batch_size=128, timesteps=10, hidden_size=16, hidden_layers=1,
             emb_size=8, frames=2, frame_points=100, device="cpu", terminal_alpha_bar=1e-4)
@@ -23,7 +23,7 @@ TINY = dict(dataset="moons", n_points=256, epochs=2, batch_size=128, timesteps=1
 
 @pytest.fixture(autouse=True)
 def _few_held_out_points(monkeypatch):
-    monkeypatch.setattr(sweep, "N_HELD_OUT", 200)
+    monkeypatch.setattr(evaluation, "N_HELD_OUT", 200)
 
 
 def table(path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..config import TrainConfig, check_applies
-from ..config_values import check_length
+from ..config import TrainConfig
+from ..config_values import check_applies, check_length
 from ..errors import InputError
 from .common import add_config_flags, add_threads_flag, config_overrides, print_quality
 

@@ -18,6 +18,7 @@ from . import sweep
 from ..config import TrainConfig
 from ..errors import InputError
 from .ablations import PRESETS, spec_of
+from .evaluation import evaluate_run
 from .study_report import render
 
 
@@ -51,7 +52,7 @@ def reproduce(out: str | Path, preset: str = "quick", jobs: int = 2, log=print, 
 
 def _numbers(run_dir: Path, run: sweep.Run, label: str) -> dict:
     """The final-epoch numbers of a run, plus shape checks the questions need."""
-    ev = sweep.evaluate_run(run_dir)
+    ev = evaluate_run(run_dir)
     final = ev["epochs"][-1]
     x = np.load(run_dir / runs.FRAMES, allow_pickle=False)[-1]
     from ..data import load_dataset
