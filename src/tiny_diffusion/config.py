@@ -353,7 +353,7 @@ class TrainConfig:
         if self.model != "mlp" and not self.images:
             raise InputError(f"{source}: model = {self.model} is for images; {self.dataset} holds points: use mlp")
         if self.image_size is not None:
-            check_image_size(self.image_size, f"{source}: image_size")
+            check_image_size(self.image_size, f"{source}: image_size = ")
         _int_list(self.channel_mult, "channel_mult", source, low=1)
         if self.sample_shape is not None:
             _int_list(self.sample_shape, "sample_shape", source, low=1, high=MAX_IMAGE_SIZE)

@@ -9,14 +9,14 @@ import os
 MAX_IMAGE_SIZE = 2048  # pixels per side; beyond this a DDPM on one machine is out of reach anyway
 
 
-def check_image_size(image_size, where: str = "--image-size") -> None:
+def check_image_size(image_size, where: str = "--image-size: ") -> None:
     """The one check of an image size (the config's image_size, load_images' argument): a whole number of pixels
-    from 1 to MAX_IMAGE_SIZE, or None (the images' own); InputError naming `where` otherwise."""
+    from 1 to MAX_IMAGE_SIZE, or None (the images' own); InputError starting with `where` otherwise."""
     from ..errors import InputError
 
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or not 1 <= image_size <= MAX_IMAGE_SIZE):
-        raise InputError(f"{where}: {image_size!r}; use a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, e.g. 32")
+        raise InputError(f"{where}{image_size!r}; use a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, e.g. 32")
 
 
 IMAGE_DATASETS = {  # the built-in image sets, downloaded on first use (or read from --data-dir)
