@@ -18,7 +18,7 @@ from tiny_diffusion.data.source import load_source
 from tiny_diffusion.core.diffusion import Diffusion
 from tiny_diffusion.errors import InputError
 from tiny_diffusion.models import build_model
-from tiny_diffusion.train import length, setup, train
+from tiny_diffusion.train import length, loop, setup, train
 from tiny_diffusion.runtime import graphs
 from tiny_diffusion.train.step import Plan, ema_update, plan_for
 
@@ -45,7 +45,7 @@ def plain_loop(cfg: TrainConfig):
     diffusion = Diffusion.from_config(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch, per_epoch, total = length.schedule_length(cfg, len(data))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: length.lr_factor(s, total, cfg.warmup, cfg.lr_decay))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: loop.lr_factor(s, total, cfg.warmup, cfg.lr_decay))
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
     for _ in range(cfg.epochs):

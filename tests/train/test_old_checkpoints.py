@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import DETERMINISTIC, cache, metrics_rows  # noqa: F401  (cache: decoded images in a fresh folder)
+from tests.helpers import cache, metrics_rows  # noqa: F401  (cache: decoded images in a fresh folder)
 from tiny_diffusion import runs
 from tiny_diffusion.cli import main
 from tiny_diffusion.train import train
+from tiny_diffusion.train.loop import optimizer_for
 from tiny_diffusion.train.setup import open_run
 from tiny_diffusion.train.state import load_state, save_state
 
@@ -62,6 +63,7 @@ def test_an_old_checkpoint_is_read_whole_and_written_back_unchanged(name, tmp_pa
     old = _copy(name, tmp_path)
     cfg = runs.run_config(old)
     run = open_run(cfg, None, False, lambda m: None)  # today's setup: the model, optimizer ... of the run's config
+    run.state.optimizer, run.state.scheduler = optimizer_for(run.state.model, run.cfg, run.length.total_steps)
     run.state.restore(load_state(old / runs.CHECKPOINT, run.cfg, run.device))
     save_state(tmp_path / "again.pt", run.state)
     _same(torch.load(old / runs.CHECKPOINT, weights_only=True), torch.load(tmp_path / "again.pt", weights_only=True))

@@ -7,12 +7,11 @@
     upkeep.py  between steps: checkpoints, snapshots, metrics rows, the non-finite guard, the final files
     state.py   what a checkpoint holds (TrainState, save_state / load_state), RNG capture, clean stops
     hooks.py   what depends on the data's kind: snapshots, their metrics, the final samples and files
-    length.py  the schedule's length, the LR curve, snapshot steps, and the lines that describe them
+    length.py  the schedule's length, snapshot steps, and the lines that describe them
 (CUDA graphs and torchrun live in tiny_diffusion.runtime.)
 """
 
 from ..runs import frame_epochs
-from .length import lr_factor
-from .loop import FRAME_SEED, TrainResult, train
+from .loop import FRAME_SEED, TrainResult, lr_factor, train
 
 __all__ = ["FRAME_SEED", "TrainResult", "frame_epochs", "lr_factor", "train"]

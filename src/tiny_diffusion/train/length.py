@@ -1,4 +1,4 @@
-"""How long a run trains and when it does what: the schedule's length, the learning-rate curve, the steps
+"""How long a run trains and when it does what: the schedule's length, the steps
 that take snapshots, and the lines that tell the user (how long, and why; what the final samples cost)."""
 
 from __future__ import annotations
@@ -14,17 +14,6 @@ from ..sampling import aligned_block
 from .hooks import final_sampling
 
 QUICK_HINT_SECONDS = 600  # a run estimated longer than this names the quick option
-
-
-def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
-    """Linear warm-up over the first warmup*total steps, then constant or cosine decay to 0."""
-    n_warm = int(warmup * total)
-    if step < n_warm:
-        return (step + 1) / n_warm
-    if decay == "constant":
-        return 1.0
-    progress = (step - n_warm) / max(1, total - n_warm)
-    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, int, int]:

@@ -10,6 +10,7 @@ What differs between points and images lives in hooks.py; what a checkpoint hold
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from contextlib import ExitStack
@@ -32,7 +33,7 @@ from .step import ema_decay
 from .upkeep import (check_finite, checkpoint, checkpoint_due, epoch_row, finish, note_skipped, snapshot,
                      stop_requested)
 
-__all__ = ["FRAME_SEED", "TrainResult", "train"]
+__all__ = ["FRAME_SEED", "TrainResult", "lr_factor", "optimizer_for", "train"]
 
 
 @dataclass
@@ -78,6 +79,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
     with ExitStack() as held:
         held.callback(lambda: run.out is not None and runs.unlock_run_dir(run.out))
         s, cfg, B, run.auto_threads = run.state, run.cfg, run.length.batch, auto_threads
+        s.optimizer, s.scheduler = optimizer_for(s.model, cfg, run.length.total_steps)  # AdamW, warm-up + cosine
         if resume:
             restore(run, out_dir)  # weights, optimizer, scheduler, RNG streams, position, metrics, frames
         if init is not None and not run.resumed:
@@ -134,6 +136,25 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
         samples, q, floor = finish(run, stop, train_seconds)
         return TrainResult(run.cfg, s.ema_model, run.diffusion, samples, q, floor, train_seconds, run.out,
                            run.seconds_before)
+
+
+def lr_factor(step: int, total: int, warmup: float, decay: str) -> float:
+    """Linear warm-up over the first warmup*total steps, then constant or cosine decay to 0."""
+    n_warm = int(warmup * total)
+    if step < n_warm:
+        return (step + 1) / n_warm
+    if decay == "constant":
+        return 1.0
+    progress = (step - n_warm) / max(1, total - n_warm)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def optimizer_for(model, cfg: TrainConfig, total_steps: int):
+    """(optimizer, LR scheduler): AdamW at the peak rate cfg.lr, its rate each step lr * lr_factor(step)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: lr_factor(k, total_steps, cfg.warmup,
+                                                                                  cfg.lr_decay))
+    return optimizer, scheduler
 
 
 def _check_request(out_dir, resume: bool, tensorboard: bool | None) -> None:

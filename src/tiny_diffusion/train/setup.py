@@ -1,6 +1,6 @@
 """Everything a training run builds before its first step, in the order that fixes every random stream: the data,
-the settled config, the network, its EMA copy, the diffusion, the optimizer and LR schedule, the hooks, the training
-generator; then a resumed run's checkpoint, the step as it runs here (DDP, torch.compile, a CUDA graph) and the
+the settled config, the network, its EMA copy, the diffusion, the hooks, the training generator (the optimizer and
+its LR schedule, which draw nothing, train() makes itself); then a resumed run's checkpoint, the step as it runs here (DDP, torch.compile, a CUDA graph) and the
 lines the run starts with. `Run` holds what a run uses while it runs; `state.TrainState` what a checkpoint holds.
 """
 
@@ -27,7 +27,7 @@ from . import board
 from . import state as ckpt
 from .estimate import Speed, describe_estimate, measure, run_estimate, synced_seconds
 from .hooks import hooks_for
-from .length import describe_length, eval_calls, lr_factor, quick_try_hints
+from .length import describe_length, eval_calls, quick_try_hints
 from .settle import Length, settle
 from .state import TrainState
 from .step import TrainStep, plan_for
@@ -86,12 +86,10 @@ def open_run(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     try:
         ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
         diffusion = Diffusion.from_config(cfg, device, warn=main)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         hooks = hooks_for(cfg, data, device, log) if main else None
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, length.total_steps, cfg.warmup, cfg.lr_decay))
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        state = TrainState(cfg, model, ema_model, optimizer, scheduler, generator, data.shape, data.classes, world)
+        # the optimizer and its LR schedule: train() makes them (loop.optimizer_for), where the loop steps them
+        state = TrainState(cfg, model, ema_model, None, None, generator, data.shape, data.classes, world)
         return Run(cfg, device, data, main, world, log, out, length, dist.rows(length.batch), plan, diffusion, hooks,
                    state)
     except BaseException:

@@ -70,7 +70,7 @@ class TrainState:
     cfg: TrainConfig
     model: torch.nn.Module
     ema_model: torch.nn.Module  # the model itself when EMA is off
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # (with the scheduler: made by loop.optimizer_for)
     scheduler: object
     generator: torch.Generator
     shape: tuple[int, ...]  # one sample's shape, and below the data's class names: what sampling needs without data
