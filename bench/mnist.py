@@ -13,8 +13,8 @@ the default beats the tutorial's recipe at equal training time.
 A class-conditional run (`-- --class-cond`; was bench/mnist_cond.py): `--per-class N` then draws N of every digit
 with `sample --class K` at the run's default guidance and prints the share the metrics' classifier labels K (its
 accuracy on the held-out digits is the ceiling), the worst digit, and classifier-FID of all of them beside its
-floor; `--curve W,W,...` adds `evaluate RUN --guidance W,...` on 10 N samples (the trade-off curve: NAME/
-guidance_curve.csv and .png). Targets (issue 10): every digit labelled as requested >= 95% of the time,
+floor; `--curve W,W,...` adds `evaluate RUN --guidance W,...` on 10 N samples (the trade-off curve); both write
+to OUT/NAME-by-class/ (guidance_curve.csv and .png). Targets (issue 10): every digit labelled as requested >= 95% of the time,
 classifier-FID <= 3x its floor, at most 10 minutes of training.
 """
 
@@ -54,7 +54,7 @@ def train(out: Path, data_dir: Path, *flags: str) -> float:
     return cli("train", "--dataset", "mnist", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *flags)
 
 
-def by_class(run: Path, n: int, metric, ceiling: float) -> dict:
+def by_class(run: Path, where: Path, n: int, metric, ceiling: float) -> dict:
     """`sample RUN --class K --n n` for every digit: the share labelled K, the worst digit, classifier-FID of all."""
     import numpy as np
 
@@ -63,7 +63,7 @@ def by_class(run: Path, n: int, metric, ceiling: float) -> dict:
 
     images, requested = [], []
     for k in range(10):
-        path = run / f"class{k}.npy"
+        path = where / f"class{k}.npy"
         cli("sample", str(run), "--class", str(k), "--n", str(n), "--out", str(path))
         x = to_uint8(np.load(path))
         print(f"--class {k}: labelled {k} {accuracy(metric.classifier, x, np.full(len(x), k)):.3f} of the time",
@@ -146,12 +146,15 @@ def main():
         curve = [(float(r["seconds"]), float(r["cfid"]), float(r["cfid_floor"])) for r in csv.DictReader(f) if r.get("cfid")]
     print("snapshot curve (n = 64 images per snapshot, its own floor): " +
           ", ".join(f"{s / 60:.1f} min: {c:.1f} (floor {fl:.1f})" for s, c, fl in curve))
+    where = out / f"{args.name}-by-class"  # beside the run folder, not in it
+    if args.per_class or args.curve:
+        where.mkdir(exist_ok=True)
     if args.per_class:
-        rows[0]["by_class"] = by_class(ours, args.per_class, metric, ceiling)
+        rows[0]["by_class"] = by_class(ours, where, args.per_class, metric, ceiling)
     if args.curve:
         cli("evaluate", str(ours), "--data-dir", str(data_dir), "--guidance", args.curve, "--n",
-            str(10 * (args.per_class or 100)), "--csv", str(ours / "guidance_curve.csv"),
-            "--figure", str(ours / "guidance_curve.png"))
+            str(10 * (args.per_class or 100)), "--csv", str(where / "guidance_curve.csv"),
+            "--figure", str(where / "guidance_curve.png"))
     if not args.skip_tutorial:
         tutorial = out / "tutorial"
         # the same training seconds: the tutorial's images/s on a short probe sets its kimg
