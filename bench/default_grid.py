@@ -121,9 +121,9 @@ def targets(run: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for sampler in ("dpm++", "ddim"):
             out = str(Path(tmp) / f"{sampler}.csv")
+            drawn = cli('sample', run, '--sampler', sampler, '--steps', '10', '--out', out)
             print(f"$ tiny-diffusion sample {run} --sampler {sampler} --steps 10 --out s.csv && "
-                  f"tiny-diffusion evaluate s.csv\n{cli('sample', run, '--sampler', sampler, '--steps', '10', '--out', out)}"
-                  f"\n{cli('evaluate', out, '--dataset', 'dino')}", flush=True)
+                  f"tiny-diffusion evaluate s.csv\n{drawn}\n{cli('evaluate', out, '--dataset', 'dino')}", flush=True)
             print(f"$ tiny-diffusion evaluate {run} --sampler {sampler} --steps 10\n"
                   f"{cli('evaluate', run, '--sampler', sampler, '--steps', '10')}", flush=True)
     print(f"$ tiny-diffusion evaluate {run} --sampler dpm++ --steps 10 --spacing trailing --seed 0\n"

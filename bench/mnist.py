@@ -14,8 +14,8 @@ A class-conditional run (`-- --class-cond`; was bench/mnist_cond.py): `--per-cla
 with `sample --class K` at the run's default guidance and prints the share the metrics' classifier labels K (its
 accuracy on the held-out digits is the ceiling), the worst digit, and classifier-FID of all of them beside its
 floor; `--curve W,W,...` adds `evaluate RUN --guidance W,...` on 10 N samples (the trade-off curve); both write
-to OUT/NAME-by-class/ (guidance_curve.csv and .png). Targets (issue 10): every digit labelled as requested >= 95% of the time,
-classifier-FID <= 3x its floor, at most 10 minutes of training.
+to OUT/NAME-by-class/ (guidance_curve.csv and .png). Targets (issue 10): every digit labelled as requested >= 95%
+of the time, classifier-FID <= 3x its floor, at most 10 minutes of training.
 """
 
 from __future__ import annotations
