@@ -3,6 +3,7 @@ Run by hand, not by the test suite:
 
     PYTHONPATH=src python bench/exact_dino.py                     # the exact denoiser alone
     PYTHONPATH=src python bench/exact_dino.py --run RUN_DIR       # also: exact below / above a step
+    PYTHONPATH=src python bench/exact_dino.py --nll [--n 300]     # the NLL of a perfect network (a few minutes)
 
 The dino is a mixture of 142 small Gaussians (data.points.datasaurus_mixture), so E[x0 | x_t] is
 known in closed form (exact.MixtureDenoiser). With it, any gap between a few-step sampler and full
@@ -11,12 +12,20 @@ exact denoiser at the others (t <= --switch or t > --switch), which shows at whi
 model's errors cost the few-step sampler its quality. Quality: mean over --seeds sampling seeds of
 1000 samples each, scored against the same fresh references; 'off clusters': the share of samples
 more than 6 cluster widths from every cluster centre.
+
+--nll (was bench/nll_exact_dino.py): the exact NLL of held-out dino points under a perfect network, the
+probability-flow ODE and the -ELBO of eval/likelihood.py with the mixture's exact eps (core/exact.py's formula,
+differentiable) in place of a trained network, for T = 1000 and the classic T = 50, beside the true density's NLL.
+Notebook 01's section 7 quotes it: with a perfect network both estimates rank T = 1000 first, so a trained T = 1000
+network's worse ODE NLL is the network's error, not the formula's.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
+import warnings
 import sys
 
 import numpy as np
@@ -74,14 +83,65 @@ def row(label, q) -> str:
     return f"| {label} | {q['energy']:.4f} | {q['precision']:.3f} | {q['coverage']:.3f} | {q['off']:.3f} |"
 
 
+def exact_eps(diffusion, means, var):
+    """eps(x_t, t) = (x_t - sqrt(ab) E[x0 | x_t]) / sqrt(1 - ab) of the mixture, in float64, differentiable in x_t."""
+    ab_all = diffusion.alpha_bar.double()
+
+    def eps(xt, t):
+        xt, ab = xt.double(), ab_all[t]
+        a = ab.sqrt()
+        v = a**2 * var + (1 - ab)
+        diff = xt[:, None, :] - a * means
+        resp = torch.softmax(-0.5 * (diff**2 / v + torch.log(2 * math.pi * v)).sum(-1), 1)
+        x0 = torch.einsum("nk,nkd->nd", resp, means + a * var / v * diff)
+        return (xt - a * x0) / (1 - ab).sqrt()
+
+    return eps
+
+
+class EpsNet(torch.nn.Module):
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x, t):
+        return self.eps(x, int(t)).float()
+
+
+def exact_nll(n: int) -> None:
+    """The ODE NLL and -ELBO of n held-out dino points with the exact eps, T = 1000 and 50, beside the truth."""
+    import tiny_diffusion as td
+    from tiny_diffusion.eval.likelihood import HELD_OUT_SEED, elbo_nll, ode_nll
+
+    means, var = torch.tensor(MEANS), torch.tensor(STD) ** 2
+    x = torch.tensor(td.load_dataset("dino", n, HELD_OUT_SEED), dtype=torch.float64)
+    log_k = -0.5 * ((x[:, None] - means) ** 2 / var + torch.log(2 * math.pi * var)).sum(-1)
+    print(f"true density: NLL {-(torch.logsumexp(log_k, 1) - math.log(len(means))).mean():.4f} nats/point, "
+          f"n = {n}", flush=True)
+    for T in (1000, 50):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # T = 50's alpha_bar_T = 0.60: the point of the comparison
+            diffusion = td.Diffusion.from_config(td.TrainConfig(timesteps=T))
+        eps = exact_eps(diffusion, means, var)
+        for steps in ([100, None] if T == 1000 else [None]):  # 100: eval.likelihood's default levels
+            nll = ode_nll(eps, diffusion.alpha_bar.double(), x, steps).mean()
+            print(f"T = {T}: exact denoiser, ODE NLL {nll:.4f} ({steps or 'all'} levels)", flush=True)
+        print(f"T = {T}: exact denoiser, -ELBO {elbo_nll(EpsNet(eps), diffusion, x.float()).mean():.4f}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="a trained dino run (default config) to compare with the exact denoiser")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds averaged (default 3)")
     p.add_argument("--switch", type=int, default=40, help="t at and below which --run's model is swapped (default 40)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--nll", action="store_true", help="the NLL of a perfect network instead (no sampling)")
+    p.add_argument("--n", type=int, default=300, help="held-out points of --nll (default 300)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.nll:
+        exact_nll(args.n)
+        return 0
     refs = references("dino")
     print(log_header(), flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")

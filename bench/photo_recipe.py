@@ -5,11 +5,16 @@ SIGTERM sent in the middle of it stops the run (and whether `--resume` then fini
     python bench/photo_recipe.py --repeats 3 --out bench/results/photo_recipe_cpu.log
     python bench/photo_recipe.py --sigterm-at 20 --out bench/results/photo_recipe_sigterm_cpu.log
     python bench/photo_recipe.py --src OLD/src --epochs 1 --out bench/results/photo_recipe_before_cpu.log
+    python bench/photo_recipe.py --passes [--src OLD/src]     # the evaluation's cost counted, not timed (no training)
 
 `--src` runs another checkout's code (the code before issue 26: `git archive d933c6b | tar -x -C OLD`); the
 photos are 64x64 RGB PNGs written with Pillow into a temporary folder (seeded noise: the timing does not
 depend on what they show). Each line of the run's stderr is stamped with the seconds since the start, so the
 phases show: the start line, the snapshots (metrics.csv's seconds are training alone), the final samples.
+
+`--passes` counts the evaluation of that run (3 epochs) in one-image forward passes, from the config rule of the
+code in `--src` (exact numbers, no timing; the code before issue 26 padded to fixed 64-image blocks);
+bench/results/photo_recipe_passes.log was written by its first version, bench/photo_recipe_passes.py.
 """
 
 from __future__ import annotations
@@ -83,15 +88,46 @@ def phases(result: dict, out: Path) -> dict:
             "eval_steps": config.get("eval_steps"), "wall_s": result["wall"]}
 
 
+def passes(src: str) -> str:
+    """The one-image forward passes of the recipe's evaluation on 20 photos for 3 epochs, by `src`'s config rule."""
+    sys.path.insert(0, src)
+    from tiny_diffusion.config import TrainConfig
+
+    photos = tempfile.mkdtemp()  # the rule needs only a folder (dataset_kind): what is in it does not count
+    cfg = TrainConfig.from_toml(ROOT / "configs" / "cars-tutorial.toml", {"dataset": photos, "epochs": 3})
+    seen, shots = 3 * 20, 3  # 3 steps of 20 photos; snapshot_steps(3, 1, 10) = [1, 2, 3]
+    try:
+        from tiny_diffusion.train.length import eval_passes, fit_evaluation
+        cfg = fit_evaluation(cfg, seen, shots)
+        s, f = eval_passes(cfg, shots)
+        code = "after (issues 24 and 26)"
+    except ImportError:  # the code before issue 26
+        cfg = cfg.scaled_eval(seen)
+        pad = lambda n: -(-n // 64) * 64  # sampling's fixed 64-image blocks
+        s, f = shots * pad(cfg.frame_points) * min(cfg.frame_steps, cfg.timesteps), pad(cfg.eval_n) * cfg.eval_steps
+        code = "before (main d933c6b)"
+    return (f"{code}: frame_points {cfg.frame_points}, eval_n {cfg.eval_n}, eval_steps {cfg.eval_steps}; one-image "
+            f"forward passes: snapshots {s}, final samples {f}, evaluation {s + f}; training {3 * seen} "
+            f"(3 passes per image seen); evaluation / training {(s + f) / (3 * seen):.2f}")
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", default=str(ROOT / "src"), help="the package's source folder (default this checkout's)")
+    p.add_argument("--passes", action="store_true", help="count the evaluation's forward passes only (no run)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sigterm-at", type=float, default=None, help="send SIGTERM this many seconds in, then resume")
-    p.add_argument("--out", required=True, help="the log to write (a .json of the raw results beside it)")
+    p.add_argument("--out", help="the log to write (a .json of the raw results beside it); required but with --passes")
     args = p.parse_args()
+    if args.passes:
+        text = f"command: python {' '.join(sys.argv)}\n{passes(args.src)}\n"
+        print(text, end="")
+        args.out and Path(args.out).write_text(text)
+        return
+    if not args.out:
+        p.error("--out LOG is required (except with --passes)")
     log = [f"command: python {' '.join(sys.argv)}", host_line(), f"src: {args.src}"]
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ SIGINT to the whole group as a terminal's Ctrl-C does, and times until the sweep
 stderr lines.
 """
 
+import argparse
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ def stop_seconds(stage: str, out: Path) -> tuple[float, int, str]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.path.insert(0, SRC)
     from tiny_diffusion.runtime.host import log_header
 
