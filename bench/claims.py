@@ -146,14 +146,14 @@ def default_values(scope: str) -> dict:
     constants (`config`, `sampling`). Imported here only: the log checks need no torch."""
     from dataclasses import asdict
     from tiny_diffusion import config, sampling
-    from tiny_diffusion.train.length import fit_evaluation
+    from tiny_diffusion.train.settle import resolve
     if scope in ("config", "sampling"):
         return vars(config if scope == "config" else sampling)
     if scope == "points":
         return asdict(config.TrainConfig())
     if scope in ("images", "class-cond"):
-        cfg = config.TrainConfig(dataset="mnist", class_cond=True if scope == "class-cond" else None).with_labels(True)
-        return asdict(fit_evaluation(cfg, int(cfg.kimg * 1000), cfg.frames))
+        cfg = config.TrainConfig(dataset="mnist", class_cond=True if scope == "class-cond" else None)
+        return asdict(resolve(cfg, (1, 28, 28), True, 60000)[0])  # MNIST's 60000 labelled digits
     return {}
 
 

@@ -97,8 +97,13 @@ def passes(src: str) -> str:
     cfg = TrainConfig.from_toml(ROOT / "configs" / "cars-tutorial.toml", {"dataset": photos, "epochs": 3})
     seen, shots = 3 * 20, 3  # 3 steps of 20 photos; snapshot_steps(3, 1, 10) = [1, 2, 3]
     try:
-        from tiny_diffusion.train.length import eval_passes, fit_evaluation
-        cfg = fit_evaluation(cfg, seen, shots)
+        from tiny_diffusion.train.length import eval_passes
+        try:
+            from tiny_diffusion.train.settle import fit_evaluation  # since issue 32: the values, settled once
+            cfg = cfg.replace(**fit_evaluation(cfg, seen, shots))
+        except ImportError:
+            from tiny_diffusion.train.length import fit_evaluation
+            cfg = fit_evaluation(cfg, seen, shots)
         s, f = eval_passes(cfg, shots)
         code = "after (issues 24 and 26)"
     except ImportError:  # the code before issue 26

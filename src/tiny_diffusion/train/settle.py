@@ -29,22 +29,27 @@ class Length(NamedTuple):
 
 
 def settle(cfg: TrainConfig, data) -> tuple[TrainConfig, Length]:
-    """(the resolved config, the run's length) for training `cfg` on `data` (a data.source.DataSource):
+    """(the resolved config, the run's length) for training `cfg` on `data` (a data.source.DataSource)."""
+    return resolve(cfg, data.shape, data.labels is not None and len(data.classes) > 1, len(data))
+
+
+def resolve(cfg: TrainConfig, shape, labelled: bool, n: int) -> tuple[TrainConfig, Length]:
+    """(the resolved config, the run's length) for training `cfg` on `n` samples of `shape`, `labelled` when they
+    carry class labels of two classes or more:
     - sample_shape: one sample's shape, from the data;
     - class_cond auto: on for images with class labels (two classes or more), whose final samples then draw
       every class in turn at LABELS_GUIDANCE (W = 1, the plain conditional model: the data's own mix) unless a
       weight was given; off for points and unlabelled images; an explicit class_cond is kept;
     - an image run's unset frame_points / eval_n / eval_steps, fitted to its length (fit_evaluation).
     Every other value was settled when the config was made; the result is validated once (replace)."""
-    labelled = data.labels is not None and len(data.classes) > 1
-    changes = {"sample_shape": shape_text(data.shape)}
+    changes = {"sample_shape": shape_text(shape)}
     if cfg.class_cond is None:
         on = cfg.images and labelled
         changes["class_cond"] = on
         changes["guidance"] = cfg.guidance if cfg.guidance is not None else \
             LABELS_GUIDANCE if on else IMAGE_DEFAULTS["guidance"]
-    batch, per_epoch, total = schedule_length(cfg, len(data))
-    shots = frozenset(snapshot_steps(total, per_epoch, cfg.frames, by_step=data.images))
+    batch, per_epoch, total = schedule_length(cfg, n)
+    shots = frozenset(snapshot_steps(total, per_epoch, cfg.frames, by_step=cfg.images))
     labels_settled = dataclasses.replace(cfg, **changes)  # (not validated: only to price the evaluation)
     changes.update(fit_evaluation(labels_settled, total * batch, len(shots)))
     return cfg.replace(**changes), Length(batch, per_epoch, total, -(-total // per_epoch), shots)
