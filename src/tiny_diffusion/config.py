@@ -107,7 +107,7 @@ IMAGE_DEFAULTS = dict(
 LABELS_GUIDANCE = 1.0
 
 # An image run's evaluation (snapshot grids and final samples) when frame_points / eval_n / eval_steps are not
-# given: it fits the run's length (train/length.py fit_evaluation). First the full values: FRAME_POINTS per grid,
+# given: it fits the run's length (train/settle.py fit_evaluation). First the full values: FRAME_POINTS per grid,
 # and eval_n following the share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of
 # fewer is mostly noise) at FULL_EVAL_STEPS (QUICK_EVAL_STEPS below half the default length; since the grid starts
 # at lambda -5 both are 10). Then, if their network passes exceed EVAL_SHARE of the training's (TRAIN_PASSES per
