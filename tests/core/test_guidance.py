@@ -18,7 +18,8 @@ from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import points
 from tests.helpers import CENTRES, register_two
 from tiny_diffusion.core.diffusion import Diffusion
-from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
+from tiny_diffusion.cli.conditional import parse_classes
+from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, split_labels
 from tiny_diffusion.models import build_model
 from tiny_diffusion.sampling import POINT_BLOCK, sample
 from tiny_diffusion.core.samplers import SAMPLERS
