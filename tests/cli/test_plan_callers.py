@@ -20,7 +20,8 @@ from tiny_diffusion.train import hooks
 from tiny_diffusion.viz import figures
 
 TWO = ["--dataset", "two", "--class-cond", "--n-points", "400", "--batch-size", "100", "--epochs", "2",
-       "--hidden-size", "8", "--hidden-layers", "1", "--emb-size", "4", "--timesteps", "20", "--frames", "2",
+       "--hidden-size", "8", "--hidden-layers", "1", "--emb-size", "4", "--timesteps", "20", "--terminal-alpha-bar",
+       "1e-4", "--frames", "2",
        "--frame-points", "30", "--eval-steps", "5", "--device", "cpu"]
 
 
