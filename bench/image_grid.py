@@ -37,12 +37,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from tiny_diffusion.core.guidance import request
     from tiny_diffusion.data.source import load_source
     from tiny_diffusion.eval.classifier import accuracy
     from tiny_diffusion.eval.report import floor_or_note, image_metric
     from tiny_diffusion.runs import load_run
-    from tiny_diffusion.sampling import sample
+    from tiny_diffusion.sampling import plan, sample
     from tiny_diffusion.viz.image_files import to_uint8
 
     cfg, model, diffusion = load_run(args.run, "cpu")
@@ -53,7 +52,7 @@ def main():
           f"{metric.floor_is_unseen(args.n)}); classifier accuracy {acc:.3f}", flush=True)
     weights = [None] if args.guidance == "run" else [float(w) for w in args.guidance.split(",")]
     for w in weights:
-        cond = request(model, cfg, args.n, None, w, args.interval)
+        cond = plan(cfg, "sample", classes=model.classes, n=args.n, guidance=w, interval=args.interval).cond
         for lmin in floats(args.lambda_min):
             for steps in (int(s) for s in args.steps.split(",")):
                 start = time.perf_counter()

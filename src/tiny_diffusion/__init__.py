@@ -9,6 +9,9 @@
     result = td.train(td.TrainConfig(dataset="mnist"), out_dir="runs/mnist")
     x = td.sample(result.model, result.diffusion, n=64, sampler="dpm++", steps=20)  # (64, 1, 28, 28) in [-1, 1]
 
+    cfg, model, diffusion = td.load_run("runs/mnist")  # as `tiny-diffusion sample runs/mnist --n 64` draws:
+    x = td.sample(model, diffusion, **td.plan(cfg, "sample", classes=model.classes, n=64).kwargs())
+
 Names are imported on first use, so `import tiny_diffusion` (and `tiny-diffusion --help`) stays
 fast and does not load torch.
 """
@@ -34,6 +37,7 @@ _EXPORTS = {
     "TrainResult": "train",
     "sample": "sampling",
     "trajectory": "sampling",
+    "plan": "sampling",
     "SAMPLERS": "core.samplers",
     "load_run": "runs",
     "quality": "eval.points",

@@ -1,20 +1,23 @@
-"""Sampling a model: which timestep grid a sampler runs on when its caller names none (the grid policy,
-measured per sampler and kind of data), and `trajectory` / `sample`, which draw n seeded samples in aligned
-blocks with optional classifier-free guidance. The samplers themselves (core/samplers.py) take the grid."""
+"""Sampling a model: how a run samples for each purpose (`plan`: its config and a purpose in, the sampler's
+arguments out, the one place that says it), which timestep grid a sampler runs on when its caller names none
+(the grid policy, measured per sampler and kind of data), and `trajectory` / `sample`, which draw n seeded
+samples in aligned blocks with optional classifier-free guidance. The samplers themselves (core/samplers.py)
+take the grid."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .choices import kind_of_shape
 from .core.diffusion import Diffusion
-from .core.guidance import Guided, cycle_labels, interval_steps
+from .core.guidance import Guided, cycle_labels, interval_steps, split_labels
 from .core.noise import SampleNoise
 from .core.samplers import DEFAULT_SPACING, SAMPLERS, log_snr, steps_from, timesteps
-from .errors import SamplingStopped
+from .errors import InputError, SamplingStopped
 
 # Where a few-step grid of 2D points starts (its log-SNR lambda_min), per sampler: on the default dino model
 # (`bench/default_grid.py`, 10 seeds), the best precision + coverage at 10 and 20 steps among the starts whose
@@ -91,6 +94,148 @@ def aligned_block(kind: str, n: int) -> int:
     if kind == "points":
         return POINT_BLOCK
     return min(IMAGE_BLOCK, 1 << max(0, int(n) - 1).bit_length())
+
+
+FRAME_SEED = 1234  # a run's snapshots (every one from the same noise, so an animation shows learning, not
+# resampling) and its final samples; `evaluate RUN` draws them again
+PURPOSES = ("snapshot", "final", "evaluate", "sample", "figure")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one draw samples, worked out once from a run's config (`plan`); the sampler takes it as is:
+    `sample(model, diffusion, **plan.kwargs(), device=...)`. options: the sampler's keywords; cond: the labels'
+    (y, guidance, guidance_interval) of a class-conditional run, {} of an unconditional one; kind and recorded
+    (a distilled student's grid) only say which grid it runs on (`describe`)."""
+    n: int
+    seed: int
+    sampler: str = "ddpm"
+    steps: int | None = None  # None: all T
+    spacing: str | None = None  # None: the grid policy's (`grid`)
+    lambda_min: float | None = None
+    eta: float | None = None
+    clip: float | None = None
+    block: int | None = None  # None: BLOCKS[kind]
+    conditional: bool = False  # a class-conditional run: its samples carry labels
+    n_classes: int | None = None  # ... of that many classes (None: not told, so no labels can be made)
+    labels: tuple[int, ...] | None = None  # the classes asked for, split evenly in order; None: every class in turn
+    guidance: float = 1.0
+    guidance_interval: tuple[float, float] | None = None
+    kind: str = "points"
+    recorded: tuple[int, ...] | None = None
+
+    @property
+    def options(self) -> dict:
+        return {"sampler": self.sampler, "steps": self.steps, "eta": self.eta, "clip": self.clip,
+                "spacing": self.spacing, "lambda_min": self.lambda_min, "block": self.block}
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        """(n,) labels: the asked classes split evenly in order, else every class in turn (sample i asks for
+        i % K); None for an unconditional run."""
+        if not self.conditional:
+            return None
+        if self.n_classes is None:
+            raise ValueError("a class-conditional run's labels need its classes: plan(cfg, purpose, classes=...)")
+        if self.labels is not None:
+            return split_labels(list(self.labels), self.n)
+        return cycle_labels(self.n, self.n_classes)
+
+    @property
+    def cond(self) -> dict:
+        if not self.conditional:
+            return {}
+        return {"y": self.y, "guidance": self.guidance, "guidance_interval": self.guidance_interval}
+
+    def kwargs(self, lo: int = 0, hi: int | None = None) -> dict:
+        """sample()'s keywords for samples lo .. hi - 1 of the draw (default all n): a rank's share draws the
+        same samples as the whole (`trajectory`: sample i depends only on the seed, i and its label)."""
+        hi = self.n if hi is None else hi
+        cond = self.cond
+        if cond:
+            cond["y"] = cond["y"][lo:hi]
+        return {"n": hi - lo, "seed": self.seed, "start": lo, **self.options, **cond}
+
+    def describe(self, diffusion: Diffusion) -> str:
+        """Its grid for printed results: 'dpm++, 10 steps, logsnr from lambda -5' (`describe_grid`)."""
+        return describe_grid(self.sampler, diffusion, self.steps, self.spacing, self.lambda_min, self.kind,
+                             self.recorded)
+
+
+def sampler_of(cfg, sampler: str | None = None, steps: int | None = None) -> tuple[str, int | None]:
+    """(sampler, steps) of a draw asked for `sampler` and `steps` (None: not asked): neither asked, as the run's
+    final samples (eval_sampler, eval_steps: dpm++ in 10 steps for images); else ddpm and all steps where not asked."""
+    if sampler is None and steps is None:
+        return cfg.eval_sampler, cfg.eval_steps or None
+    return sampler or "ddpm", steps
+
+
+def final_n(cfg) -> int:
+    """How many final samples a run draws: eval_n images, or frame_points points (as the classic study)."""
+    return cfg.eval_n if cfg.images else cfg.frame_points
+
+
+def plan(cfg, purpose: str, *, classes=None, n: int | None = None, seed: int | None = None,
+         sampler: str | None = None, steps: int | None = None, spacing: str | None = None,
+         lambda_min: float | None = None, eta: float | None = None, clip: float | None = None,
+         labels: list[int] | None = None, guidance: float | None = None, interval: str | None = None) -> Plan:
+    """How a run (its config `cfg`) samples for `purpose`, the one place that says it:
+      "snapshot": train's snapshots, frame_points samples by frame_sampler in frame_steps steps at FRAME_SEED
+                  (points on the logsnr grid from t = T - 1: on the default dino model 20 dpm++ steps reached
+                  precision 0.28 on the trailing grid, about 0.7 on logsnr already at 10, docs/samplers.md;
+                  images and a distilled student's on the default grid, `grid`);
+      "final":    train's final samples (`final_n` of them, eval_sampler, eval_steps, FRAME_SEED);
+      "evaluate": the final samples again (`evaluate RUN`), or what the arguments change; the final samples'
+                  block (`aligned_block`) unless n is given;
+      "sample", "figure": n samples (required) at seed (default 0), as the final samples unless told.
+    Where told, sampler/steps (`sampler_of`), spacing, lambda_min, eta, clip as sample()'s. classes: the run's
+    class names (or their number) where it is class-conditional (cfg.class_cond), whose samples ask for `labels`
+    (class indices, split evenly) or every class in turn, at guidance weight `guidance` on the log-SNR `interval`
+    ('lo,hi' or 'all'): defaults the run's guidance and guidance_interval. InputError for a request the run cannot
+    take (labels of an unconditional run, a class it lacks, a weight below 0)."""
+    told = {k: v for k, v in dict(n=n, seed=seed, sampler=sampler, steps=steps, spacing=spacing, lambda_min=lambda_min,
+                                  eta=eta, clip=clip, labels=labels, guidance=guidance, interval=interval).items()
+            if v is not None}
+    if purpose not in PURPOSES or (purpose in ("snapshot", "final") and told):
+        raise ValueError(f"plan({purpose!r}, {', '.join(told)}): a purpose is one of {', '.join(PURPOSES)}; a "
+                         f"run's snapshots and final samples are its own")
+    if purpose in ("sample", "figure") and n is None:
+        raise ValueError(f"plan({purpose!r}) needs n")
+    if purpose == "snapshot":
+        n, sampler, steps = cfg.frame_points, cfg.frame_sampler, min(cfg.frame_steps, cfg.timesteps)
+        spacing = None if cfg.images or cfg.sample_grid else "logsnr"
+    else:
+        sampler, steps = sampler_of(cfg, sampler, steps)
+    own = purpose in ("snapshot", "final") or (purpose == "evaluate" and n is None)
+    n = final_n(cfg) if n is None else n
+    seed = (FRAME_SEED if purpose in ("snapshot", "final", "evaluate") else 0) if seed is None else seed
+    recorded = tuple(int(t) for t in cfg.sample_grid.split(",")) if cfg.sample_grid else None
+    block = aligned_block(cfg.kind, n) if own else None
+    sampling = Plan(n, seed, sampler, steps, spacing, lambda_min, eta, clip, block, kind=cfg.kind, recorded=recorded)
+    if not cfg.class_cond:
+        if labels is not None or guidance is not None or interval is not None:
+            raise InputError("class labels, a guidance weight or a guidance interval were asked of a run trained "
+                             "without class labels")
+        return sampling
+    return _with_labels(sampling, cfg, classes, labels, guidance, interval)
+
+
+def _with_labels(sampling: Plan, cfg, classes, labels, guidance, interval) -> Plan:
+    """`sampling` of a class-conditional run: its classes, the asked ones, the guidance weight and interval."""
+    from dataclasses import replace
+
+    from .config import parse_interval
+
+    if guidance is not None and not 0 <= guidance < float("inf"):  # the run's own was checked when it was made
+        raise InputError(f"guidance weight {guidance}: must be a finite number >= 0 (1: plain conditional, 0: "
+                         f"unconditional, > 1: guided)")
+    k = None if classes is None else classes if isinstance(classes, int) else len(classes)
+    if labels is not None and k is not None and not all(0 <= c < k for c in labels):
+        raise InputError(f"classes {list(labels)}: this run has classes 0..{k - 1}")
+    return replace(sampling, conditional=True, n_classes=k, guidance=cfg.guidance if guidance is None else guidance,
+                   labels=None if labels is None else tuple(int(c) for c in labels),
+                   guidance_interval=parse_interval(cfg.guidance_interval if interval is None else interval,
+                                                    "guidance interval"))
 
 
 def shape_and_kind(model, shape=None, kind=None) -> tuple[tuple[int, ...], str]:

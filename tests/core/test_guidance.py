@@ -18,7 +18,7 @@ from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import points
 from tests.helpers import CENTRES, register_two
 from tiny_diffusion.core.diffusion import Diffusion
-from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, parse_classes, split_labels
+from tiny_diffusion.core.guidance import NULL, Guided, cycle_labels, drop_labels, guide, split_labels
 from tiny_diffusion.models import build_model
 from tiny_diffusion.sampling import POINT_BLOCK, sample
 from tiny_diffusion.core.samplers import SAMPLERS
@@ -209,7 +209,6 @@ def test_label_choices():
     assert split_labels([3, 7], 5).tolist() == [3, 3, 3, 7, 7]
     assert split_labels([1], 3).tolist() == [1, 1, 1]
     assert cycle_labels(5, 2, start=3).tolist() == [1, 0, 1, 0, 1]
-    assert parse_classes("dino,0, star", list(points.DATASAURUS_SHAPES)) == [3, 0, 9]
 
 
 # -- the command line ----------------------------------------------------------------------------

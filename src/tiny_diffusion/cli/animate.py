@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .common import (add_device_flag, add_sampling_flags, add_threads_flag, device_of, output_path, positive_int,
-                     sampling_flags_given, sampling_of_run, seed_arg, torch_threads)
+                     planner_of, sampling_flags_given, seed_arg, torch_threads)
 from .conditional import add_class_flags
 
 
@@ -54,8 +54,7 @@ def run(args) -> int:
         return 0
     grid = []
     with torch_threads(args.threads):
-        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device), args.classes,
-                                  args.guidance, sampling_of_run(args, grid), progress=None,
-                                  interval=args.guidance_interval)
+        figures.reverse_animation(run_dir, out, args.n, args.seed, args.fps, device_of(args.device),
+                                  planner_of(args, grid), progress=None)
     print(f"wrote {out} ({grid[0]}, seed {args.seed})")
     return 0

@@ -174,24 +174,40 @@ def check_steps(steps: list[int], diffusion, lambda_min: float | None) -> None:
                              f"--lambda-min {lambda_min}; use --steps {usable} or fewer, or a lower --lambda-min")
 
 
-def sampling_options(args, diffusion, cfg=None) -> dict:
-    """sample()'s keyword arguments from the sampling flags, checked against the run. Without --sampler
-    and --steps, a run samples as its final samples were (cfg's eval_sampler and eval_steps). Without
-    --spacing, the sampler takes sampling.default_grid's grid for its number of steps."""
+def run_plan(args, purpose: str, cfg, model, diffusion, classes_first: bool = False, **given):
+    """sampling.plan of a loaded run for `purpose` (given: its n and seed) with the sampling flags (add_sampling_flags)
+    and the class flags (conditional.add_class_flags), each checked against the run first, the sampling flags' one
+    line before the class flags' (classes_first: after). Without --sampler and --steps, a run samples as its final
+    samples were (sampling.sampler_of); without --spacing, on sampling.default_grid's grid for its steps."""
+    from ..sampling import plan
+    from .conditional import class_request
+
+    labels = class_request(args, model.classes) if classes_first else None
+    check_sampling(args, cfg, diffusion)
+    labels = class_request(args, model.classes) if labels is None else labels
+    return plan(cfg, purpose, classes=model.classes, sampler=_one(args.sampler), steps=_one(args.steps),
+                spacing=args.spacing, lambda_min=args.lambda_min, eta=args.eta, clip=getattr(args, "clip", None),
+                **labels, **given)
+
+
+def _one(values: list | None):
+    return values[0] if values else None
+
+
+def check_sampling(args, cfg, diffusion) -> None:
+    """The sampling flags fit the run: one --sampler and --steps value, steps within its timesteps, --eta for ddim,
+    --clip positive; else InputError naming the flag."""
+    from ..sampling import sampler_of
+
     if len(args.sampler or []) > 1 or len(args.steps or []) > 1:
         raise InputError("give one --sampler and one --steps value here")
-    if cfg is not None and not args.sampler and not args.steps:
-        sampler, steps = cfg.eval_sampler, cfg.eval_steps or None
-    else:
-        sampler, steps = (args.sampler or ["ddpm"])[0], args.steps[0] if args.steps else None
+    sampler, steps = sampler_of(cfg, _one(args.sampler), _one(args.steps))
     check_steps([steps or diffusion.T], diffusion, args.lambda_min)
     if args.eta is not None and (sampler != "ddim" or not 0 <= args.eta < float("inf")):
         raise InputError(f"--eta {args.eta}: only the ddim sampler takes eta, a number >= 0; add --sampler ddim")
     clip = getattr(args, "clip", None)
     if clip is not None and not 0 < clip < float("inf"):
         raise InputError(f"--clip {clip}: must be a positive number, e.g. 4 for data in [-4, 4]")
-    return {"sampler": sampler, "steps": steps, "eta": args.eta, "clip": clip, "spacing": args.spacing,
-            "lambda_min": args.lambda_min}
 
 
 def sampling_flags_given(args) -> list[str]:
@@ -201,23 +217,14 @@ def sampling_flags_given(args) -> list[str]:
     return [flag_name(name) for name in names if getattr(args, name, None) is not None]
 
 
-def sampling_of_run(args, said: list):
-    """sampling(cfg, diffusion) -> sampling_options of the flags for that run (figures' reverse process loads the
-    run itself); appends the grid it chose (grid_text) to `said`, for the printed result."""
-    def sampling(cfg, diffusion) -> dict:
-        options = sampling_options(args, diffusion, cfg)
-        said.append(grid_text(options, diffusion, cfg))
-        return options
-    return sampling
-
-
-def grid_text(options: dict, diffusion, cfg) -> str:
-    """Which grid `sampling_options`' options sample on, for printed results ('dpm++, 10 steps, logsnr ...')."""
-    from ..sampling import describe_grid
-
-    recorded = [int(t) for t in cfg.sample_grid.split(",")] if cfg.sample_grid else None
-    return describe_grid(options["sampler"], diffusion, options["steps"], options["spacing"], options["lambda_min"],
-                         kind=cfg.kind, recorded=recorded)
+def planner_of(args, said: list):
+    """planner(cfg, model, diffusion, n, seed) -> run_plan of the flags for that run, for figures' reverse process
+    (viz.figures loads the run itself); appends the grid it chose (Plan.describe) to `said`, for the printed result."""
+    def planner(cfg, model, diffusion, n, seed):
+        sampling = run_plan(args, "figure", cfg, model, diffusion, n=n, seed=seed)
+        said.append(sampling.describe(diffusion))
+        return sampling
+    return planner
 
 
 def print_quality(what: str, dataset: str, q, floor, notes=()) -> None:

@@ -1,8 +1,11 @@
-"""The flags of class-conditional runs, shared by sample, evaluate, plot reverse and animate: --class and --guidance."""
+"""The flags of class-conditional runs, shared by sample, evaluate, plot reverse and animate: --class and --guidance,
+and what they ask of sampling.plan (`class_request`)."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..errors import InputError
 
 
 def guidance_weight(text: str) -> float:
@@ -40,3 +43,35 @@ def add_class_flags(parser: argparse.ArgumentParser, lists: bool = False) -> Non
                         help="class-conditional runs: guide only the steps whose log-SNR lambda lies in LO,HI (e.g. "
                              "-2,1; Kynkaenniemi et al. 2024), plainly conditional elsewhere; 'all': every step "
                              "(default: the run's guidance_interval)")
+
+
+def parse_classes(text: str, classes: list[str]) -> list[int]:
+    """'7', 'dino', '3,7' -> label indices: each item a class's name or its index; InputError naming the choices."""
+    out = []
+    for item in (i.strip() for i in text.split(",")):
+        if item in classes:
+            out.append(classes.index(item))
+        elif item.isdigit() and int(item) < len(classes):
+            out.append(int(item))
+        else:
+            raise InputError(f"--class {item!r}: not a class of this run; give an index 0..{len(classes) - 1} or a "
+                             f"name: {', '.join(classes)}")
+    return out
+
+
+def class_request(args, classes: list[str] | None) -> dict:
+    """sampling.plan's label arguments (labels, guidance, interval) from --class, --guidance (the first of a
+    list) and --guidance-interval, for a run of these `classes` (None: unconditional, which refuses the flags)."""
+    from ..config import parse_interval
+
+    guidance = args.guidance[0] if isinstance(args.guidance, list) else args.guidance
+    if classes is None:
+        given = ("--class" if args.classes is not None else "--guidance" if guidance is not None else
+                 "--guidance-interval" if args.guidance_interval is not None else None)
+        if given:
+            raise InputError(f"{given}: this run was trained without class labels; drop {given}, or train a "
+                             f"conditional run with --class-cond")
+        return {}
+    labels = parse_classes(args.classes, classes) if args.classes is not None else None
+    parse_interval(args.guidance_interval)  # its one-line error names --guidance-interval
+    return {"labels": labels, "guidance": guidance, "interval": args.guidance_interval}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, device_of, grid_text,
-                     load_run_on, output_path, positive_int, print_quality, sampling_options, seed_arg)
+from .common import (add_device_flag, add_sampling_flags, add_threads_flag, check_steps, device_of, load_run_on,
+                     output_path, positive_int, print_quality, run_plan, seed_arg)
 from .conditional import add_class_flags
 
 
@@ -88,33 +88,20 @@ def run(args) -> int:
 
 def _run_seed(args, cfg) -> int:
     """--seed, else the seed of the run's final samples."""
-    from ..train.hooks import final_sampling
+    from ..sampling import plan
 
-    return final_sampling(cfg)["seed"] if args.seed is None else args.seed
-
-
-def _final_block(args, cfg) -> dict:
-    """The final samples' block (train.hooks.final_sampling) when the run's own n is drawn: train's samples again."""
-    from ..train.hooks import final_sampling
-
-    return {} if args.n else {"block": final_sampling(cfg)["block"]}
+    return plan(cfg, "evaluate", seed=args.seed).seed
 
 
 def _run_samples(args, target: Path, cfg, model, diffusion, device):
-    """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them."""
+    """(samples, what): a run's samples as the flags ask; without flags, its final samples as train drew them (a
+    conditional run's classes in turn at its guidance)."""
     from ..sampling import sample
-    from ..train.hooks import final_sampling
 
-    from ..core.guidance import request
-
-    n = args.n or final_sampling(cfg)["n"]
-    seed = _run_seed(args, cfg)
-    options = {**sampling_options(args, diffusion, cfg), **_final_block(args, cfg)}
-    grid = grid_text(options, diffusion, cfg)
-    cond = request(model, cfg, n)  # a conditional run's classes in turn at its guidance; {} for an unconditional one
-    x = sample(model, diffusion, n, seed, device=device, **options, **cond)
-    guided = f", every class in turn at guidance {cond['guidance']:g}" if cond else ""
-    return x, f"{n} samples of {target} ({grid}, seed {seed}{guided})"
+    plan = run_plan(args, "evaluate", cfg, model, diffusion, n=args.n, seed=args.seed)
+    x = sample(model, diffusion, **plan.kwargs(), device=device)
+    guided = f", every class in turn at guidance {plan.guidance:g}" if plan.conditional else ""
+    return x, f"{plan.n} samples of {target} ({plan.describe(diffusion)}, seed {plan.seed}{guided})"
 
 
 def _is_image_target(target: Path, dataset: str | None) -> bool:
@@ -188,9 +175,7 @@ def _conditional(args, target: Path) -> int:
     """A class-conditional run: its samples of the requested classes scored class by class (points) or by the
     classifier (images), at one guidance weight or, with several, as the trade-off curve (CSV + figure)."""
     from ..eval import guidance_curve
-    from ..core.guidance import request
     from ..runs import CONFIG, run_config
-    from ..train.hooks import final_sampling
 
     if not os.path.isfile(target / CONFIG):
         raise InputError(f"{target}: --class and --guidance need a class-conditional run folder to sample from")
@@ -199,12 +184,11 @@ def _conditional(args, target: Path) -> int:
                          f"drop --dataset and --nll")
     cfg, model, diffusion, device = load_run_on(str(target), args.device)
     cfg = cfg.replace(data_dir=args.data_dir) if args.data_dir else cfg
-    n, seed = args.n or final_sampling(cfg)["n"], _run_seed(args, cfg)  # default: the run's final samples
-    cond = request(model, cfg, n, args.classes, (args.guidance or [None])[0], args.guidance_interval)  # errors first
-    options = {**sampling_options(args, diffusion, cfg), **_final_block(args, cfg)}
-    weights = args.guidance or [cond["guidance"]]
-    grid = grid_text(options, diffusion, cfg)
-    print(f"{n} samples of {target} ({grid}, seed {seed}) per guidance weight")
+    # default: the run's final samples; the class flags' errors before the sampling flags'
+    plan = run_plan(args, "evaluate", cfg, model, diffusion, classes_first=True, n=args.n, seed=args.seed)
+    n, seed, cond, options = plan.n, plan.seed, plan.cond, plan.options
+    weights = args.guidance or [plan.guidance]
+    print(f"{n} samples of {target} ({plan.describe(diffusion)}, seed {seed}) per guidance weight")
     if len(weights) == 1:
         rows = guidance_curve.sweep(model, diffusion, cfg, weights, cond, n, seed, device, options)
         if not cfg.images:

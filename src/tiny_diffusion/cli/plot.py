@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..config import TrainConfig
 from ..errors import InputError
 from .common import (SCHEDULE_FIELDS, add_config_flags, add_device_flag, add_sampling_flags, add_threads_flag,
-                     config_overrides, device_of, flag_name, output_path, positive_int, sampling_flags_given,
-                     sampling_of_run, seed_arg, torch_threads)
+                     config_overrides, device_of, flag_name, output_path, planner_of, positive_int,
+                     sampling_flags_given, seed_arg, torch_threads)
 from .conditional import add_class_flags
 
 
@@ -62,8 +62,7 @@ def run(args) -> int:
         grid = []
         with torch_threads(args.threads):
             figures.reverse_figure(args.run_dir, out, args.n, args.seed, args.panels, device_of(args.device),
-                                   args.classes, args.guidance, sampling_of_run(args, grid), progress=None,
-                                   interval=args.guidance_interval)
+                                   planner_of(args, grid), progress=None)
         print(f"wrote {out} ({grid[0]}, seed {args.seed})")
         return 0
     print(f"wrote {out}")

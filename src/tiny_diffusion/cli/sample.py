@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .common import (add_device_flag, add_sampling_flags, add_threads_flag, load_run_on, output_path, positive_int,
-                     grid_text, sampling_options, seed_arg)
+                     run_plan, seed_arg)
 from .conditional import add_class_flags
 
 LONG_CALLS = 1000  # a draw of more network calls than this says how long it will take, and shows a bar on a terminal
@@ -38,7 +38,6 @@ def run(args) -> int:
 def _sample(args) -> int:
     import torch
 
-    from ..core.guidance import request
     from ..sampling import BLOCKS, grid_of, sample
     from ..runtime import dist
     from ..runtime.graphs import for_sampling
@@ -50,34 +49,31 @@ def _sample(args) -> int:
     out = _output(args.out, run_config(args.run_dir).images) if known else None
     cfg, model, diffusion, device = load_run_on(args.run_dir, args.device)
     out = out or _output(args.out, cfg.images)
-    options = sampling_options(args, diffusion, cfg)
-    cond = request(model, cfg, args.n, args.classes, args.guidance, args.guidance_interval)  # {}: unconditional
+    plan = run_plan(args, "sample", cfg, model, diffusion, n=args.n, seed=args.seed)
     # sample i depends only on (seed, i) (sampling.trajectory) and its class, so each rank draws its own range
     # of i and the gathered whole is what one process draws
-    lo, hi = dist.shard(args.n)
-    mine = {**cond, "y": cond["y"][lo:hi]} if cond else {}
+    lo, hi = dist.shard(plan.n)
     net = for_sampling(model, device, cfg.cuda_graphs)
-    steps = len(grid_of(model, diffusion, options["sampler"], options["steps"], options["spacing"],
-                        options["lambda_min"], cfg.kind))
+    steps = len(grid_of(model, diffusion, plan.sampler, plan.steps, plan.spacing, plan.lambda_min, cfg.kind))
     block = BLOCKS[cfg.kind]
     with _progress(steps, -(-hi // block) - lo // block, block, hi - lo) as tick:
-        x = (sample(net, diffusion, hi - lo, args.seed, device=device, start=lo, stop=tick, **options, **mine).cpu()
+        x = (sample(net, diffusion, **plan.kwargs(lo, hi), device=device, stop=tick).cpu()
              if hi > lo else torch.empty((0, *model.sample_shape)))
     x = dist.gather_rows(x)
     if not dist.is_main():
         return 0
-    labels = cond["y"].numpy() if cond else None
-    grid = grid_text(options, diffusion, cfg)
+    labels = plan.y.numpy() if plan.conditional else None
+    grid = plan.describe(diffusion)
     if cfg.images:
         save_images(out, x, labels, model.classes)
     else:
         save_points(out, x.numpy(), f"{cfg.dataset}: {len(x)} samples ({grid})", labels, model.classes)
-    print(f"wrote {len(x)} samples to {out} ({grid}, seed {args.seed})")
-    if cond:  # the class each sample was asked for, beside the samples
+    print(f"wrote {len(x)} samples to {out} ({grid}, seed {plan.seed})")
+    if plan.conditional:  # the class each sample was asked for, beside the samples
         from ..runs import labels_path, write_labels
 
         write_labels(labels_path(out), labels, model.classes)
-        print(f"their classes (guidance {cond['guidance']:g}) in {labels_path(out)}")
+        print(f"their classes (guidance {plan.guidance:g}) in {labels_path(out)}")
     return 0
 
 

@@ -11,14 +11,14 @@ are affine in the output with the same coefficients for both halves, and the wei
 The "no label" class: label NULL (any negative label) is the network's learned null class (the extra row
 label_dim of its label embedding). Training replaces each label by it with probability cond_drop
 (`drop_labels`), so the same weights predict eps_cond and eps_uncond.
+
+Which labels, weight and interval a run's samples ask for is `sampling.plan`'s to say; this module keeps the math.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-
-from ..errors import InputError
 
 NULL = -1  # the "no label" class, as the networks read it (models.embeddings.add_label)
 
@@ -86,42 +86,3 @@ def split_labels(classes: list[int], n: int) -> torch.Tensor:
     not divide): split_labels([3, 7], 5) -> [3, 3, 3, 7, 7]."""
     counts = [len(part) for part in np.array_split(np.arange(n), len(classes))]
     return torch.repeat_interleave(torch.tensor(classes, dtype=torch.long), torch.tensor(counts))
-
-
-def parse_classes(text: str, classes: list[str]) -> list[int]:
-    """'7', 'dino', '3,7' -> label indices: each item a class's name or its index; InputError naming the choices."""
-    out = []
-    for item in (i.strip() for i in text.split(",")):
-        if item in classes:
-            out.append(classes.index(item))
-        elif item.isdigit() and int(item) < len(classes):
-            out.append(int(item))
-        else:
-            raise InputError(f"--class {item!r}: not a class of this run; give an index 0..{len(classes) - 1} or a "
-                             f"name: {', '.join(classes)}")
-    return out
-
-
-def request(model, cfg, n: int, classes: str | None = None, guidance: float | None = None,
-            interval: str | None = None) -> dict:
-    """sample()'s label arguments for n samples of a run's model (anything with `classes`: a DataSource too):
-    `classes` (the --class text) split evenly in order, or without it all the classes in turn (sample i asks for
-    i % K), at guidance weight `guidance` on the log-SNR `interval` ('lo,hi' or 'all'; defaults: the run's
-    cfg.guidance and cfg.guidance_interval). {} for an unconditional model; InputError for a flag it cannot take."""
-    from ..config import parse_interval
-
-    names = getattr(model, "classes", None)
-    if names is None:
-        given = ("--class" if classes is not None else "--guidance" if guidance is not None else
-                 "--guidance-interval" if interval is not None else None)
-        if given:
-            raise InputError(f"{given}: this run was trained without class labels; drop {given}, or train a "
-                             f"conditional run with --class-cond")
-        return {}
-    w = cfg.guidance if guidance is None else guidance
-    if not 0 <= w < float("inf"):
-        raise InputError(f"--guidance {w}: must be a finite number >= 0 (1: plain conditional, 0: unconditional, "
-                         f"> 1: guided)")
-    y = split_labels(parse_classes(classes, names), n) if classes is not None else cycle_labels(n, len(names))
-    return {"y": y, "guidance": w,
-            "guidance_interval": parse_interval(cfg.guidance_interval if interval is None else interval)}

@@ -55,7 +55,7 @@ class Scorer:
 
 def sweep(model, diffusion, cfg, weights: list[float], cond: dict, n: int, seed: int, device, options: dict,
           log=print) -> list[dict]:
-    """The rows of every weight in `weights`, for the labels cond["y"] (from `guidance.request`)."""
+    """The rows of every weight in `weights`, for the labels cond["y"] (a sampling.Plan's cond)."""
     from ..sampling import sample
 
     scorer = Scorer(cfg, cond["y"], device, log)

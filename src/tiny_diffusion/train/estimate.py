@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import TRAIN_PASSES
-from .hooks import final_sampling
+from ..sampling import plan
 from .length import eval_calls
 
 PROBE_IMAGES = 8  # images of the timed training pass: ~2 s of a 62M-weight SimpleUnet at 64 px, ~0.05 s of the U-Net
@@ -71,7 +71,7 @@ def run_estimate(cfg, speed: Speed, images_left: int, snapshots_left: int) -> di
 def describe_estimate(cfg, seconds: dict, steps_left: int, snapshots_left: int) -> str:
     """'about 40 s in all: training 30 s (3 steps), snapshots 6 s (3 grids of 1 x 20 steps), final samples 4 s
     (1 x 20 dpm++ steps)'."""
-    final = final_sampling(cfg)
+    final = vars(plan(cfg, "final"))  # its n, sampler, steps
     return (f"about {duration(seconds['total'])} in all: training {duration(seconds['training'])} ({steps_left} "
             f"steps), snapshots {duration(seconds['snapshots'])} ({snapshots_left} grids of {cfg.frame_points} x "
             f"{min(cfg.frame_steps, cfg.timesteps)} steps), final samples {duration(seconds['final samples'])} "
@@ -81,7 +81,7 @@ def describe_estimate(cfg, seconds: dict, steps_left: int, snapshots_left: int) 
 
 def final_line(cfg, speed: Speed) -> str:
     """The line before the final samples: what they are and about how long they take."""
-    final = final_sampling(cfg)
+    final = vars(plan(cfg, "final"))  # its n, sampler, steps
     block, calls = eval_calls(cfg, 0)[1]
     return (f"final samples: {final['n']} x {final['steps'] or cfg.timesteps} {final['sampler']} steps, about "
             f"{duration(calls * speed.forward[block])} (from measured passes of the network)")

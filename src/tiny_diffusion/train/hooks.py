@@ -12,32 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import fileio, runs
-from ..core.guidance import request
-from ..sampling import aligned_block, sample
+from ..sampling import plan, sample
 
-FRAME_SEED = 1234  # every frame starts from the same noise, so the animation shows learning, not resampling
 SAMPLES_DIR = "samples"  # the final images, one PNG each (pytorch-fid / clean-fid read such folders)
 
 
-def final_sampling(cfg) -> dict:
-    """How a run's final samples are drawn, as `sample()` keywords (n, seed, sampler, steps, block): train scores
-    them, and `tiny-diffusion evaluate RUN` draws the same ones by default, so it repeats train's numbers."""
-    n = cfg.eval_n if cfg.images else cfg.frame_points
-    return {"n": n, "seed": FRAME_SEED, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps or None,
-            "block": aligned_block(cfg.kind, n)}
-
-
-def spacing_of(cfg) -> str | None:
-    """The grid of snapshots (and of an image run's final samples): logsnr, which measured best for few steps
-    (docs/samplers.md); a distilled student's own recorded grid (None: `sampling.own_grid` takes it)."""
-    return None if cfg.sample_grid else "logsnr"
-
-
-def conditioning(cfg, data, n: int) -> dict:
-    """sample()'s label arguments for n samples of a run: a class-conditional run's samples cycle through its
-    classes (sample i asks for class i % K) at the run's guidance weight and interval, as `sample RUN` asks
-    (guidance.request, with the data's classes for the model's); an unconditional run's take none."""
-    return request(data, cfg, n) if cfg.class_cond else {}
+def _plan(hooks, purpose: str):
+    """How the run's snapshots or final samples are drawn ("snapshot" or "final": sampling.plan), with the data's
+    classes (the labels of a class-conditional run's samples: every class in turn, at the run's guidance)."""
+    return plan(hooks.cfg, purpose, classes=hooks.data.classes)
 
 
 class PointHooks:
@@ -50,12 +33,8 @@ class PointHooks:
         self.stop = None  # the loop's "stop now?" (sampling.trajectory's stop), asked before every network call
 
     def snapshot(self, model, diffusion) -> np.ndarray:  # (frame_points, 2)
-        cfg = self.cfg
-        # logsnr spacing: on the default dino model, 20 DPM-Solver++ steps reach precision 0.28 with the
-        # trailing spacing and about 0.7 already at 10 steps with logsnr (docs/samplers.md)
-        return sample(model, diffusion, cfg.frame_points, FRAME_SEED, device=self.device, sampler=cfg.frame_sampler,
-                      steps=min(cfg.frame_steps, cfg.timesteps), spacing=spacing_of(cfg), stop=self.stop,
-                      **conditioning(cfg, self.data, cfg.frame_points)).cpu().numpy()
+        return sample(model, diffusion, **_plan(self, "snapshot").kwargs(), device=self.device,
+                      stop=self.stop).cpu().numpy()
 
     def snapshot_metrics(self, frame) -> dict:
         return {}  # the points' numbers come from sweeps' evaluation.json, at every snapshot
@@ -64,11 +43,10 @@ class PointHooks:
         """(samples, quality, floor): the final samples (Ho et al. Alg. 2 by default) and their scores."""
         from ..eval.points import data_floor, per_class, quality, references
 
-        cfg, final = self.cfg, final_sampling(self.cfg)
-        cond = conditioning(cfg, self.data, final["n"])
-        samples = sample(model, diffusion, device=self.device, stop=self.stop, **final, **cond).cpu().numpy()
-        if cond:
-            self.per_class = per_class(samples, cond["y"].numpy(), cfg.dataset)
+        cfg, final = self.cfg, _plan(self, "final")
+        samples = sample(model, diffusion, **final.kwargs(), device=self.device, stop=self.stop).cpu().numpy()
+        if final.conditional:
+            self.per_class = per_class(samples, final.y.numpy(), cfg.dataset)
         return samples, quality(samples, references(cfg.dataset)), data_floor(cfg.dataset)
 
     def write(self, out: Path, samples, q, floor, extra: dict) -> None:
@@ -77,7 +55,7 @@ class PointHooks:
         fileio.atomic_write(out / runs.SAMPLES, lambda f: np.save(f, samples))
         result = {"quality": q.as_dict(), "data_floor": floor.as_dict(), "n_eval": len(samples)}
         if self.cfg.class_cond:  # one panel per class, the labels beside the samples, the numbers per class
-            labels, classes = conditioning(self.cfg, self.data, len(samples))["y"].numpy(), self.data.classes
+            labels, classes = _plan(self, "final").y.numpy(), self.data.classes
             runs.write_labels(runs.labels_path(out / runs.SAMPLES), labels, classes)
             plots.samples_figure(samples, out / "samples.png", "", labels, classes)
             result["guidance"] = self.cfg.guidance
@@ -110,7 +88,7 @@ class ImageHooks:
 
         cfg, limit = self.cfg, self.metric.floor_limit
         snapshots = floor_note(cfg.frame_points, limit, "--frame-points") if cfg.frames > 0 else None
-        final = floor_note(final_sampling(cfg)["n"], limit, "--eval-n")
+        final = floor_note(plan(cfg, "final").n, limit, "--eval-n")
         return [note for note in (self.metric.held_out_note, snapshots and f"snapshots (cfid_floor): {snapshots}",
                                   final and f"final samples: {final}") if note]
 
@@ -121,17 +99,13 @@ class ImageHooks:
 
         return floor_or_note(self.metric, self.cfg.frame_points, "--frame-points")[0]
 
-    def _sample(self, model, diffusion, n, sampler, steps, block) -> np.ndarray:  # (n, C, H, W) uint8
+    def _sample(self, model, diffusion, sampling) -> np.ndarray:  # (n, C, H, W) uint8
         from ..viz.image_files import to_uint8  # NaN -> 0: a diverged sample never loses the run
 
-        return to_uint8(sample(model, diffusion, n, FRAME_SEED, device=self.device,  # the model's sample_shape
-                               sampler=sampler, steps=steps, block=block, stop=self.stop,  # the default grid (a
-                               **conditioning(self.cfg, self.data, n)))  # student's: its own)
+        return to_uint8(sample(model, diffusion, **sampling.kwargs(), device=self.device, stop=self.stop))
 
     def snapshot(self, model, diffusion) -> np.ndarray:
-        cfg = self.cfg
-        return self._sample(model, diffusion, cfg.frame_points, cfg.frame_sampler, min(cfg.frame_steps, cfg.timesteps),
-                            aligned_block(cfg.kind, cfg.frame_points))
+        return self._sample(model, diffusion, _plan(self, "snapshot"))
 
     def snapshot_metrics(self, frame) -> dict:
         """Classifier numbers of the snapshot grid itself (n = frame_points, so noisy, with its own floor):
@@ -145,14 +119,14 @@ class ImageHooks:
     def final(self, model, diffusion):
         from ..eval.report import floor_or_note
 
-        final = final_sampling(self.cfg)
-        samples = self._sample(model, diffusion, final["n"], final["sampler"], final["steps"], final["block"])
+        final = _plan(self, "final")
+        samples = self._sample(model, diffusion, final)
         if self.metric is None or len(samples) < 2:  # 1 sample: _size_notes said --eval-n 2 or more
             return samples, None, None
         if self.cfg.class_cond:
             from ..eval.classifier import accuracy
 
-            requested = conditioning(self.cfg, self.data, len(samples))["y"]
+            requested = final.y
             self.as_requested = accuracy(self.metric.classifier, samples, requested)
         return samples, self.metric.score(samples), floor_or_note(self.metric, len(samples), "--eval-n")[0]
 
@@ -162,7 +136,7 @@ class ImageHooks:
         save_png_folder(samples, out / SAMPLES_DIR)
         result = {"n_eval": len(samples), "shape": list(self.data.shape), "notes": self.notes}
         if self.cfg.class_cond:  # one row per class, and each PNG's class in samples/labels.csv
-            labels = conditioning(self.cfg, self.data, len(samples))["y"].numpy()
+            labels = _plan(self, "final").y.numpy()
             runs.write_labels(runs.labels_path(out / SAMPLES_DIR), labels, self.data.classes)
             save_class_grid(samples[:100], labels[:100], self.data.classes, out / "samples.png")
             result.update(guidance=self.cfg.guidance, labelled_as_requested=self.as_requested)

@@ -10,8 +10,7 @@ import numpy as np
 
 from ..config import IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig
 from ..runs import frame_epochs
-from ..sampling import aligned_block
-from .hooks import final_sampling
+from ..sampling import aligned_block, plan
 
 QUICK_HINT_SECONDS = 600  # a run estimated longer than this names the quick option
 
@@ -73,7 +72,7 @@ def sampling_calls(cfg: TrainConfig, n: int, steps: int) -> tuple[int, int]:
 
 def eval_calls(cfg: TrainConfig, n_snapshots: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """((block, calls) of the snapshots, (block, calls) of the final samples) of a run's evaluation."""
-    final = final_sampling(cfg)
+    final = vars(plan(cfg, "final"))  # its n, sampler, steps
     block, calls = sampling_calls(cfg, cfg.frame_points, min(cfg.frame_steps, cfg.timesteps))
     return (block, n_snapshots * calls), sampling_calls(cfg, final["n"], final["steps"] or cfg.timesteps)
 

@@ -25,9 +25,9 @@ from ..config import TrainConfig
 from ..core.diffusion import Diffusion
 from ..errors import InputError
 from ..runtime import dist
+from ..sampling import FRAME_SEED
 from . import board
 from . import state as ckpt
-from .hooks import FRAME_SEED
 from .setup import build_step, intro, open_board, open_run, restore, snapshots_missing, start_from, write_config
 from .step import ema_decay
 from .upkeep import (check_finite, checkpoint, checkpoint_due, epoch_row, finish, note_skipped, snapshot,

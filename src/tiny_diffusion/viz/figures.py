@@ -73,13 +73,6 @@ def state_timesteps(diffusion, options: dict, kind: str, recorded=None) -> np.nd
     return np.append(ts + 1, 0)
 
 
-def default_sampling(cfg, diffusion) -> dict:
-    """How reverse figures sample when not told: as the run's final samples (and `sample`) do, so x_0 is what
-    `sample --seed` writes. Images: DPM-Solver++ in 10 steps by default (not minutes of 1000 ancestral steps);
-    points: every ancestral step, as ever (their eval_sampler and eval_steps default to it)."""
-    return {"sampler": cfg.eval_sampler, "steps": cfg.eval_steps or None}  # as train.hooks.final_sampling
-
-
 def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
     """'t = 700, lambda = -2.5': a reverse panel's timestep and its log-SNR (x_0: lambda = inf)."""
     from ..core.samplers import log_snr
@@ -92,8 +85,8 @@ def step_title(t: int, alpha_bar, sep: str = ", ") -> str:
 def sampling_trajectory(model, diffusion, n: int, seed: int, device, keep=None, cond: dict | None = None,
                         options: dict | None = None, progress: bool | None = False) -> np.ndarray:
     """(states, n, *model.sample_shape): x_T ... x_0 of ancestral sampling (or of `options`, sample()'s sampler
-    keywords), or only the indices in `keep`; x_0 is exactly `sample --seed`'s output (before images are
-    clipped). Images come back as uint8. cond: class labels and guidance (`guidance.request`) of a
+    keywords: a Plan's options), or only the indices in `keep`; x_0 is exactly `sample --seed`'s output (before
+    images are clipped). Images come back as uint8. cond: class labels and guidance (a Plan's cond) of a
     class-conditional model. progress: a bar on stderr (None: when stderr is a terminal)."""
     import sys
 
@@ -158,35 +151,39 @@ def forward_columns(alpha_bar, panels: int) -> np.ndarray:
     return np.sort(len(alpha_bar) - reverse_columns(alpha_bar, panels))
 
 
-def _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels: int, animation: bool,
-             interval: str | None = None):
+def _reverse(run_dir, n, seed, device, planner, progress, panels: int, animation: bool):
     """(cfg, titles, states) of a run's reverse process for figures and animations: `panels` states of the
     trajectory spaced in log-SNR (reverse_columns), each titled with its t and lambda (newline-separated for
-    images). sampling(cfg, diffusion) -> sample()'s sampler keywords (default: default_sampling)."""
-    from ..core.guidance import request
-
+    images). planner(cfg, model, diffusion, n, seed) -> the draw's sampling.Plan (default `figure_plan`)."""
     cfg, model, diffusion = runs.load_run(run_dir, device)
-    options = (sampling or default_sampling)(cfg, diffusion)
     n = n or default_n(cfg.images, animation)
+    plan = (planner or figure_plan)(cfg, model, diffusion, n, seed)
     alpha_bar = _alpha_bar(diffusion)
-    t_states = state_timesteps(diffusion, options, cfg.kind, model.grid)
+    t_states = state_timesteps(diffusion, plan.options, cfg.kind, model.grid)
     cols = reverse_columns(alpha_bar, panels, t_states)
-    cond = request(model, cfg, n, classes, guidance, interval)
-    traj = sampling_trajectory(model, diffusion, n, seed, device, set(cols.tolist()), cond, options, progress)
+    traj = sampling_trajectory(model, diffusion, plan.n, plan.seed, device, set(cols.tolist()), plan.cond,
+                               plan.options, progress)
     sep = "\n" if cfg.images and not animation else ", "
     return cfg, [step_title(int(t), alpha_bar, sep) for t in t_states[cols]], traj
 
 
+def figure_plan(cfg, model, diffusion, n: int, seed: int):
+    """How reverse figures sample when not told (sampling.plan's "figure"): as the run's final samples (and
+    `sample`) do, so x_0 is what `sample --seed` writes: images by DPM-Solver++ in 10 steps by default (not
+    minutes of 1000 ancestral steps), points by every ancestral step, as ever (their eval_sampler and eval_steps
+    default to it); a class-conditional run's samples every class in turn at the run's guidance."""
+    from ..sampling import plan
+
+    return plan(cfg, "figure", classes=model.classes, n=n, seed=seed)
+
+
 def reverse_figure(run_dir, out: Path, n: int | None = None, seed: int = 0, panels: int = 10, device="cpu",
-                   classes: str | None = None, guidance: float | None = None, sampling=None,
-                   progress: bool | None = False, interval: str | None = None) -> Path:
+                   planner=None, progress: bool | None = False) -> Path:
     """A run's reverse process: `panels` states from x_T to x_0 spaced in log-SNR (reverse_columns), each titled
-    with its t and lambda; for images rows = samples, columns = steps. classes, guidance: a class-conditional
-    run's --class, --guidance and --guidance-interval (`guidance.request`). sampling(cfg, diffusion): sample()'s
-    sampler keywords (default_sampling: images as the run's final samples, points by every ancestral step);
-    progress: a bar."""
-    cfg, titles, traj = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress, panels, False,
-                                 interval)
+    with its t and lambda; for images rows = samples, columns = steps. planner(cfg, model, diffusion, n, seed): the
+    draw's sampling.Plan (default `figure_plan`: as the run's final samples; the CLI's: its flags, cli.common.
+    planner_of); progress: a bar."""
+    cfg, titles, traj = _reverse(run_dir, n, seed, device, planner, progress, panels, False)
     if cfg.images:
         from .images import process_strip
 
@@ -224,13 +221,11 @@ def training_animation(run_dir, out: Path, fps: int | None = None) -> Path:
 
 
 def reverse_animation(run_dir, out: Path, n: int | None = None, seed: int = 0, fps: int | None = None,
-                      device="cpu", classes: str | None = None, guidance: float | None = None, sampling=None,
-                      progress: bool | None = False, interval: str | None = None) -> Path:
+                      device="cpu", planner=None, progress: bool | None = False) -> Path:
     """The sampling trajectory x_T ... x_0: at most MAX_ANIMATION_FRAMES states of it, spaced in log-SNR
-    (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps. classes,
-    guidance, sampling, progress, interval: as `reverse_figure`."""
-    cfg, titles, frames = _reverse(run_dir, n, seed, device, classes, guidance, sampling, progress,
-                                   MAX_ANIMATION_FRAMES, True, interval)
+    (reverse_columns) and titled with t and lambda; x_0 held HOLD_LAST seconds; fps: default_fps. planner,
+    progress: as `reverse_figure`."""
+    cfg, titles, frames = _reverse(run_dir, n, seed, device, planner, progress, MAX_ANIMATION_FRAMES, True)
     return _animate(cfg.images, frames, out, titles, fps)
 
 
