@@ -76,6 +76,7 @@ def open_run(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     device = resolve_device(cfg.device)
     data = load_source(cfg, device)  # bad data (and below, a model that cannot take it) fail before any folder exists
     cfg, length = settle(cfg, data)
+    rows = dist.rows(length.batch)  # a batch the ranks cannot share evenly fails here, before any folder exists
     plan = plan_for(cfg, device, world, data.images)
     torch.manual_seed(cfg.seed)  # model initialisation
     model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
@@ -90,8 +91,7 @@ def open_run(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         # the optimizer and its LR schedule: train() makes them (loop.optimizer_for), where the loop steps them
         state = TrainState(cfg, model, ema_model, None, None, generator, data.shape, data.classes, world)
-        return Run(cfg, device, data, main, world, log, out, length, dist.rows(length.batch), plan, diffusion, hooks,
-                   state)
+        return Run(cfg, device, data, main, world, log, out, length, rows, plan, diffusion, hooks, state)
     except BaseException:
         if out is not None:
             runs.unlock_run_dir(out)
