@@ -146,7 +146,7 @@ def default_values(scope: str) -> dict:
     constants (`config`, `sampling`). Imported here only: the log checks need no torch."""
     from dataclasses import asdict
     from tiny_diffusion import config, sampling
-    from tiny_diffusion.train.settle import resolve
+    from tiny_diffusion.train.setup import resolve
     if scope in ("config", "sampling"):
         return vars(config if scope == "config" else sampling)
     if scope == "points":

@@ -45,8 +45,7 @@ PRESETS = {
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
-    from tiny_diffusion.config import TrainConfig
-    from tiny_diffusion.config_values import parse_value
+    from tiny_diffusion.config import TrainConfig, parse_value
 
     name, _, rest = text.partition(":")
     changes = {}

@@ -99,7 +99,7 @@ def passes(src: str) -> str:
     try:
         from tiny_diffusion.train.length import eval_passes
         try:
-            from tiny_diffusion.train.settle import fit_evaluation  # since issue 32: the values, settled once
+            from tiny_diffusion.train.setup import fit_evaluation  # since issue 32: the values, settled once
             cfg = cfg.replace(**fit_evaluation(cfg, seen, shots))
         except ImportError:
             from tiny_diffusion.train.length import fit_evaluation

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config_values import (_coerce, _int_list, check_applies, check_length, merge_values, parse_interval,
-                            read_config_file)
+                            read_config_file, type_of, user_values)
 from .choices import DEVICES, EMBEDDINGS, KINDS, LOSSES, MODELS, PREDICTIONS, SAMPLERS, SCHEDULES, T_SAMPLINGS
 from .data.image_names import MAX_IMAGE_SIZE, check_image_size, dataset_kind, located
 from .errors import InputError
 
 MAX_PARAMS = 1e9  # 16 GB of weights, EMA and AdamW state in float32: far beyond a 2D point model
+BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 MAX_FRAME_VALUES = 1e8  # points kept in frames.npy and the checkpoint: 0.8 GB
 
 
@@ -107,7 +108,7 @@ IMAGE_DEFAULTS = dict(
 LABELS_GUIDANCE = 1.0
 
 # An image run's evaluation (snapshot grids and final samples) when frame_points / eval_n / eval_steps are not
-# given: it fits the run's length (train/settle.py fit_evaluation). First the full values: FRAME_POINTS per grid,
+# given: it fits the run's length (train/setup.py fit_evaluation). First the full values: FRAME_POINTS per grid,
 # and eval_n following the share of the default length (rounded up to 100s, at least MIN_EVAL_N: classifier-FID of
 # fewer is mostly noise) at FULL_EVAL_STEPS (QUICK_EVAL_STEPS below half the default length; since the grid starts
 # at lambda -5 both are 10). Then, if their network passes exceed EVAL_SHARE of the training's (TRAIN_PASSES per
@@ -121,15 +122,6 @@ FRAME_POINTS = 64  # one 8x8 grid per snapshot: frames stay small
 # default MNIST U-Net (~185 images/s training, ~625 images/s sampling) and 3.8 on the SimpleUnet (issue 26)
 TRAIN_PASSES = 3
 EVAL_SHARE = 1 / 3  # evaluation's passes at most a third of training's: a quarter of the whole run
-
-# How `train --help` states the image defaults that the run decides (IMAGE_DEFAULTS leaves them unset)
-IMAGE_AUTO_HELP = {
-    "eval_n": "scaled to the run's length",
-    "eval_steps": f"{FULL_EVAL_STEPS}" if FULL_EVAL_STEPS == QUICK_EVAL_STEPS else
-                  f"{FULL_EVAL_STEPS} ({QUICK_EVAL_STEPS} for runs under half the default length)",
-    "class_cond": "on when the images have class labels",
-    "guidance": f"{LABELS_GUIDANCE:g} when the labels are on by default, {IMAGE_DEFAULTS['guidance']:g} with --class-cond",
-}
 
 
 @dataclass(frozen=True)
@@ -248,7 +240,7 @@ class TrainConfig:
     def __post_init__(self):
         """Resolve the data's kind from `dataset` unless recorded, then fill the auto fields (None) with the
         defaults of that kind (the config is frozen: these are its only assignments; what depends on the data
-        itself, train/settle.py decides)."""
+        itself, train/setup.py decides)."""
         if self.kind is None:
             object.__setattr__(self, "kind", dataset_kind(self.dataset))
         for name in ("dataset", "data_dir"):  # found again from anywhere
@@ -295,7 +287,7 @@ class TrainConfig:
         path = Path(path)
         values = read_config_file(path, "config")
         values = values.get("train", values) if isinstance(values.get("train"), dict) else values
-        values = _user_values(values, path)
+        values = user_values(values, path, [f.name for f in cls.fields() if f.metadata["resolved"]])
         check_length(values, str(path))
         cfg = cls.from_dict(merge_values(values, overrides or {}), source=str(path))
         if path.suffix.lower() != ".json":  # a point run's config.json records every field, as it always has
@@ -374,20 +366,18 @@ class TrainConfig:
                              f"is too many points to keep (limit {MAX_FRAME_VALUES:.0g}); lower either")
 
 
-def _user_values(values: dict, path: Path) -> dict:
-    """A config file's values less what a run records of itself: a config.json's kind and sample shape (found again
-    from the data) and its length's other half (kimg 0 beside epochs); InputError for those keys in a TOML file,
-    and for a distilled student's grid (only `distill` trains one)."""
-    resolved = [f.name for f in TrainConfig.fields() if f.metadata["resolved"] and f.name in values]
-    if path.suffix.lower() != ".json":
-        if resolved:
-            raise InputError(f"{path}: {resolved[0]!r} is not a setting (the run finds it from the data); remove it")
-        return values
-    if values.get("sample_grid"):
-        raise InputError(f"{path}: the config of a distilled student; make one with `tiny-diffusion distill`")
-    values = {k: v for k, v in values.items() if k not in resolved}
-    if values.get("kimg") == 0 and "epochs" in values:
-        values.pop("kimg")
-    elif isinstance(values.get("kimg"), (int, float)) and values["kimg"] > 0:
-        values.pop("epochs", None)
-    return values
+def parse_value(f, text: str):
+    """A command-line string as the field's type (used by the CLI's flags)."""
+    t = type_of(f)
+    if f.metadata["nullable"] and text.lower() in ("none", "off", ""):
+        return None
+    if f.metadata["auto"] and text.lower() == "auto":
+        return None
+    if t is bool:
+        if text.lower() not in BOOLEANS:
+            raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not on or off")
+        return BOOLEANS[text.lower()]
+    try:
+        return t(text)
+    except ValueError:
+        raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not a valid {t.__name__}") from None

@@ -11,9 +11,6 @@ from pathlib import Path
 
 from .errors import InputError
 
-BOOLEANS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
-
-
 def read_config_file(path: Path, kind: str) -> dict:
     """A `kind` file's values: TOML, or JSON for a .json file (a run's config.json, a sweep's sweep.json)."""
     if Path(path).suffix.lower() != ".json":
@@ -82,7 +79,7 @@ def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def _type_of(f) -> type:
+def type_of(f) -> type:
     """The Python type a field holds (int, float or str)."""
     t = f.type if isinstance(f.type, str) else f.type.__name__
     return {"int": int, "float": float, "str": str, "bool": bool}[t.split("|")[0].strip()]
@@ -90,7 +87,7 @@ def _type_of(f) -> type:
 
 def _coerce(f, value, source: str):
     """`value` as the field's type; InputError for a wrong type (a bool is not a number here)."""
-    t = _type_of(f)
+    t = type_of(f)
     if value is None and (f.metadata["nullable"] or f.metadata["auto"]):
         return None
     if t is float and isinstance(value, int) and not isinstance(value, bool):
@@ -101,23 +98,6 @@ def _coerce(f, value, source: str):
         what = {str: "a string", bool: "true or false"}.get(t, "a number")
         raise InputError(f"{source}: {f.name} = {value!r} should be {what} ({t.__name__})")
     return value
-
-
-def parse_value(f, text: str):
-    """A command-line string as the field's type (used by the CLI's flags)."""
-    t = _type_of(f)
-    if f.metadata["nullable"] and text.lower() in ("none", "off", ""):
-        return None
-    if f.metadata["auto"] and text.lower() == "auto":
-        return None
-    if t is bool:
-        if text.lower() not in BOOLEANS:
-            raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not on or off")
-        return BOOLEANS[text.lower()]
-    try:
-        return t(text)
-    except ValueError:
-        raise InputError(f"--{f.name.replace('_', '-')}: {text!r} is not a valid {t.__name__}") from None
 
 
 def parse_interval(text: str | None, what: str = "--guidance-interval") -> tuple[float, float] | None:
@@ -144,3 +124,22 @@ def check_applies(cfg, given: dict, source: str, flags: bool = False) -> None:
             key = "--" + name.replace("_", "-") if flags else name
             raise InputError(f"{source}: {key} applies to {only} only and {cfg.dataset} holds {cfg.kind}, so it "
                              f"would be ignored; drop it")
+
+
+def user_values(values: dict, path: Path, resolved_names: list[str]) -> dict:
+    """A config file's values less what a run records of itself: a config.json's kind and sample shape (found again
+    from the data) and its length's other half (kimg 0 beside epochs); InputError for those keys in a TOML file,
+    and for a distilled student's grid (only `distill` trains one). resolved_names: the fields a run fills in."""
+    resolved = [name for name in resolved_names if name in values]
+    if path.suffix.lower() != ".json":
+        if resolved:
+            raise InputError(f"{path}: {resolved[0]!r} is not a setting (the run finds it from the data); remove it")
+        return values
+    if values.get("sample_grid"):
+        raise InputError(f"{path}: the config of a distilled student; make one with `tiny-diffusion distill`")
+    values = {k: v for k, v in values.items() if k not in resolved}
+    if values.get("kimg") == 0 and "epochs" in values:
+        values.pop("kimg")
+    elif isinstance(values.get("kimg"), (int, float)) and values["kimg"] > 0:
+        values.pop("epochs", None)
+    return values

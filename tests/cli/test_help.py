@@ -34,7 +34,7 @@ def test_help_shows_the_groups_with_their_flags(command, capsys):
 
 def test_image_eval_steps_help_says_what_runs_use(capsys):
     from tiny_diffusion.config import FULL_EVAL_STEPS, TrainConfig
-    from tiny_diffusion.train.settle import fit_evaluation
+    from tiny_diffusion.train.setup import fit_evaluation
 
     cfg = TrainConfig.from_dict({"dataset": "mnist"})
     assert fit_evaluation(cfg, 1000, 1)['eval_steps'] == FULL_EVAL_STEPS == fit_evaluation(cfg, 10**6, 10)['eval_steps']

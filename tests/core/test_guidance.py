@@ -365,7 +365,7 @@ def test_a_bad_guidance_interval_exits_2_with_one_line(two_run, two_classes, tex
 def test_labels_are_on_by_default_for_labelled_images_only():
     """train.settle decides class_cond auto from the data: on (at W = 1) for images with two classes or more."""
     from tiny_diffusion.config import IMAGE_DEFAULTS, LABELS_GUIDANCE
-    from tiny_diffusion.train.settle import settle
+    from tiny_diffusion.train.setup import settle
 
     class Data:  # what settle reads of a DataSource: 64 samples, labelled with two classes or not
         def __init__(self, labelled: bool, images: bool):

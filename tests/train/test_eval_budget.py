@@ -23,7 +23,7 @@ from tiny_diffusion.sampling import AlignedBatches, aligned_block
 from tiny_diffusion.train import setup, train
 from tiny_diffusion.train.estimate import Speed, measure, run_estimate
 from tiny_diffusion.train.length import eval_passes, quick_try_hints, snapshot_epochs
-from tiny_diffusion.train.settle import fit_evaluation
+from tiny_diffusion.train.setup import fit_evaluation
 from tests.helpers import assert_same_run, cache, flags, stop_at_frame  # noqa: F401  (cache: autouse fixture)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

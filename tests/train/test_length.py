@@ -26,7 +26,7 @@ from tiny_diffusion.errors import InputError, TrainingStopped
 from tiny_diffusion.train import train
 from tiny_diffusion.runs import frame_epochs
 from tiny_diffusion.train.length import describe_length, quick_try_hints, snapshot_steps
-from tiny_diffusion.train.settle import fit_evaluation
+from tiny_diffusion.train.setup import fit_evaluation
 
 # a U-Net of a few thousand weights on 8x8 grayscale images, no labels (so no classifier to train)
 IMAGE = dict(base_channels=4, channel_mult="1,2", timesteps=20, batch_size=4, frame_points=4, frame_steps=2,

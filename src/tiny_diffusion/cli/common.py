@@ -8,14 +8,22 @@ import math
 from pathlib import Path
 
 from ..choices import SAMPLERS, SPACINGS
-from ..config import IMAGE_AUTO_HELP, IMAGE_DEFAULTS, POINT_DEFAULTS, TrainConfig
-from ..config_values import parse_value
+from ..config import (FULL_EVAL_STEPS, IMAGE_DEFAULTS, LABELS_GUIDANCE, POINT_DEFAULTS, QUICK_EVAL_STEPS, TrainConfig,
+                      parse_value)
 from ..errors import InputError
 
 PROG = "tiny-diffusion"
 MAX_COUNT = 10_000_000  # no --n/--panels/--fps is sensible above this; larger ones only exhaust memory
 MAX_THREADS = 1024  # --threads: more than any machine's cores; a larger pool only costs memory
 ASK_SECONDS = 3600  # sweep/reproduce: an estimate past this asks before starting (on a terminal, without --yes)
+# How `train --help` states the image defaults that the run decides (IMAGE_DEFAULTS leaves them unset)
+IMAGE_AUTO_HELP = {
+    "eval_n": "scaled to the run's length",
+    "eval_steps": f"{FULL_EVAL_STEPS}" if FULL_EVAL_STEPS == QUICK_EVAL_STEPS else
+                  f"{FULL_EVAL_STEPS} ({QUICK_EVAL_STEPS} for runs under half the default length)",
+    "class_cond": "on when the images have class labels",
+    "guidance": f"{LABELS_GUIDANCE:g} when the labels are on by default, {IMAGE_DEFAULTS['guidance']:g} with --class-cond",
+}
 
 
 class Parser(argparse.ArgumentParser):

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .. import fileio, runs
 from ..config import TrainConfig
-from ..config_values import check_length, merge_values, parse_value, read_config_file
+from ..config import parse_value
+from ..config_values import check_length, merge_values, read_config_file
 from ..errors import InputError, TrainingStopped
 from .evaluation import evaluate_run, snapshot_epochs
 

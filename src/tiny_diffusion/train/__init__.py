@@ -1,8 +1,8 @@
 """Training: a TrainConfig in, a run folder out.
 
     loop.py    train(): the whole loop in one function, read top to bottom
-    setup.py   what a run builds before its first step (Run), in the order that fixes every random stream
-    settle.py  the one place a run's automatic config values are decided from the data; its length
+    setup.py   settle (a run's automatic config values, decided once from the data) and what a run builds
+               before its first step (Run), in the order that fixes every random stream
     step.py    one optimisation step (batch, loss, backward, clip, optimizer, EMA), eager, under DDP or captured
     upkeep.py  between steps: checkpoints, snapshots, metrics rows, the non-finite guard, the final files
     state.py   what a checkpoint holds (TrainState, save_state / load_state), RNG capture, clean stops
