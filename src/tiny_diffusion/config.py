@@ -163,8 +163,9 @@ class TrainConfig:
         None, "rescale the schedule so alpha_bar_T equals this (e.g. 1e-4); unset keeps it as is",
         low=0.0, high=1.0, nullable=True)
     prediction: str = _auto("what the network predicts: eps (noise), x0 (clean data) or v", choices=PREDICTIONS)
-    t_sampling: str = _auto("training distribution of t: uniform (Ho et al.) or logsnr (uniform in log-SNR, more "
-                            "weight on the low-noise steps that resolve fine structure)", choices=T_SAMPLINGS)
+    t_sampling: str = _auto("training distribution of t: uniform (Ho et al.), logsnr (uniform in log-SNR, more "
+                            "weight on the low-noise steps that resolve fine structure) or stratified (uniform, each "
+                            "batch spread evenly over the steps from one draw)", choices=T_SAMPLINGS)
     min_snr: float = _f(0.0, "weight each sample's loss by min(SNR, gamma) in eps terms (min-SNR-gamma, Hang et al. "
                         "2023; 5 is theirs); 0: unweighted", low=0.0, high=1e6)
     loss: str = _f("l2", "training loss between the network's output and its target: l2 (Ho et al.) or l1",
