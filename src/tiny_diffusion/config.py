@@ -216,6 +216,9 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = off; the classic study used 1)", low=0.0,
                           high=1e9)
     ema: float = _auto("EMA decay of the weights used for sampling (0 = off)", low=0.0, high=1.0)
+    ema_gamma: float = _f(0.0, "> 0: EDM2's power-function EMA (Karras et al. 2024) instead of ema's constant decay: "
+                          "decay (1 - 1/step)^(gamma + 1), an average over the last ~sigma_rel of the run whatever "
+                          "its length (gamma 16.97: sigma_rel 0.05, 6.94: 0.10); 0: off", low=0.0, high=1e6)
     # bookkeeping
     seed: int = _f(0, "seed for data, initialisation, batches and noise", low=0, high=2**63 - 1)
     device: str = _f("auto", "where to train", choices=DEVICES)
@@ -355,6 +358,9 @@ class TrainConfig:
             raise InputError(f"{source}: cond_drop = {self.cond_drop} must be < 1 (1 never shows the network a label)")
         if self.ema >= 1:
             raise InputError(f"{source}: ema = {self.ema} must be < 1 (0 turns EMA off)")
+        if self.ema_gamma > 0 and self.ema == 0:
+            raise InputError(f"{source}: ema_gamma = {self.ema_gamma} shapes an EMA that ema = 0 turns off; give ema > 0 "
+                             "or drop ema_gamma")
         if self.beta_start > self.beta_end:
             raise InputError(f"{source}: beta_start = {self.beta_start} is above beta_end = {self.beta_end}")
         if self.model == "mlp" and self.images:

@@ -348,7 +348,7 @@ def _run_epoch(run: Run, epoch: int, stop) -> int:
     for i in range(run.batch_start, epoch_steps):
         first = run.plan.compile and run.compile_seconds is None
         t0 = time.perf_counter() if first else 0.0
-        if run.train_step(run.perm[i * run.batch:(i + 1) * run.batch], run.step + 1, ema_decay(cfg.ema, run.step + 1)):
+        if run.train_step(run.perm[i * run.batch:(i + 1) * run.batch], run.step + 1, ema_decay(cfg.ema, run.step + 1, cfg.ema_gamma)):
             run.skipped += 1  # only with --skip-nonfinite: a non-finite step left the weights alone
             if run.skipped > cfg.skip_nonfinite:
                 raise ckpt.nonfinite_error(run.step + 1, cfg, run.out)
