@@ -3,6 +3,7 @@ autocast, on this host: the figures behind `--autocast auto` on a CPU and the de
 
     python bench/image_step_speed.py --repeats 3 [--threads 2] [--batch 64] [--sample-batch 64,128,256]
     python bench/image_step_speed.py --smoke   # every part at toy sizes (a check that it runs; no figures)
+    python bench/image_step_speed.py --set attn_resolutions=none --set channel_mult=1-2-2   # another shape
 
 Each repeat times `--steps` optimisation steps of the default U-Net (MNIST size, 28x28, class labels on) at
 batch `--batch` after 3 warm-up steps, then `--calls` sampling calls (inference mode) per sampling batch size,
@@ -28,11 +29,14 @@ from tiny_diffusion.runtime.device import native_bf16
 from tiny_diffusion.runtime.host import log_header
 
 
+CHANGES: dict = {}  # --set KEY=VALUE: the network's shape (or any config field) instead of the default's
+
+
 def network(label_dim: int):
     from tiny_diffusion.config import TrainConfig
     from tiny_diffusion.models import build_model
 
-    cfg = TrainConfig.from_dict({"dataset": "mnist"})
+    cfg = TrainConfig.from_dict({"dataset": "mnist", **CHANGES}, "--set")
     return cfg, build_model(cfg, (1, 28, 28), label_dim=label_dim)
 
 
@@ -117,7 +121,12 @@ def main():
     p.add_argument("--matmul", type=int, default=1024, help="the peak's square matmul size (default 1024)")
     p.add_argument("--matmul-seconds", type=float, default=2.0, help="each repeat's matmul timing (default 2)")
     p.add_argument("--smoke", action="store_true", help="toy sizes, one repeat: checks every part runs")
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE of the network's config, e.g. "
+                   "attn_resolutions=none or channel_mult=1-2-2 (as bench/mnist_recipes.py's variants)")
     args = p.parse_args()
+    from mnist_recipes import parse_variant  # bench/ is the script's folder, on sys.path
+
+    CHANGES.update(parse_variant("set:" + ",".join(args.set))[1])
     if args.smoke:
         args.repeats, args.batch, args.steps, args.calls, args.sample_batch = 1, 4, 1, 1, "4"
         args.matmul, args.matmul_seconds = 64, 0.05
