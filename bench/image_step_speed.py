@@ -2,10 +2,15 @@
 autocast, on this host: the figures behind `--autocast auto` on a CPU and the default run's length.
 
     python bench/image_step_speed.py --repeats 3 [--threads 2] [--batch 64] [--sample-batch 64,128,256]
+    python bench/image_step_speed.py --smoke   # every part at toy sizes (a check that it runs; no figures)
+    python bench/image_step_speed.py --set attn_resolutions=none --set channel_mult=1-2-2   # another shape
 
 Each repeat times `--steps` optimisation steps of the default U-Net (MNIST size, 28x28, class labels on) at
-batch `--batch` after 3 warm-up steps, then `--calls` sampling calls (inference mode) per sampling batch size.
-Prints the command and host lines (runtime/host.py), each repeat and the medians. Run it alone: it is a timing.
+batch `--batch` after 3 warm-up steps, then `--calls` sampling calls (inference mode) per sampling batch size,
+in float32 and, where the CPU computes it natively (runtime/device.py native_bf16: avx512_bf16 or amx_bf16), bf16
+autocast; elsewhere a line says why the bf16 rows are skipped (emulated bf16 took over 400 s on an AVX2 host).
+Prints the command and host lines (runtime/host.py), each repeat and the medians; one to three minutes on 2 cores
+with the defaults. Run it alone: it is a timing.
 
 The limit beside it: the step's floating-point work per image (torch's FLOP counter: forward and backward of
 the network, 2 FLOP per multiply-add) times its images/s is its GFLOP/s, printed beside a dense square matmul's
@@ -20,14 +25,18 @@ import statistics
 import time
 import torch
 
-from tiny_diffusion.runtime.host import cpu_flags, log_header
+from tiny_diffusion.runtime.device import native_bf16
+from tiny_diffusion.runtime.host import log_header
+
+
+CHANGES: dict = {}  # --set KEY=VALUE: the network's shape (or any config field) instead of the default's
 
 
 def network(label_dim: int):
     from tiny_diffusion.config import TrainConfig
     from tiny_diffusion.models import build_model
 
-    cfg = TrainConfig.from_dict({"dataset": "mnist"})
+    cfg = TrainConfig.from_dict({"dataset": "mnist", **CHANGES}, "--set")
     return cfg, build_model(cfg, (1, 28, 28), label_dim=label_dim)
 
 
@@ -71,7 +80,7 @@ def step_flops(batch: int) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_rate(n: int, dtype: torch.dtype, seconds: float = 2.0) -> float:
+def matmul_rate(n: int, dtype: torch.dtype, seconds: float) -> float:
     """GFLOP/s of repeated n x n @ n x n products (2 n^3 FLOP each) for about `seconds`."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     for _ in range(3):
@@ -110,13 +119,27 @@ def main():
     p.add_argument("--calls", type=int, default=30)
     p.add_argument("--sample-batch", default="64,128,256")
     p.add_argument("--matmul", type=int, default=1024, help="the peak's square matmul size (default 1024)")
+    p.add_argument("--matmul-seconds", type=float, default=2.0, help="each repeat's matmul timing (default 2)")
+    p.add_argument("--smoke", action="store_true", help="toy sizes, one repeat: checks every part runs")
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE of the network's config, e.g. "
+                   "attn_resolutions=none or channel_mult=1-2-2 (as bench/mnist_recipes.py's variants)")
     args = p.parse_args()
+    from mnist_recipes import parse_variant  # bench/ is the script's folder, on sys.path
+
+    CHANGES.update(parse_variant("set:" + ",".join(args.set))[1])
+    if args.smoke:
+        args.repeats, args.batch, args.steps, args.calls, args.sample_batch = 1, 4, 1, 1, "4"
+        args.matmul, args.matmul_seconds = 64, 0.05
     torch.set_num_threads(args.threads)
     print(log_header(), flush=True)
     print(f"threads: {args.threads}", flush=True)
+    args.precisions = (False, True) if native_bf16(torch.device("cpu")) else (False,)
+    if len(args.precisions) == 1:
+        print("bf16: skipped (training, sampling and matmul): this CPU lists neither avx512_bf16 nor amx_bf16, "
+              "so bf16 is emulated (over 400 s for this bench on an AVX2 host) and never the default here", flush=True)
     rows = {}
     for r in range(args.repeats):
-        for bf16 in (False, True):
+        for bf16 in args.precisions:
             name = "bf16" if bf16 else "fp32"
             v = time_steps(bf16, args.batch, args.steps)
             rows.setdefault(f"train {name} batch {args.batch}", []).append(v)
@@ -135,12 +158,9 @@ def print_limit(args, rows: dict) -> None:
     """The training step's GFLOP/s beside the host's matmul peak, fp32 and (where native) bf16."""
     per_image = step_flops(args.batch) / args.batch
     print(f"training step: {per_image / 1e9:.3f} GFLOP per image (forward and backward)")
-    native_bf16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        if name == "bf16" and not native_bf16:
-            print("bf16: this CPU lists neither avx512_bf16 nor amx_bf16, so no native bf16 peak")
-            continue
-        peak = statistics.median(matmul_rate(args.matmul, dtype) for _ in range(args.repeats))
+    for bf16 in args.precisions:
+        name, dtype = ("bf16", torch.bfloat16) if bf16 else ("fp32", torch.float32)
+        peak = statistics.median(matmul_rate(args.matmul, dtype, args.matmul_seconds) for _ in range(args.repeats))
         step = statistics.median(rows[f"train {name} batch {args.batch}"]) * per_image / 1e9
         print(f"{name}: step {step:.1f} GFLOP/s; matmul {args.matmul} peak {peak:.1f} GFLOP/s; "
               f"share {100 * step / peak:.0f}%")

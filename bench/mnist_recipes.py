@@ -94,6 +94,9 @@ def main():
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--keep", help="keep each variant's run folder as KEEP/NAME (default: a temporary folder)")
     args = p.parse_args()
+    from tiny_diffusion.runtime.host import log_header
+
+    print(log_header(), flush=True)
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "device": args.device, "frames": 0}
     if args.kimg:
         base["kimg"] = args.kimg

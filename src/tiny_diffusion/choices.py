@@ -4,7 +4,7 @@ them (and `--help` stays fast), and each implementation's registry is keyed by e
 SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # core/schedules.py
 EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity", "zero")  # models/embeddings.py
 PREDICTIONS = ("eps", "x0", "v")  # core/diffusion.py: what the network predicts
-T_SAMPLINGS = ("uniform", "logsnr")  # core/diffusion.py: the training distribution of t
+T_SAMPLINGS = ("uniform", "logsnr", "stratified")  # core/diffusion.py: the training distribution of t
 LOSSES = ("l2", "l1")  # core/diffusion.py
 SAMPLERS = ("ddpm", "ddim", "dpm++")  # core/samplers.py
 SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")  # core/samplers.py: timestep grids

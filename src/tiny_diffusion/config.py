@@ -155,8 +155,9 @@ class TrainConfig:
         None, "rescale the schedule so alpha_bar_T equals this (e.g. 1e-4); unset keeps it as is",
         low=0.0, high=1.0, nullable=True)
     prediction: str = _auto("what the network predicts: eps (noise), x0 (clean data) or v", choices=PREDICTIONS)
-    t_sampling: str = _auto("training distribution of t: uniform (Ho et al.) or logsnr (uniform in log-SNR, more "
-                            "weight on the low-noise steps that resolve fine structure)", choices=T_SAMPLINGS)
+    t_sampling: str = _auto("training distribution of t: uniform (Ho et al.), logsnr (uniform in log-SNR, more "
+                            "weight on the low-noise steps that resolve fine structure) or stratified (uniform, each "
+                            "batch spread evenly over the steps from one draw)", choices=T_SAMPLINGS)
     min_snr: float = _f(0.0, "weight each sample's loss by min(SNR, gamma) in eps terms (min-SNR-gamma, Hang et al. "
                         "2023; 5 is theirs); 0: unweighted", low=0.0, high=1e6)
     loss: str = _f("l2", "training loss between the network's output and its target: l2 (Ho et al.) or l1",
@@ -207,6 +208,9 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = off; the classic study used 1)", low=0.0,
                           high=1e9)
     ema: float = _auto("EMA decay of the weights used for sampling (0 = off)", low=0.0, high=1.0)
+    ema_gamma: float = _f(0.0, "> 0: EDM2's power-function EMA (Karras et al. 2024) instead of ema's constant decay: "
+                          "decay (1 - 1/step)^(gamma + 1), an average over the last ~sigma_rel of the run whatever "
+                          "its length (gamma 16.97: sigma_rel 0.05, 6.94: 0.10); 0: off", low=0.0, high=1e6)
     # bookkeeping
     seed: int = _f(0, "seed for data, initialisation, batches and noise", low=0, high=2**63 - 1)
     device: str = _f("auto", "where to train", choices=DEVICES)
@@ -338,6 +342,9 @@ class TrainConfig:
             raise InputError(f"{source}: cond_drop = {self.cond_drop} must be < 1 (1 never shows the network a label)")
         if self.ema >= 1:
             raise InputError(f"{source}: ema = {self.ema} must be < 1 (0 turns EMA off)")
+        if self.ema_gamma > 0 and self.ema == 0:
+            raise InputError(f"{source}: ema_gamma = {self.ema_gamma} shapes an EMA that ema = 0 turns off; give ema > 0 "
+                             "or drop ema_gamma")
         if self.beta_start > self.beta_end:
             raise InputError(f"{source}: beta_start = {self.beta_start} is above beta_end = {self.beta_end}")
         if self.model == "mlp" and self.images:

@@ -97,6 +97,24 @@ def test_loss_of_oracle_equals_posterior_variance_of_eps():
     assert d.loss(zero, x0, g).item() == pytest.approx(1.0, rel=0.01)
 
 
+def test_stratified_t_spreads_each_batch_evenly_and_each_step_stays_uniform():
+    """t_sampling "stratified": one draw u per batch, the i-th step at (u + i / n) mod 1 of [0, T). Each batch of
+    n holds exactly one step in each of the n equal slices of [0, T) (iid uniform t misses many), and over many
+    batches every step is drawn equally often, as under uniform t."""
+    T, n = 1024, 64  # T / n whole: each slice holds 16 steps
+    d = Diffusion(make_betas("cosine", T), t_sampling="stratified", dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(50):
+        t = d.sample_t(n, "cpu", g)
+        assert t.dtype == torch.long and t.min() >= 0 and t.max() < T
+        assert torch.equal(torch.bincount(t * n // T, minlength=n), torch.ones(n, dtype=torch.long))
+    iid = Diffusion(make_betas("cosine", T), dtype=torch.float64).sample_t(n, "cpu", g)
+    assert (torch.bincount(iid * n // T, minlength=n) == 0).sum() > 10  # iid t leaves slices empty: the check bites
+    counts = torch.bincount(torch.cat([d.sample_t(n, "cpu", g) for _ in range(20_000)]), minlength=T).double()
+    expected = 20_000 * n / T  # 1250 per step; a binomial count's sd is ~35
+    assert counts.sum() == 20_000 * n and (counts - expected).abs().max() < 6 * expected ** 0.5
+
+
 def test_logsnr_t_sampling_is_uniform_in_log_snr():
     d = Diffusion(make_betas("linear", 1000), t_sampling="logsnr", dtype=torch.float64)
     g = torch.Generator().manual_seed(5)

@@ -47,7 +47,7 @@ FLAG_GROUPS = {
     "diffusion": ("timesteps", "schedule", "beta_start", "beta_end", "terminal_alpha_bar", "prediction", "t_sampling",
                   "min_snr", "loss"),
     "optimizer": ("epochs", "kimg", "batch_size", "lr", "weight_decay", "warmup", "lr_decay", "grad_clip", "ema",
-                  "skip_nonfinite"),
+                  "ema_gamma", "skip_nonfinite"),
     "evaluation": ("eval_n", "eval_sampler", "eval_steps", "guidance", "guidance_interval"),
     "runtime": ("seed", "device", "cuda_graphs", "autocast", "compile"),
     "output": ("frames", "frame_points", "frame_sampler", "frame_steps", "checkpoint_every"),

@@ -61,7 +61,7 @@ class Diffusion:
         # gets ~30% of the samples instead of ~6%.
         log_snr = torch.log(ab) - torch.log1p(-ab)
         widths = torch.cat([log_snr[:1] - log_snr[1:2], log_snr[:-1] - log_snr[1:]]).clamp_min(0)
-        if t_sampling == "uniform" or not torch.isfinite(widths).all() or widths.sum() <= 0:
+        if t_sampling != "logsnr" or not torch.isfinite(widths).all() or widths.sum() <= 0:
             widths = torch.ones_like(widths)
         self.t_cdf = (widths.cumsum(0) / widths.sum()).to(device=device, dtype=torch.float64)
 
@@ -127,10 +127,16 @@ class Diffusion:
 
     # -- training ---------------------------------------------------------------------------
     def sample_t(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n training steps t: uniform (Ho et al.) or log-SNR-uniform, see `t_sampling`."""
+        """n training steps t: uniform (Ho et al.) or log-SNR-uniform, see `t_sampling`. "stratified": uniform t
+        with one draw u per batch, the i-th step at (u + i / n) mod 1 of the way through [0, T): every batch covers
+        the steps evenly (a lower-variance loss estimate), and each step is still uniform over [0, T)."""
         if self.t_sampling == "uniform":
             return torch.randint(0, self.T, (n,), device=device, generator=generator)
-        u = torch.rand(n, device=device, dtype=torch.float64, generator=generator)
+        if self.t_sampling == "stratified":
+            u = torch.rand(1, device=device, dtype=torch.float64, generator=generator)
+            u = (u + torch.arange(n, device=device, dtype=torch.float64) / n) % 1
+        else:
+            u = torch.rand(n, device=device, dtype=torch.float64, generator=generator)
         return torch.searchsorted(self.t_cdf, u).clamp_(max=self.T - 1)
 
     def loss(self, model, x0: torch.Tensor, generator: torch.Generator | None = None, y: torch.Tensor | None = None,

@@ -105,7 +105,7 @@ def train(cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool | 
                 s.pending = snapshot(run, stop)
             for i in range(s.batch, n):
                 # the step: batch, loss, backward, clipping, optimizer, EMA (step.TrainStep.__call__)
-                if run.train_step(s.perm[i * B:(i + 1) * B], s.step + 1, ema_decay(cfg.ema, s.step + 1)):
+                if run.train_step(s.perm[i * B:(i + 1) * B], s.step + 1, ema_decay(cfg.ema, s.step + 1, cfg.ema_gamma)):
                     note_skipped(run)  # only with --skip-nonfinite: a non-finite step left the weights alone
                 s.scheduler.step()  # the learning rate of the next step
                 s.step, s.batch = s.step + 1, i + 1

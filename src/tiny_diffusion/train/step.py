@@ -66,8 +66,12 @@ def plan_for(cfg, device: torch.device, world: int, images: bool) -> Plan:
     return Plan(graphs=graphs, bf16=bf16, compile=cfg.compile == "on", channels_last=device.type == "cuda" and images)
 
 
-def ema_decay(ema: float, step: int) -> float:
-    """The EMA decay after `step` steps, with the usual warm-up: short runs are not dominated by the initial weights."""
+def ema_decay(ema: float, step: int, gamma: float = 0.0) -> float:
+    """The EMA decay after `step` steps (counted from 1), with the usual warm-up: short runs are not dominated by the
+    initial weights. gamma > 0: EDM2's power-function profile (1 - 1/step)^(gamma + 1) instead, whose average
+    weights the run's steps as step^gamma, a fixed share of the run at any length (its sigma_rel)."""
+    if gamma > 0:
+        return (1 - 1 / step) ** (gamma + 1)
     return min(ema, (1 + step) / (10 + step))
 
 
