@@ -1,7 +1,8 @@
 """Everything a training run builds before its first step, in the order that fixes every random stream: the data,
-the settled config (`settle`: the one place a run's automatic values are decided from the data, below), the network, its EMA copy, the diffusion, the hooks, the training generator (the optimizer and
-its LR schedule, which draw nothing, train() makes itself); then a resumed run's checkpoint, the step as it runs here (DDP, torch.compile, a CUDA graph) and the
-lines the run starts with. `Run` holds what a run uses while it runs; `state.TrainState` what a checkpoint holds.
+the settled config (`settle`, below: the one place a run's automatic values are decided from the data), the
+network, its EMA copy, the diffusion, the hooks, the training generator (the optimizer and its LR schedule, which
+draw nothing, train() makes itself); then a resumed run's checkpoint, the step as it runs here (DDP,
+torch.compile, a CUDA graph) and the lines the run starts with. `Run` holds what a run uses while it runs; `state.TrainState` what a checkpoint holds.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def open_run(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
     model = build_model(cfg, data.shape, classes=data.classes if cfg.class_cond else None).to(device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    out = None if out_dir is None else dist.on_main(lambda: runs.lock_run_dir(out_dir) if resume else runs.new_run_dir(out_dir))
+    take = runs.lock_run_dir if resume else runs.new_run_dir
+    out = None if out_dir is None else dist.on_main(lambda: take(out_dir))
     out = out if main else None  # rank 0 alone writes
     try:
         ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema > 0 else model
