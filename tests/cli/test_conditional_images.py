@@ -100,6 +100,17 @@ def test_guidance_draws_the_requested_class_more_often_at_w3_than_at_w0(run, tmp
     assert min(share["bright"][1], share["dark"][1]) >= 0.9, share  # and nearly always at W = 3
 
 
+def test_a_guidance_interval_that_starts_below_zero_is_taken_as_the_help_writes_it(run, tmp_path):
+    """`--guidance-interval -2,1` (the help's own example) is the interval, not an unknown flag: the same samples as
+    `--guidance-interval=-2,1`, and not those of every step guided."""
+    base = ["sample", str(run), "--n", "4", "--guidance", "3"]
+    assert main([*base, "--guidance-interval", "-2,1", "--out", str(tmp_path / "a.npy")]) == 0
+    assert main([*base, "--guidance-interval=-2,1", "--out", str(tmp_path / "b.npy")]) == 0
+    assert main([*base, "--guidance-interval", "all", "--out", str(tmp_path / "c.npy")]) == 0
+    a, b, c = (np.load(tmp_path / f"{k}.npy") for k in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
 def test_reverse_figures_of_one_class_end_on_that_class(run, tmp_path):
     """The last frame of `animate --reverse` and the last (x_0) panel of `plot reverse`, asked for bright and for
     dark: the same titles and layout, so only the images can make the bright ones brighter."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 
@@ -36,14 +37,22 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+NEGATIVE_LIST = re.compile(r"^-\d[\d.eE+-]*(,[-+]?[\d.eE+-]+)+$")  # '-2,1': a value, though it starts with '-'
+
+
 def _config_spelling(argv: list[str]) -> list[str]:
-    """--hidden_size (the config key's spelling, as errors and TOML files write it) -> --hidden-size."""
+    """--hidden_size (the config key's spelling, as errors and TOML files write it) -> --hidden-size; and a flag
+    followed by a comma list that starts with a negative number (`--guidance-interval -2,1`, as the help writes
+    it) joined into one `--flag=-2,1`, which argparse would otherwise read as an unknown flag."""
     keys = {f.name for f in TrainConfig.fields()}
     out = []
     for arg in argv:
         flag, eq, value = arg.partition("=")
         if flag.startswith("--") and flag[2:] in keys:
             arg = flag_name(flag[2:]) + eq + value
+        if out and NEGATIVE_LIST.match(arg) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={arg}"
+            continue
         out.append(arg)
     return out
 
