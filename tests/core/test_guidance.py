@@ -264,6 +264,15 @@ def test_bad_classes_and_weights_exit_2_with_one_line(two_run, two_classes, args
     assert not any(tmp_path.iterdir())
 
 
+def test_evaluate_with_too_few_samples_per_class_exits_2_naming_the_n_it_needs(two_run, two_classes, capsys):
+    """Per-class precision and coverage need more than COVERAGE_K (5) samples of a class: 10 samples over the two
+    classes are refused before any sampling with the --n that works (it was an IndexError traceback)."""
+    assert main(["evaluate", str(two_run), "--n", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("use --n 12 or more"), err
+    assert main(["evaluate", str(two_run), "--n", "12"]) == 0
+
+
 def test_class_flags_on_an_unconditional_run_and_class_cond_without_labels_exit_2(tmp_path, capsys):
     run = tmp_path / "run"
     cfg = TrainConfig(n_points=256, epochs=1, batch_size=128, timesteps=10, terminal_alpha_bar=1e-4, hidden_size=8,

@@ -27,6 +27,15 @@ class Scorer:
 
     def __init__(self, cfg, y, device, log=None):
         self.cfg, self.y = cfg, y.numpy()
+        if not cfg.images:  # before any sampling: a class is scored only with more than COVERAGE_K samples
+            from ..errors import InputError
+            from .points import COVERAGE_K
+
+            counts = np.unique(self.y, return_counts=True)[1]
+            if counts.max() <= COVERAGE_K:
+                raise InputError(f"--n {len(self.y)}: {len(counts)} classes get at most {counts.max()} samples each, "
+                                 f"and a class's precision and coverage need more than {COVERAGE_K}; use --n "
+                                 f"{len(counts) * (COVERAGE_K + 1)} or more")
         if cfg.images:
             from ..data.source import load_source
             from .report import image_metric
