@@ -65,7 +65,7 @@ def test_an_old_checkpoint_is_read_whole_and_written_back_unchanged(name, tmp_pa
     cfg = runs.run_config(old)
     run = open_run(cfg, None, False, lambda m: None)  # today's setup: the model, optimizer ... of the run's config
     run.state.optimizer, run.state.scheduler = optimizer_for(run.state.model, run.cfg, run.length.total_steps)
-    run.state.restore(load_state(old / runs.CHECKPOINT, run.cfg, run.device))
+    run.state.restore(load_state(old / runs.CHECKPOINT, run.cfg, run.device), old / runs.CHECKPOINT)
     save_state(tmp_path / "again.pt", run.state)
     before, again = (torch.load(p, weights_only=True) for p in (old / runs.CHECKPOINT, tmp_path / "again.pt"))
     # the config: the same values, and a field added since (ema_gamma) at its default, which changes nothing

@@ -190,9 +190,12 @@ def run_plan(args, purpose: str, cfg, model, diffusion, classes_first: bool = Fa
     from ..sampling import plan
     from .conditional import class_request
 
-    labels = class_request(args, model.classes) if classes_first else None
-    check_sampling(args, cfg, diffusion)
-    labels = class_request(args, model.classes) if labels is None else labels
+    if classes_first:
+        labels = class_request(args, model.classes)
+        check_sampling(args, cfg, diffusion)
+    else:
+        check_sampling(args, cfg, diffusion)
+        labels = class_request(args, model.classes)
     return plan(cfg, purpose, classes=model.classes, sampler=_one(args.sampler), steps=_one(args.steps),
                 spacing=args.spacing, lambda_min=args.lambda_min, eta=args.eta, clip=getattr(args, "clip", None),
                 **labels, **given)

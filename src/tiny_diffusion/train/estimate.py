@@ -71,19 +71,19 @@ def run_estimate(cfg, speed: Speed, images_left: int, snapshots_left: int) -> di
 def describe_estimate(cfg, seconds: dict, steps_left: int, snapshots_left: int) -> str:
     """'about 40 s in all: training 30 s (3 steps), snapshots 6 s (3 grids of 1 x 20 steps), final samples 4 s
     (1 x 20 dpm++ steps)'."""
-    final = vars(plan(cfg, "final"))  # its n, sampler, steps
+    final = plan(cfg, "final")
     return (f"about {duration(seconds['total'])} in all: training {duration(seconds['training'])} ({steps_left} "
             f"steps), snapshots {duration(seconds['snapshots'])} ({snapshots_left} grids of {cfg.frame_points} x "
             f"{min(cfg.frame_steps, cfg.timesteps)} steps), final samples {duration(seconds['final samples'])} "
-            f"({final['n']} x {final['steps'] or cfg.timesteps} {final['sampler']} steps); from timed passes of "
+            f"({final.n} x {final.steps or cfg.timesteps} {final.sampler} steps); from timed passes of "
             f"the network")
 
 
 def final_line(cfg, speed: Speed) -> str:
     """The line before the final samples: what they are and about how long they take."""
-    final = vars(plan(cfg, "final"))  # its n, sampler, steps
+    final = plan(cfg, "final")
     block, calls = eval_calls(cfg, 0)[1]
-    return (f"final samples: {final['n']} x {final['steps'] or cfg.timesteps} {final['sampler']} steps, about "
+    return (f"final samples: {final.n} x {final.steps or cfg.timesteps} {final.sampler} steps, about "
             f"{duration(calls * speed.forward[block])} (from measured passes of the network)")
 
 

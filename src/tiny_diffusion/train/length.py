@@ -72,9 +72,9 @@ def sampling_calls(cfg: TrainConfig, n: int, steps: int) -> tuple[int, int]:
 
 def eval_calls(cfg: TrainConfig, n_snapshots: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """((block, calls) of the snapshots, (block, calls) of the final samples) of a run's evaluation."""
-    final = vars(plan(cfg, "final"))  # its n, sampler, steps
+    final = plan(cfg, "final")
     block, calls = sampling_calls(cfg, cfg.frame_points, min(cfg.frame_steps, cfg.timesteps))
-    return (block, n_snapshots * calls), sampling_calls(cfg, final["n"], final["steps"] or cfg.timesteps)
+    return (block, n_snapshots * calls), sampling_calls(cfg, final.n, final.steps or cfg.timesteps)
 
 
 def eval_passes(cfg: TrainConfig, n_snapshots: int) -> tuple[int, int]:

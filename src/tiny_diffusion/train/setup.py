@@ -2,7 +2,8 @@
 the settled config (`settle`, below: the one place a run's automatic values are decided from the data), the
 network, its EMA copy, the diffusion, the hooks, the training generator (the optimizer and its LR schedule, which
 draw nothing, train() makes itself); then a resumed run's checkpoint, the step as it runs here (DDP,
-torch.compile, a CUDA graph) and the lines the run starts with. `Run` holds what a run uses while it runs; `state.TrainState` what a checkpoint holds.
+torch.compile, a CUDA graph) and the lines the run starts with. `Run` holds what a run uses while it runs;
+`state.TrainState` what a checkpoint holds.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _shrunk(n: int, factor: float) -> int:
 @dataclass
 class Run:
     """What one training run uses while it runs (the checkpoint's part is `state`)."""
-    cfg: TrainConfig  # settled (settle.py): what config.json records
+    cfg: TrainConfig  # settled (`settle`, above): what config.json records
     device: torch.device
     data: object  # data.source.DataSource
     main: bool  # this process writes the run folder and logs (rank 0, or the only process)
@@ -175,15 +176,16 @@ def open_run(cfg: TrainConfig, out_dir, resume: bool, log) -> Run:
 
 def restore(run: Run, out_dir) -> None:
     """Continue from the run folder's checkpoint (when it has one): weights, optimizer, RNG streams and
-    the loop's position; a finished run is only reloaded."""
-    saved = dist.on_main(lambda: ckpt.load_state(Path(run.out or out_dir) / runs.CHECKPOINT, run.cfg, run.device))
+    the loop's position; a finished run is only reloaded. (Rank 0 reads it, every rank takes it.)"""
+    path = Path(out_dir) / runs.CHECKPOINT
+    saved = dist.on_main(lambda: ckpt.load_state(path, run.cfg, run.device))
     run.finished = dist.on_main(lambda: runs.is_finished(run.out))
     if run.out is not None:  # a folder with no checkpoint yet (or none at all) simply starts there
         run.out.mkdir(parents=True, exist_ok=True)
         ckpt.clean_stale_temp_files(run.out)
     if saved is None:
         return
-    run.state.restore(saved)
+    run.state.restore(saved, path)
     run.resumed, run.seconds_before = True, run.state.seconds
     s = run.state
     run.log(f"resuming {run.out} after {ckpt.position(s.step, s.epoch, s.batch)}")

@@ -87,9 +87,9 @@ class TrainState:
     seconds: float = 0.0  # training time: up to the save (written), before this resumption (read)
     skipped: int = 0  # non-finite steps skipped (--skip-nonfinite)
 
-    def restore(self, saved: dict) -> None:
-        """Take the state `load_state` read: weights, optimizer, scheduler, RNG streams, position and records.
-        InputError when the checkpoint's weights or optimizer do not fit this state's (another model)."""
+    def restore(self, saved: dict, path: Path) -> None:
+        """Take the state `load_state` read from `path`: weights, optimizer, scheduler, RNG streams, position and
+        records. InputError naming `path` when its weights or optimizer do not fit this state's (another model)."""
         try:
             self.model.load_state_dict(saved["model"])
             if saved["ema"] is not None:
@@ -105,7 +105,7 @@ class TrainState:
             if self.batch > 0:
                 self.perm, self.loss_sum = saved["perm"].to(self.generator.device), saved["loss_sum"]
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-            raise InputError(f"{saved.get('path', 'checkpoint')}: training state does not fit the config "
+            raise InputError(f"{path}: training state does not fit the config "
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
 
 
@@ -163,7 +163,7 @@ def load_state(path: Path, cfg: TrainConfig | None = None, device: torch.device 
     if device is not None and state.get("device", device.type) != device.type:
         raise InputError(f"{path}: was trained on {state['device']}, this resumption would run on {device.type}; "
                          f"resume with --device {state['device']} (random streams differ between devices)")
-    return {**state, "path": str(path)}
+    return state
 
 
 def clean_stale_temp_files(run_dir: Path) -> None:

@@ -27,15 +27,15 @@ def checkpoint(run: Run, loss_sum=None) -> None:
     ckpt.save_state(run.out / runs.CHECKPOINT, s)
 
 
+STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
+
+
 def stop_requested(run: Run, stop, last_of_epoch: bool) -> bool:
     """One process looks every step; several agree now and then (a collective)."""
     if run.world == 1:
         return stop.signum is not None
     every = run.state.step % STOP_CHECK_EVERY == 0
     return (last_of_epoch or every) and dist.any_rank(stop.signum is not None, run.device)
-
-
-STOP_CHECK_EVERY = 64  # under torchrun, ranks agree on a stop signal every this many steps and at epoch ends
 
 
 def check_finite(run: Run) -> None:
